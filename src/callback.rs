@@ -1,0 +1,563 @@
+//! The callback contract: request bodies into fields, fields into typed events.
+//!
+//! ZEGOCLOUD sends every event to one URL, as JSON or as an URL-encoded form, with scalars as
+//! JSON strings or JSON numbers depending on the documentation version (see
+//! `../shared/spec/zego-callbacks.md`). This module turns both encodings into one [`Fields`] map,
+//! reads the signed envelope out of it, and normalises a `room_logout` into a [`RoomLogout`].
+//! It knows nothing of HTTP or SQL.
+//!
+//! Numbers never pass through a float: `serde_json` is built with `arbitrary_precision`, so a JSON
+//! number keeps the digits that were sent and is parsed as an integer here or refused.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// The two body encodings ZEGOCLOUD documents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Json,
+    Form,
+}
+
+impl Encoding {
+    /// The encoding named by a `Content-Type` header value (parameters such as `charset` ignored).
+    pub fn from_content_type(content_type: &str) -> Option<Self> {
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if essence.eq_ignore_ascii_case("application/json") {
+            Some(Self::Json)
+        } else if essence.eq_ignore_ascii_case("application/x-www-form-urlencoded") {
+            Some(Self::Form)
+        } else {
+            None
+        }
+    }
+
+    /// A best guess for a request that names no content type: a JSON object starts with `{`.
+    pub fn sniff(body: &[u8]) -> Self {
+        match body.iter().find(|b| !b.is_ascii_whitespace()) {
+            Some(b'{') => Self::Json,
+            _ => Self::Form,
+        }
+    }
+
+    pub fn mime(self) -> &'static str {
+        match self {
+            Self::Json => "application/json",
+            Self::Form => "application/x-www-form-urlencoded",
+        }
+    }
+}
+
+/// Why a body could not be read as callback fields.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ParseError {
+    #[error("the request body is empty")]
+    Empty,
+    #[error("the body is not a JSON object: {0}")]
+    Json(String),
+    #[error("the form body is not valid: {0}")]
+    Form(String),
+}
+
+/// A field that is missing or does not hold what the contract says.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FieldError {
+    #[error("field `{0}` is missing")]
+    Missing(&'static str),
+    #[error("field `{field}` must be a string or a number, not {found}")]
+    NotScalar {
+        field: &'static str,
+        found: &'static str,
+    },
+    #[error("field `{field}` must be {expected}, got {value:?}")]
+    Invalid {
+        field: &'static str,
+        expected: &'static str,
+        value: String,
+    },
+}
+
+impl FieldError {
+    /// The name of the field the error is about.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Missing(field) | Self::NotScalar { field, .. } | Self::Invalid { field, .. } => {
+                field
+            }
+        }
+    }
+}
+
+/// The decoded fields of one callback, by name.
+///
+/// Form values are URL-decoded strings; JSON values are kept as sent (strings, exact numbers, or
+/// whatever an unknown event nests). A field given twice is refused rather than guessed at.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Fields(BTreeMap<String, Value>);
+
+/// Fields left out of the business digest: a retry may change them and still be the same callback.
+const SIGNATURE_FIELDS: [&str; 3] = ["timestamp", "nonce", "signature"];
+
+impl Fields {
+    /// Parses a request body in the given encoding.
+    pub fn parse(body: &[u8], encoding: Encoding) -> Result<Self, ParseError> {
+        if body.iter().all(u8::is_ascii_whitespace) {
+            return Err(ParseError::Empty);
+        }
+        match encoding {
+            Encoding::Json => {
+                serde_json::from_slice(body).map_err(|e| ParseError::Json(e.to_string()))
+            }
+            Encoding::Form => parse_form(body),
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.0.get(name)
+    }
+
+    /// A scalar field as text: a JSON string as is, a JSON number as the digits sent.
+    /// `null` and an empty string count as absent.
+    pub fn text(&self, field: &'static str) -> Result<Option<Cow<'_, str>>, FieldError> {
+        let text = match self.0.get(field) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::String(s)) => Cow::Borrowed(s.as_str()),
+            Some(Value::Number(n)) => Cow::Owned(n.to_string()),
+            Some(other) => {
+                return Err(FieldError::NotScalar {
+                    field,
+                    found: json_type(other),
+                })
+            }
+        };
+        Ok(if text.is_empty() { None } else { Some(text) })
+    }
+
+    /// A scalar field that must be present.
+    pub fn required_text(&self, field: &'static str) -> Result<Cow<'_, str>, FieldError> {
+        self.text(field)?.ok_or(FieldError::Missing(field))
+    }
+
+    /// An integer field, if present; refused when it is not an integer of type `T`.
+    pub fn integer<T: std::str::FromStr>(
+        &self,
+        field: &'static str,
+        expected: &'static str,
+    ) -> Result<Option<T>, FieldError> {
+        match self.text(field)? {
+            None => Ok(None),
+            Some(text) => text.parse().map(Some).map_err(|_| FieldError::Invalid {
+                field,
+                expected,
+                value: text.into_owned(),
+            }),
+        }
+    }
+
+    /// An integer field that must be present.
+    pub fn required_integer<T: std::str::FromStr>(
+        &self,
+        field: &'static str,
+        expected: &'static str,
+    ) -> Result<T, FieldError> {
+        self.integer(field, expected)?
+            .ok_or(FieldError::Missing(field))
+    }
+
+    /// SHA-256 over every field but timestamp, nonce and signature: what makes two deliveries
+    /// the same callback. Strings and numbers with the same text digest alike, so a sender that
+    /// switches between `"7"` and `7` does not create a new event.
+    pub fn business_digest(&self) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        for (name, value) in &self.0 {
+            if SIGNATURE_FIELDS.contains(&name.as_str()) {
+                continue;
+            }
+            let canonical = match value {
+                Value::String(s) => Cow::Borrowed(s.as_str()),
+                Value::Number(n) => Cow::Owned(n.to_string()),
+                other => Cow::Owned(format!("\u{1}{other}")),
+            };
+            for part in [name.as_str(), &canonical] {
+                hasher.update((part.len() as u64).to_le_bytes());
+                hasher.update(part.as_bytes());
+            }
+        }
+        hasher.finalize().into()
+    }
+
+    /// The fields as one JSON object for the raw archive, and whether any text held U+0000.
+    ///
+    /// PostgreSQL text and jsonb cannot hold U+0000; such characters are replaced by U+FFFD and
+    /// the caller records the replacement instead of losing the whole callback.
+    pub fn to_json(&self) -> (Value, bool) {
+        let mut had_nul = false;
+        let map = self
+            .0
+            .iter()
+            .map(|(k, v)| (strip_nul(k, &mut had_nul), scrub(v, &mut had_nul)))
+            .collect();
+        (Value::Object(map), had_nul)
+    }
+}
+
+fn strip_nul(s: &str, had_nul: &mut bool) -> String {
+    if s.contains('\0') {
+        *had_nul = true;
+        s.replace('\0', "\u{FFFD}")
+    } else {
+        s.to_owned()
+    }
+}
+
+fn scrub(value: &Value, had_nul: &mut bool) -> Value {
+    match value {
+        Value::String(s) => Value::String(strip_nul(s, had_nul)),
+        Value::Array(items) => Value::Array(items.iter().map(|v| scrub(v, had_nul)).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (strip_nul(k, had_nul), scrub(v, had_nul)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// `a=1&b=x%20y+z`: pairs split on `&` and the first `=`, `+` is a space, percent-escapes
+/// decoded; the decoded bytes must be UTF-8.
+fn parse_form(body: &[u8]) -> Result<Fields, ParseError> {
+    let mut fields = BTreeMap::new();
+    for pair in body.split(|&b| b == b'&').filter(|p| !p.is_empty()) {
+        let (name, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let name = form_decode(name)?;
+        if name.is_empty() {
+            return Err(ParseError::Form("a pair has an empty name".into()));
+        }
+        let value = form_decode(value)?;
+        if fields.contains_key(&name) {
+            return Err(ParseError::Form(format!(
+                "field `{name}` appears more than once"
+            )));
+        }
+        fields.insert(name, Value::String(value));
+    }
+    if fields.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    Ok(Fields(fields))
+}
+
+fn form_decode(raw: &[u8]) -> Result<String, ParseError> {
+    let plus_as_space: Vec<u8> = raw
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    percent_encoding::percent_decode(&plus_as_space)
+        .decode_utf8()
+        .map(Cow::into_owned)
+        .map_err(|_| ParseError::Form("a value is not UTF-8 once URL-decoded".into()))
+}
+
+impl<'de> Deserialize<'de> for Fields {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = Fields;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object of callback fields")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+                let mut fields = BTreeMap::new();
+                while let Some((name, value)) = map.next_entry::<String, Value>()? {
+                    if fields.contains_key(&name) {
+                        return Err(de::Error::custom(format_args!(
+                            "field `{name}` appears more than once"
+                        )));
+                    }
+                    fields.insert(name, value);
+                }
+                Ok(Fields(fields))
+            }
+        }
+
+        deserializer.deserialize_map(FieldsVisitor)
+    }
+}
+
+/// The fields every event carries and the signature covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub event: String,
+    pub appid: i64,
+    /// The timestamp as sent: the signature is computed over this text.
+    pub timestamp: String,
+    /// The timestamp in unix seconds.
+    pub timestamp_secs: i64,
+    pub nonce: String,
+    pub signature: String,
+}
+
+impl Envelope {
+    pub fn from_fields(fields: &Fields) -> Result<Self, FieldError> {
+        let timestamp = fields.required_text("timestamp")?.into_owned();
+        let timestamp_secs = timestamp.parse().map_err(|_| FieldError::Invalid {
+            field: "timestamp",
+            expected: "unix seconds",
+            value: timestamp.clone(),
+        })?;
+        let appid: i64 = fields.required_integer("appid", "a non-negative integer")?;
+        if appid < 0 {
+            return Err(FieldError::Invalid {
+                field: "appid",
+                expected: "a non-negative integer",
+                value: appid.to_string(),
+            });
+        }
+        Ok(Self {
+            event: fields.required_text("event")?.into_owned(),
+            appid,
+            timestamp,
+            timestamp_secs,
+            nonce: fields.required_text("nonce")?.into_owned(),
+            signature: fields.required_text("signature")?.into_owned(),
+        })
+    }
+}
+
+/// A user left a room: the `room_logout` event, typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomLogout {
+    pub appid: i64,
+    pub room_id: String,
+    pub room_seq: Option<u64>,
+    pub user_account: String,
+    pub user_nickname: Option<String>,
+    pub session_id: u64,
+    pub login_time: DateTime<Utc>,
+    pub logout_time: DateTime<Utc>,
+    pub reason: Option<i32>,
+    pub user_role: Option<i32>,
+    pub user_update_seq: Option<i64>,
+}
+
+/// The latest unix millisecond accepted as a time: 9999-12-31T23:59:59.999Z.
+const MAX_UNIX_MS: i64 = 253_402_300_799_999;
+
+impl RoomLogout {
+    pub const EVENT: &'static str = "room_logout";
+
+    /// Normalises the fields of an authentic `room_logout`.
+    pub fn from_fields(appid: i64, fields: &Fields) -> Result<Self, FieldError> {
+        const U64: &str = "an unsigned 64-bit integer";
+        const I32: &str = "a 32-bit integer";
+        Ok(Self {
+            appid,
+            room_id: fields.required_text("room_id")?.into_owned(),
+            room_seq: fields.integer("room_seq", U64)?,
+            user_account: fields.required_text("user_account")?.into_owned(),
+            user_nickname: fields.text("user_nickname")?.map(Cow::into_owned),
+            session_id: fields.required_integer("session_id", U64)?,
+            login_time: unix_ms(fields, "login_time")?,
+            logout_time: unix_ms(fields, "logout_time")?,
+            reason: fields.integer("reason", I32)?,
+            user_role: fields.integer("user_role", I32)?,
+            user_update_seq: fields.integer("user_update_seq", "a 64-bit integer")?,
+        })
+    }
+}
+
+/// A time in unix milliseconds, between 1970 and the end of year 9999.
+fn unix_ms(fields: &Fields, field: &'static str) -> Result<DateTime<Utc>, FieldError> {
+    const EXPECTED: &str = "unix milliseconds between 1970 and 9999";
+    let ms: i64 = fields.required_integer(field, EXPECTED)?;
+    (0..=MAX_UNIX_MS)
+        .contains(&ms)
+        .then(|| DateTime::from_timestamp_millis(ms))
+        .flatten()
+        .ok_or_else(|| FieldError::Invalid {
+            field,
+            expected: EXPECTED,
+            value: ms.to_string(),
+        })
+}
+
+/// An authenticated callback, ready to be stored: what the archive keeps and, for a logout,
+/// its typed row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    pub event: String,
+    pub appid: i64,
+    /// See [`Fields::business_digest`].
+    pub digest: [u8; 32],
+    /// The decoded fields as a JSON object (U+0000 replaced, see [`Fields::to_json`]).
+    pub body: Value,
+    pub encoding: Encoding,
+    pub payload: Payload,
+}
+
+/// What an authenticated callback holds beyond the archive row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Payload {
+    Logout(RoomLogout),
+    /// An event zegolog keeps raw only (logins, rooms, streams, future events).
+    Other,
+    /// Authentic but unusable: kept in the archive with this reason, in no typed table.
+    Refused(String),
+}
+
+impl Received {
+    /// Normalises an authenticated callback. Never fails: what cannot be normalised is
+    /// [`Payload::Refused`], because a retry would not fix it and the sender proved it sent it.
+    pub fn new(envelope: &Envelope, fields: &Fields, encoding: Encoding) -> Self {
+        let (body, had_nul) = fields.to_json();
+        let mut payload = if envelope.event == RoomLogout::EVENT {
+            match RoomLogout::from_fields(envelope.appid, fields) {
+                Ok(logout) => Payload::Logout(logout),
+                Err(e) => Payload::Refused(e.to_string()),
+            }
+        } else {
+            Payload::Other
+        };
+        if had_nul {
+            payload = Payload::Refused(
+                "a field holds U+0000, which PostgreSQL text cannot store (replaced by U+FFFD in body)"
+                    .into(),
+            );
+        }
+        Self {
+            event: envelope.event.replace('\0', "\u{FFFD}"),
+            appid: envelope.appid,
+            digest: fields.business_digest(),
+            body,
+            encoding,
+            payload,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VENDOR_SAMPLE: &str = r#"{"event":"room_logout","appid":"1","timestamp":"1499676978","nonce":"350176","signature":"signature",
+     "room_id":"rid_1242649","room_seq":"6085791336856668982","user_account":"888120154",
+     "user_nickname":"888120154","session_id":"792462300429684736","login_time":"1663740623660",
+     "logout_time":"1663740627986","reason":"0","user_role":"1","user_update_seq":"13"}"#;
+
+    #[test]
+    fn vendor_sample_normalises() {
+        let fields = Fields::parse(VENDOR_SAMPLE.as_bytes(), Encoding::Json).unwrap();
+        let envelope = Envelope::from_fields(&fields).unwrap();
+        assert_eq!(envelope.event, "room_logout");
+        assert_eq!(envelope.appid, 1);
+        let logout = RoomLogout::from_fields(envelope.appid, &fields).unwrap();
+        assert_eq!(logout.room_seq, Some(6_085_791_336_856_668_982));
+        assert_eq!(logout.session_id, 792_462_300_429_684_736);
+        assert_eq!(
+            (logout.logout_time - logout.login_time).num_milliseconds(),
+            4326
+        );
+        assert_eq!(logout.reason, Some(0));
+        assert_eq!(logout.user_role, Some(1));
+        assert_eq!(logout.user_update_seq, Some(13));
+    }
+
+    #[test]
+    fn json_numbers_keep_every_digit() {
+        let body = br#"{"session_id": 18446744073709551615, "login_time": 1663740623660}"#;
+        let fields = Fields::parse(body, Encoding::Json).unwrap();
+        let id: u64 = fields.required_integer("session_id", "u64").unwrap();
+        assert_eq!(id, u64::MAX);
+        let too_big = br#"{"session_id": 18446744073709551616}"#;
+        let fields = Fields::parse(too_big, Encoding::Json).unwrap();
+        assert!(fields.integer::<u64>("session_id", "u64").is_err());
+        let float = br#"{"login_time": 1.663740623660e12}"#;
+        let fields = Fields::parse(float, Encoding::Json).unwrap();
+        assert!(fields.integer::<i64>("login_time", "ms").is_err());
+    }
+
+    #[test]
+    fn form_values_are_url_decoded() {
+        let body = b"event=room_logout&user_nickname=%E5%BC%A0+san&empty=";
+        let fields = Fields::parse(body, Encoding::Form).unwrap();
+        assert_eq!(fields.text("user_nickname").unwrap().unwrap(), "张 san");
+        assert_eq!(fields.text("empty").unwrap(), None);
+    }
+
+    #[test]
+    fn form_refuses_invalid_utf8_and_duplicates() {
+        assert!(Fields::parse(b"a=%FF", Encoding::Form).is_err());
+        assert!(Fields::parse(b"a=1&a=2", Encoding::Form).is_err());
+    }
+
+    #[test]
+    fn json_refuses_duplicates_arrays_and_empty_bodies() {
+        assert!(Fields::parse(br#"{"a":1,"a":2}"#, Encoding::Json).is_err());
+        assert!(Fields::parse(b"[1,2]", Encoding::Json).is_err());
+        assert_eq!(Fields::parse(b"  ", Encoding::Json), Err(ParseError::Empty));
+    }
+
+    #[test]
+    fn digest_ignores_signature_fields_only() {
+        let a = Fields::parse(
+            br#"{"event":"x","appid":1,"timestamp":"1","nonce":"a","signature":"s"}"#,
+            Encoding::Json,
+        )
+        .unwrap();
+        let b = Fields::parse(
+            br#"{"event":"x","appid":"1","timestamp":"2","nonce":"b","signature":"t"}"#,
+            Encoding::Json,
+        )
+        .unwrap();
+        let c = Fields::parse(
+            br#"{"event":"x","appid":2,"timestamp":"1","nonce":"a","signature":"s"}"#,
+            Encoding::Json,
+        )
+        .unwrap();
+        assert_eq!(a.business_digest(), b.business_digest());
+        assert_ne!(a.business_digest(), c.business_digest());
+    }
+
+    #[test]
+    fn bad_times_are_refused() {
+        for value in ["abc", "-1", "253402300800000", "1.5"] {
+            let body = format!(
+                r#"{{"room_id":"r","user_account":"u","session_id":"1","login_time":"1","logout_time":"{value}"}}"#
+            );
+            let fields = Fields::parse(body.as_bytes(), Encoding::Json).unwrap();
+            let err = RoomLogout::from_fields(1, &fields).unwrap_err();
+            assert_eq!(err.field(), "logout_time", "{value}");
+        }
+    }
+
+    #[test]
+    fn nul_characters_are_replaced_in_the_archive() {
+        let fields = Fields::parse(br#"{"a":"x\u0000y"}"#, Encoding::Json).unwrap();
+        let (json, had_nul) = fields.to_json();
+        assert!(had_nul);
+        assert_eq!(json["a"], "x\u{FFFD}y");
+    }
+}

@@ -1,0 +1,230 @@
+//! The command line: one typed configuration from flags and environment variables of the same
+//! meaning, validated at start-up, and the commands that run it.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+use crate::embedded_pg::EmbeddedPostgres;
+use crate::http::{app, AppState};
+use crate::signature::{Secrets, Verifier};
+use crate::store::{PoolConfig, Store};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "zegolog",
+    version,
+    about = "Receive ZEGOCLOUD server callbacks and store every room logout exactly once in PostgreSQL",
+    long_about = "zegolog receives ZEGOCLOUD server callbacks (room_logout, room_login, room_create, \
+                  room_close and any other event) on POST /zego/callback, verifies their SHA-1 \
+                  signature, and stores every logout exactly once in PostgreSQL, where SQL views \
+                  give session durations and disconnect reasons.\n\n\
+                  Every flag can also be set by the environment variable shown with it."
+)]
+pub struct Cli {
+    /// Log format on standard error.
+    #[arg(long, env = "ZEGOLOG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Receive callbacks over HTTP and store them (applies pending migrations first).
+    Serve(ServeArgs),
+    /// Apply pending database migrations, then exit.
+    Migrate(DatabaseArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL connection URL. Without one, zegolog runs its own private PostgreSQL under
+    /// the data directory, using the PostgreSQL server binaries installed on this machine.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Where zegolog keeps its files (the private PostgreSQL among them).
+    #[arg(long, env = "ZEGOLOG_DATA_DIR", default_value = "./zegolog-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Address and port to listen on.
+    #[arg(long, env = "ZEGOLOG_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// The callback secret from the ZEGOCLOUD console, for every appid not in --secrets.
+    /// Prefer the environment variable: flags show in the process list.
+    #[arg(long, env = "ZEGOLOG_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+
+    /// Secrets per appid, for several apps in one store: `appid=secret,appid=secret`.
+    #[arg(long, env = "ZEGOLOG_SECRETS", hide_env_values = true)]
+    pub secrets: Option<String>,
+
+    /// Refuse callbacks whose timestamp is further than this from our clock, in seconds
+    /// (0 turns the check off).
+    #[arg(long, env = "ZEGOLOG_MAX_SKEW_SECS", default_value_t = 600)]
+    pub max_skew_secs: u64,
+
+    /// Accept callbacks without checking their signature. For local trials only: anyone who
+    /// can reach zegolog can then write into the database. Warns at start and on every request.
+    #[arg(long, env = "ZEGOLOG_INSECURE_SKIP_VERIFY")]
+    pub insecure_skip_verify: bool,
+
+    /// Most connections zegolog opens to PostgreSQL.
+    #[arg(long, env = "ZEGOLOG_MAX_CONNECTIONS", default_value_t = 16)]
+    pub max_connections: u32,
+}
+
+impl ServeArgs {
+    fn verifier(&self) -> anyhow::Result<Verifier> {
+        let secrets = Secrets::new(self.secret.clone(), self.secrets.as_deref())?;
+        match (secrets.is_empty(), self.insecure_skip_verify) {
+            (false, false) => Ok(Verifier::new(secrets, self.max_skew_secs)),
+            (true, true) => Ok(Verifier::insecure()),
+            (false, true) => bail!(
+                "--insecure-skip-verify was given together with a secret: choose one \
+                 (remove --insecure-skip-verify to verify signatures)"
+            ),
+            (true, false) => bail!(
+                "no callback secret: set ZEGOLOG_SECRET (or ZEGOLOG_SECRETS=appid=secret,...) to \
+                 the callback secret from the ZEGOCLOUD console, or pass --insecure-skip-verify \
+                 to accept unsigned callbacks for a local trial"
+            ),
+        }
+    }
+}
+
+/// The database zegolog writes to: a given URL, or its private PostgreSQL.
+struct Database {
+    url: String,
+    embedded: Option<EmbeddedPostgres>,
+}
+
+impl Database {
+    async fn open(args: &DatabaseArgs) -> anyhow::Result<Self> {
+        if let Some(url) = &args.database_url {
+            return Ok(Self {
+                url: url.clone(),
+                embedded: None,
+            });
+        }
+        let data_dir = args.data_dir.clone();
+        let embedded = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&data_dir))
+            .await?
+            .context(
+                "starting the private PostgreSQL (set DATABASE_URL to use another database)",
+            )?;
+        tracing::info!(
+            psql = %embedded.psql_command(),
+            "no DATABASE_URL: using the private PostgreSQL under the data directory; analysts connect with the psql command"
+        );
+        Ok(Self {
+            url: embedded.url(),
+            embedded: Some(embedded),
+        })
+    }
+
+    async fn close(self) {
+        if let Some(embedded) = self.embedded {
+            match tokio::task::spawn_blocking(move || embedded.stop()).await {
+                Ok(Ok(())) => tracing::info!("private PostgreSQL stopped"),
+                Ok(Err(e)) => tracing::error!(error = %e, "stopping the private PostgreSQL failed"),
+                Err(e) => tracing::error!(error = %e, "stopping the private PostgreSQL failed"),
+            }
+        }
+    }
+}
+
+/// Runs the command the user asked for.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    init_tracing(cli.log_format);
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Migrate(args) => {
+            let database = Database::open(&args).await?;
+            let result = migrate(&database.url, &PoolConfig::default()).await;
+            database.close().await;
+            result.map(drop)
+        }
+    }
+}
+
+async fn migrate(url: &str, pool: &PoolConfig) -> anyhow::Result<Store> {
+    let store = Store::connect_lazy(url, pool).context("the database URL is not valid")?;
+    store
+        .migrate()
+        .await
+        .context("applying database migrations")?;
+    tracing::info!("database schema is up to date");
+    Ok(store)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let verifier = args.verifier()?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let database = Database::open(&args.database).await?;
+    let pool = PoolConfig {
+        max_connections: args.max_connections,
+        ..PoolConfig::default()
+    };
+    let result = async {
+        let store = migrate(&database.url, &pool).await?;
+        if verifier.is_insecure() {
+            tracing::warn!("--insecure-skip-verify: callback signatures are NOT checked; anyone who can reach this port can write into the database");
+        }
+        tracing::info!(listen = %args.listen, "zegolog is receiving callbacks on POST /zego/callback");
+        axum::serve(listener, app(AppState::new(verifier, store)))
+            .with_graceful_shutdown(shutdown_signal())
+            .await
+            .context("serving HTTP")
+    }
+    .await;
+    database.close().await;
+    result
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: no new connections, finishing requests in flight");
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("ZEGOLOG_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

@@ -1,0 +1,24 @@
+//! zegolog receives ZEGOCLOUD server callbacks, proves they come from ZEGOCLOUD, and stores every
+//! room logout exactly once in PostgreSQL, where SQL views turn them into session durations and
+//! disconnect reasons.
+//!
+//! # Layout
+//! - [`callback`]: the callback contract: body → fields → envelope → typed event. No HTTP, no SQL.
+//! - [`signature`]: the SHA-1 signature, secrets per appid, the timestamp window.
+//! - [`store`]: PostgreSQL: embedded migrations and idempotent batch writes. No HTTP.
+//! - [`http`]: the axum router, the callback handler and the JSON error answers.
+//! - [`metrics`]: Prometheus counters.
+//! - [`embedded_pg`]: the private PostgreSQL zegolog runs when no database URL is given.
+//! - [`cli`]: command-line and environment configuration, and the commands.
+//!
+//! # Errors
+//! Library modules return their own `thiserror` types; `anyhow` is used only for start-up and
+//! command-line glue in [`cli`], where an error is printed and the process exits.
+
+pub mod callback;
+pub mod cli;
+pub mod embedded_pg;
+pub mod http;
+pub mod metrics;
+pub mod signature;
+pub mod store;

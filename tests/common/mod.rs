@@ -1,0 +1,238 @@
+//! Shared test harness: a real PostgreSQL, a fresh migrated database per test, the real router
+//! served over real HTTP, and correctly signed callbacks.
+//!
+//! Without `DATABASE_URL`, the first test of a binary starts one private PostgreSQL (the same
+//! code as `zegolog serve` without a database URL) in a temporary directory; it is stopped and
+//! removed when the test binary exits. With `DATABASE_URL`, that server is used and each test
+//! creates its own database on it.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection, PgConnection, PgPool};
+use zegolog::embedded_pg::EmbeddedPostgres;
+use zegolog::http::{app, AppState};
+use zegolog::signature::{sign, Secrets, Verifier};
+use zegolog::store::Store;
+
+/// The secret the test apps verify appid 1 and appid 2 with; any other appid is unknown.
+pub const SECRET: &str = "test-secret-one";
+pub const SECRET_APP2: &str = "test-secret-two";
+
+struct Server {
+    options: PgConnectOptions,
+    embedded: Option<(EmbeddedPostgres, PathBuf)>,
+}
+
+static SERVER: OnceLock<Server> = OnceLock::new();
+
+extern "C" fn stop_server_at_exit() {
+    if let Some(Server {
+        embedded: Some((pg, dir)),
+        ..
+    }) = SERVER.get()
+    {
+        let _ = pg.stop();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// A temporary directory that the unprivileged PostgreSQL user can enter.
+pub fn temp_data_dir(prefix: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/tmp")
+        .expect("creating a temporary directory")
+        .keep();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+fn server() -> &'static Server {
+    SERVER.get_or_init(|| match std::env::var("DATABASE_URL") {
+        Ok(url) => Server {
+            options: url.parse().expect("DATABASE_URL is not a PostgreSQL URL"),
+            embedded: None,
+        },
+        Err(_) => {
+            let dir = temp_data_dir("zegolog-test-pg-");
+            let pg = EmbeddedPostgres::start(&dir).expect("starting the test PostgreSQL");
+            // SAFETY: registers a plain function; it runs once, when the process exits.
+            unsafe { nix::libc::atexit(stop_server_at_exit) };
+            Server {
+                options: pg.url().parse().unwrap(),
+                embedded: Some((pg, dir)),
+            }
+        }
+    })
+}
+
+/// Creates an empty database with a unique name on the test server; returns its options.
+pub async fn empty_database() -> PgConnectOptions {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let server = tokio::task::spawn_blocking(server).await.unwrap();
+    let name = format!(
+        "zegolog_test_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    let mut admin = PgConnection::connect_with(&server.options)
+        .await
+        .expect("connecting to the test PostgreSQL");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("creating a test database");
+    server.options.clone().database(&name)
+}
+
+/// A fresh database with zegolog's migrations applied.
+pub async fn migrated_pool() -> PgPool {
+    let options = empty_database().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(20)
+        .connect_with(options)
+        .await
+        .unwrap();
+    Store::from_pool(pool.clone()).migrate().await.unwrap();
+    pool
+}
+
+pub fn test_verifier(max_skew_secs: u64) -> Verifier {
+    let secrets = Secrets::new(
+        None,
+        Some(&format!("1={SECRET},2={SECRET_APP2},1234567890={SECRET}")),
+    )
+    .unwrap();
+    Verifier::new(secrets, max_skew_secs)
+}
+
+/// The real router on a real socket, over a fresh database.
+#[derive(Clone)]
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub pool: PgPool,
+    pub client: reqwest::Client,
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        let pool = migrated_pool().await;
+        Self::serve(test_verifier(600), Store::from_pool(pool.clone()), pool).await
+    }
+
+    pub async fn serve(verifier: Verifier, store: Store, pool: PgPool) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = app(AppState::new(verifier, store));
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        Self {
+            addr,
+            pool,
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Posts raw bytes with a content type; returns the status and the JSON answer.
+    pub async fn post(
+        &self,
+        content_type: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.post(self.url("/zego/callback")).body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = request.send().await.expect("sending the callback");
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("answer is not JSON ({e}): {text:?}"));
+        (status, body)
+    }
+
+    pub async fn post_json(&self, callback: &Value) -> (StatusCode, Value) {
+        self.post(Some("application/json"), callback.to_string())
+            .await
+    }
+
+    pub async fn post_form(&self, callback: &Value) -> (StatusCode, Value) {
+        self.post(
+            Some("application/x-www-form-urlencoded"),
+            form_encode(callback),
+        )
+        .await
+    }
+
+    pub async fn count(&self, table: &str) -> i64 {
+        sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+}
+
+/// Encodes a flat JSON object as an URL-encoded form, as ZEGOCLOUD's POST/FORM mode sends it.
+pub fn form_encode(callback: &Value) -> String {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    callback
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let text = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            format!(
+                "{}={}",
+                utf8_percent_encode(k, NON_ALPHANUMERIC),
+                utf8_percent_encode(&text, NON_ALPHANUMERIC)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// The vendor's room_logout sample (every value a string), with appid 1.
+pub fn vendor_sample() -> Value {
+    json!({"event":"room_logout","appid":"1","timestamp":"1499676978","nonce":"350176","signature":"signature",
+     "room_id":"rid_1242649","room_seq":"6085791336856668982","user_account":"888120154",
+     "user_nickname":"888120154","session_id":"792462300429684736","login_time":"1663740623660",
+     "logout_time":"1663740627986","reason":"0","user_role":"1","user_update_seq":"13"})
+}
+
+/// Sets a fresh timestamp, a random nonce and the matching signature, as ZEGOCLOUD does on
+/// every delivery (retries included).
+pub fn signed(mut callback: Value) -> Value {
+    let secret = match callback["appid"].to_string().trim_matches('"') {
+        "2" => SECRET_APP2,
+        _ => SECRET,
+    };
+    let timestamp = chrono::Utc::now().timestamp().to_string();
+    sign_with(&mut callback, secret, &timestamp);
+    callback
+}
+
+pub fn sign_with(callback: &mut Value, secret: &str, timestamp: &str) {
+    let nonce = rand::random::<u32>().to_string();
+    callback["timestamp"] = json!(timestamp);
+    callback["signature"] = json!(sign(secret, timestamp, &nonce));
+    callback["nonce"] = json!(nonce);
+}
