@@ -19,7 +19,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 /// The two body encodings ZEGOCLOUD documents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Encoding {
     Json,
     Form,
@@ -348,7 +348,7 @@ impl Envelope {
 }
 
 /// A user left a room: the `room_logout` event, typed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RoomLogout {
     pub appid: i64,
     pub room_id: String,
@@ -406,7 +406,7 @@ fn unix_ms(fields: &Fields, field: &'static str) -> Result<DateTime<Utc>, FieldE
 
 /// An authenticated callback, ready to be stored: what the archive keeps and, for a logout,
 /// its typed row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Received {
     pub event: String,
     pub appid: i64,
@@ -419,7 +419,7 @@ pub struct Received {
 }
 
 /// What an authenticated callback holds beyond the archive row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Payload {
     Logout(RoomLogout),
     /// An event zegolog keeps raw only (logins, rooms, streams, future events).

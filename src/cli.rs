@@ -10,9 +10,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use crate::embedded_pg::EmbeddedPostgres;
 use crate::http::{app, AppState};
+use crate::ingest::{BatchConfig, Ingest};
+use crate::metrics::Metrics;
 use crate::signature::{Secrets, Verifier};
+use crate::spool::Spool;
 use crate::store::{PoolConfig, Store};
 
 #[derive(Debug, Parser)]
@@ -92,6 +98,25 @@ pub struct ServeArgs {
     /// Most connections zegolog opens to PostgreSQL.
     #[arg(long, env = "ZEGOLOG_MAX_CONNECTIONS", default_value_t = 16)]
     pub max_connections: u32,
+
+    /// Most callbacks written in one statement and transaction (group commit).
+    #[arg(long, env = "ZEGOLOG_BATCH_SIZE", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub batch_size: u32,
+
+    /// How long a batch waits for more callbacks once it has one, in milliseconds. Under load
+    /// batches fill while the previous commit is in flight, so this can stay small.
+    #[arg(long, env = "ZEGOLOG_BATCH_MAX_WAIT_MS", default_value_t = 1)]
+    pub batch_max_wait_ms: u64,
+
+    /// Batches written concurrently (each holds one database connection).
+    #[arg(long, env = "ZEGOLOG_WRITERS", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub writers: u32,
+
+    /// Size bound of the durable spool under the data dir that keeps callbacks while PostgreSQL
+    /// is unreachable, in MiB. When it is full zegolog answers 503. 0 turns the spool off: an
+    /// outage is then answered 503 at once.
+    #[arg(long, env = "ZEGOLOG_SPOOL_MAX_MB", default_value_t = 1024)]
+    pub spool_max_mb: u64,
 }
 
 impl ServeArgs {
@@ -193,11 +218,34 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         if verifier.is_insecure() {
             tracing::warn!("--insecure-skip-verify: callback signatures are NOT checked; anyone who can reach this port can write into the database");
         }
+        let spool = match args.spool_max_mb {
+            0 => None,
+            mb => {
+                let path = args.database.data_dir.join("spool.redb");
+                let spool = Spool::open(&path, mb.saturating_mul(1024 * 1024))
+                    .with_context(|| format!("opening the spool {}", path.display()))?;
+                if spool.depth() > 0 {
+                    tracing::info!(depth = spool.depth(), "callbacks wait in the spool from an earlier run; draining them");
+                }
+                Some(Arc::new(spool))
+            }
+        };
+        let metrics = Arc::new(Metrics::default());
+        let batching = BatchConfig {
+            batch_size: args.batch_size as usize,
+            max_wait: Duration::from_millis(args.batch_max_wait_ms),
+            writers: args.writers as usize,
+        };
+        let (ingest, tasks) = Ingest::start(store.clone(), spool, batching, metrics.clone());
+        let state = AppState::with_ingest(verifier, store, ingest, metrics);
         tracing::info!(listen = %args.listen, "zegolog is receiving callbacks on POST /zego/callback");
-        axum::serve(listener, app(AppState::new(verifier, store)))
+        let served = axum::serve(listener, app(state))
             .with_graceful_shutdown(shutdown_signal())
             .await
-            .context("serving HTTP")
+            .context("serving HTTP");
+        // Every request has been answered; let the writers finish and the spool drain.
+        tasks.finish(Duration::from_secs(10)).await;
+        served
     }
     .await;
     database.close().await;

@@ -6,6 +6,8 @@
 //! - [`callback`]: the callback contract: body → fields → envelope → typed event. No HTTP, no SQL.
 //! - [`signature`]: the SHA-1 signature, secrets per appid, the timestamp window.
 //! - [`store`]: PostgreSQL: embedded migrations and idempotent batch writes. No HTTP.
+//! - [`ingest`]: group commit, and the way to the spool while PostgreSQL is down.
+//! - [`spool`]: the durable local spool (redb) callbacks wait in during an outage.
 //! - [`http`]: the axum router, the callback handler and the JSON error answers.
 //! - [`metrics`]: Prometheus counters.
 //! - [`embedded_pg`]: the private PostgreSQL zegolog runs when no database URL is given.
@@ -19,6 +21,8 @@ pub mod callback;
 pub mod cli;
 pub mod embedded_pg;
 pub mod http;
+pub mod ingest;
 pub mod metrics;
 pub mod signature;
+pub mod spool;
 pub mod store;

@@ -6,6 +6,8 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -26,7 +28,14 @@ pub struct Metrics {
     registry: Registry,
     pub callbacks: Family<CallbackLabels, Counter>,
     pub rejected: Family<RejectLabels, Counter>,
+    batch_sizes: Histogram,
+    commit_seconds: Histogram,
+    spool_depth: Gauge,
 }
+
+/// Events with a label of their own; any other event is counted as `other`, so that a sender
+/// cannot grow the label set without bound.
+const KNOWN_EVENTS: [&str; 4] = ["room_logout", "room_login", "room_create", "room_close"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -43,16 +52,42 @@ impl Default for Metrics {
             "Requests answered with a client error, by reason",
             rejected.clone(),
         );
+        let batch_sizes = Histogram::new(exponential_buckets(1.0, 2.0, 12));
+        registry.register(
+            "batch_size",
+            "Callbacks per database write (group commit)",
+            batch_sizes.clone(),
+        );
+        let commit_seconds = Histogram::new(exponential_buckets(0.000_25, 2.0, 14));
+        registry.register(
+            "commit_seconds",
+            "Time to write and commit one batch",
+            commit_seconds.clone(),
+        );
+        let spool_depth = Gauge::default();
+        registry.register(
+            "spool_depth",
+            "Callbacks waiting in the local spool for PostgreSQL",
+            spool_depth.clone(),
+        );
         Self {
             registry,
             callbacks,
             rejected,
+            batch_sizes,
+            commit_seconds,
+            spool_depth,
         }
     }
 }
 
 impl Metrics {
     pub fn callback(&self, event: &str, outcome: &str) {
+        let event = if KNOWN_EVENTS.contains(&event) {
+            event
+        } else {
+            "other"
+        };
         self.callbacks
             .get_or_create(&CallbackLabels {
                 event: event.to_owned(),
@@ -67,6 +102,18 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+
+    pub fn batch_size(&self, size: usize) {
+        self.batch_sizes.observe(size as f64);
+    }
+
+    pub fn commit_seconds(&self, took: std::time::Duration) {
+        self.commit_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn spool_depth(&self, depth: u64) {
+        self.spool_depth.set(depth.try_into().unwrap_or(i64::MAX));
     }
 
     /// The whole registry in the Prometheus text exposition format.

@@ -4,14 +4,16 @@
 //! log their whole cause chain and answer an opaque 503, so the sender retries; a database
 //! error's text never reaches a client.
 
+use std::sync::Arc;
+
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
 
 use crate::callback::{FieldError, ParseError};
+use crate::ingest::IngestError;
 use crate::signature::AuthError;
-use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -29,8 +31,8 @@ pub enum ApiError {
     Field(#[from] FieldError),
     #[error(transparent)]
     Auth(#[from] AuthError),
-    #[error("the database is unavailable; the callback was not stored, retry later")]
-    Unavailable(#[source] StoreError),
+    #[error("{0}; the callback was not stored, retry later")]
+    Unavailable(Arc<IngestError>),
     #[error("no route for this method and path")]
     NotFound,
     #[error("zegolog failed while handling this request; it was not stored, retry later")]
@@ -51,7 +53,11 @@ impl ApiError {
             Self::Auth(AuthError::UnknownAppid(_)) => "unknown_appid",
             Self::Auth(AuthError::BadSignature) => "bad_signature",
             Self::Auth(AuthError::StaleTimestamp { .. }) => "stale_timestamp",
-            Self::Unavailable(_) => "database_unavailable",
+            Self::Unavailable(e) => match **e {
+                IngestError::SpoolFull => "spool_full",
+                IngestError::ShuttingDown => "shutting_down",
+                _ => "database_unavailable",
+            },
             Self::NotFound => "not_found",
             Self::Internal => "internal_error",
         }
@@ -81,7 +87,7 @@ pub struct Answer {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Self::Unavailable(cause) = &self {
-            tracing::error!(error = %error_chain(cause), "callback not stored: database unavailable");
+            tracing::error!(error = %error_chain(&**cause), "callback not stored");
         }
         let status = self.status();
         let mut response = (

@@ -21,31 +21,45 @@ use tower_http::trace::TraceLayer;
 
 pub use error::{error_chain, Answer, ApiError};
 
-use crate::callback::{Encoding, Envelope, Fields, Received};
+use crate::callback::{Encoding, Envelope, Fields, Payload, Received};
+use crate::ingest::{Ack, BatchConfig, Ingest};
 use crate::metrics::Metrics;
 use crate::signature::Verifier;
-use crate::store::Store;
+use crate::store::{Outcome, Store};
 
 /// Bodies above this size are refused with 413: real callbacks are well under 2 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-/// Events with a metrics label of their own; any other is counted as `other`.
-const KNOWN_EVENTS: [&str; 4] = ["room_logout", "room_login", "room_create", "room_close"];
 
 /// Everything a request handler needs, cheap to clone.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub verifier: Arc<Verifier>,
     pub store: Store,
+    pub ingest: Ingest,
     pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
+    /// State with default group commit and no spool: an outage answers 503. The writer tasks
+    /// run until the state is dropped.
     pub fn new(verifier: Verifier, store: Store) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let (ingest, _tasks) =
+            Ingest::start(store.clone(), None, BatchConfig::default(), metrics.clone());
+        Self::with_ingest(verifier, store, ingest, metrics)
+    }
+
+    pub fn with_ingest(
+        verifier: Verifier,
+        store: Store,
+        ingest: Ingest,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             verifier: Arc::new(verifier),
             store,
-            metrics: Arc::new(Metrics::default()),
+            ingest,
+            metrics,
         }
     }
 }
@@ -83,10 +97,7 @@ async fn receive_callback(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     match handle_callback(&state, &headers, body).await {
-        Ok((event, answer)) => {
-            state.metrics.callback(event_label(&event), answer.code);
-            (StatusCode::OK, Json(answer)).into_response()
-        }
+        Ok(answer) => (StatusCode::OK, Json(answer)).into_response(),
         Err(error) => {
             state.metrics.rejected(error.code());
             if error.status().is_client_error() {
@@ -101,7 +112,7 @@ async fn handle_callback(
     state: &AppState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(String, Answer), ApiError> {
+) -> Result<Answer, ApiError> {
     let body = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
             limit: MAX_BODY_BYTES,
@@ -130,36 +141,28 @@ async fn handle_callback(
     }
 
     let received = Received::new(&envelope, &fields, encoding);
-    if let crate::callback::Payload::Refused(reason) = &received.payload {
+    if let Payload::Refused(reason) = &received.payload {
         tracing::warn!(event = %envelope.event, appid = envelope.appid, %reason, "authentic callback quarantined");
     }
-    let outcome = state
-        .store
-        .write(std::slice::from_ref(&received))
+    let ack = state
+        .ingest
+        .submit(received)
         .await
-        .map_err(ApiError::Unavailable)?[0];
-    let message = match outcome {
-        crate::store::Outcome::Stored => "stored".to_owned(),
-        crate::store::Outcome::Duplicate => "already stored by an earlier delivery".to_owned(),
-        crate::store::Outcome::Quarantined => {
-            "authentic but not usable; kept for investigation, do not retry".to_owned()
+        .map_err(ApiError::Unavailable)?;
+    let message = match ack {
+        Ack::Written(Outcome::Stored) => "stored",
+        Ack::Written(Outcome::Duplicate) => "already stored by an earlier delivery",
+        Ack::Written(Outcome::Quarantined) => {
+            "authentic but not usable; kept for investigation, do not retry"
+        }
+        Ack::Spooled => {
+            "the database is unavailable; kept in the durable spool, stored once it is back"
         }
     };
-    Ok((
-        envelope.event,
-        Answer {
-            code: outcome.as_str(),
-            message,
-        },
-    ))
-}
-
-fn event_label(event: &str) -> &str {
-    if KNOWN_EVENTS.contains(&event) {
-        event
-    } else {
-        "other"
-    }
+    Ok(Answer {
+        code: ack.as_str(),
+        message: message.to_owned(),
+    })
 }
 
 /// `GET /healthz`: the process is up and serving.
@@ -170,24 +173,29 @@ async fn healthz() -> Json<Answer> {
     })
 }
 
-/// `GET /readyz`: the database takes writes now.
+/// `GET /readyz`: the database, or else the spool, can take writes now.
 async fn readyz(State(state): State<AppState>) -> Response {
-    if state.store.ping().await {
-        Json(Answer {
-            code: "ready",
-            message: "the database answers".into(),
-        })
-        .into_response()
+    let database = state.store.ping().await;
+    let spool = state.ingest.spool();
+    let spool_has_room = spool.is_some_and(|s| s.bytes() < s.max_bytes());
+    let status = if database || spool_has_room {
+        StatusCode::OK
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(Answer {
-                code: "not_ready",
-                message: "the database does not answer".into(),
-            }),
-        )
-            .into_response()
-    }
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "code": if status.is_success() { "ready" } else { "not_ready" },
+        "message": match (database, spool_has_room) {
+            (true, _) => "the database takes writes",
+            (false, true) => "the database does not answer; callbacks go to the spool",
+            (false, false) => "the database does not answer and there is no room in a spool",
+        },
+        "database": database,
+        "spool_depth": spool.map(|s| s.depth()),
+        "spool_bytes": spool.map(|s| s.bytes()),
+        "spool_max_bytes": spool.map(|s| s.max_bytes()),
+    });
+    (status, Json(body)).into_response()
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -1,0 +1,344 @@
+//! Group commit, and the way to the spool when PostgreSQL cannot take writes.
+//!
+//! Requests hand their authenticated callback to [`Ingest::submit`] and wait. A few writer tasks
+//! take whatever has queued up (up to `batch_size`, waiting at most `max_wait` for more) and
+//! write it as one statement, one transaction; each request is answered after the commit that
+//! holds its row. Under load the batches grow by themselves while the previous commit is in
+//! flight; an idle system writes a lone callback at once.
+//!
+//! If PostgreSQL fails, the batch goes to the [`Spool`] instead (fsynced before anyone is
+//! answered), and so does everything after it until the drainer has emptied the spool into
+//! PostgreSQL, oldest first. Without a spool, or with a full one, the request gets an error and
+//! the sender retries.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, Mutex, Notify};
+use tokio::task::JoinHandle;
+
+use crate::callback::Received;
+use crate::metrics::Metrics;
+use crate::spool::{Spool, SpoolError};
+use crate::store::{Outcome, Store, StoreError};
+
+/// How callbacks are grouped into transactions.
+#[derive(Debug, Clone)]
+pub struct BatchConfig {
+    /// Most callbacks in one statement.
+    pub batch_size: usize,
+    /// How long a writer waits for more callbacks once it has one. Zero: take what is queued.
+    pub max_wait: Duration,
+    /// Batches written concurrently (each holds one database connection).
+    pub writers: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 500,
+            max_wait: Duration::from_millis(1),
+            writers: 4,
+        }
+    }
+}
+
+/// What happened to a submitted callback, once it is safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ack {
+    Written(Outcome),
+    /// In the durable spool, on its way to PostgreSQL.
+    Spooled,
+}
+
+impl Ack {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Written(outcome) => outcome.as_str(),
+            Self::Spooled => "spooled",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("the database is unavailable")]
+    Unavailable(#[source] StoreError),
+    #[error("the database is unavailable and the spool is full")]
+    SpoolFull,
+    #[error("the database is unavailable and the spool failed")]
+    Spool(#[source] SpoolError),
+    #[error("zegolog is shutting down")]
+    ShuttingDown,
+}
+
+struct Job {
+    received: Received,
+    reply: oneshot::Sender<Result<Ack, Arc<IngestError>>>,
+}
+
+/// The handle requests submit through; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Ingest {
+    jobs: mpsc::Sender<Job>,
+    spool: Option<Arc<Spool>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job").finish_non_exhaustive()
+    }
+}
+
+/// The background tasks behind an [`Ingest`]; [`IngestTasks::finish`] waits for them.
+#[derive(Debug)]
+pub struct IngestTasks {
+    writers: Vec<JoinHandle<()>>,
+    drainer: Option<(
+        JoinHandle<()>,
+        Arc<Notify>,
+        Arc<std::sync::atomic::AtomicBool>,
+    )>,
+}
+
+struct Shared {
+    store: Store,
+    spool: Option<Arc<Spool>>,
+    metrics: Arc<Metrics>,
+    spooled: Arc<Notify>,
+}
+
+impl Ingest {
+    /// Starts the writers (and the drainer, with a spool).
+    pub fn start(
+        store: Store,
+        spool: Option<Arc<Spool>>,
+        config: BatchConfig,
+        metrics: Arc<Metrics>,
+    ) -> (Self, IngestTasks) {
+        let (jobs, queue) = mpsc::channel(config.batch_size * config.writers.max(1) * 4);
+        let queue = Arc::new(Mutex::new(queue));
+        let shared = Arc::new(Shared {
+            store,
+            spool: spool.clone(),
+            metrics,
+            spooled: Arc::new(Notify::new()),
+        });
+        if let Some(spool) = &spool {
+            shared.metrics.spool_depth(spool.depth());
+        }
+        let writers = (0..config.writers.max(1))
+            .map(|_| tokio::spawn(write_batches(queue.clone(), shared.clone(), config.clone())))
+            .collect();
+        let drainer = spool.as_ref().map(|_| {
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let handle = tokio::spawn(drain(shared.clone(), config.batch_size, stop.clone()));
+            (handle, shared.spooled.clone(), stop)
+        });
+        (Self { jobs, spool }, IngestTasks { writers, drainer })
+    }
+
+    /// Hands a callback over and waits until it is committed or spooled.
+    pub async fn submit(&self, received: Received) -> Result<Ack, Arc<IngestError>> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job { received, reply })
+            .await
+            .map_err(|_| Arc::new(IngestError::ShuttingDown))?;
+        answer
+            .await
+            .unwrap_or_else(|_| Err(Arc::new(IngestError::ShuttingDown)))
+    }
+
+    pub fn spool(&self) -> Option<&Spool> {
+        self.spool.as_deref()
+    }
+}
+
+impl IngestTasks {
+    /// Waits for the writers to answer everything submitted (they stop once every [`Ingest`]
+    /// handle is dropped), then gives the drainer up to `drain_for` to empty the spool. What is
+    /// still spooled then stays on disk for the next start.
+    pub async fn finish(self, drain_for: Duration) {
+        for writer in self.writers {
+            let _ = writer.await;
+        }
+        if let Some((mut drainer, wake, stop)) = self.drainer {
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            wake.notify_one();
+            if tokio::time::timeout(drain_for, &mut drainer).await.is_err() {
+                drainer.abort();
+                tracing::warn!("stopped before the spool was empty; it drains at the next start");
+            }
+        }
+    }
+}
+
+async fn write_batches(
+    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    shared: Arc<Shared>,
+    config: BatchConfig,
+) {
+    loop {
+        let batch = {
+            let mut queue = queue.lock().await;
+            let Some(first) = queue.recv().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            let deadline = tokio::time::Instant::now() + config.max_wait;
+            while batch.len() < config.batch_size {
+                match queue.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) if config.max_wait.is_zero() => break,
+                    Err(_) => match tokio::time::timeout_at(deadline, queue.recv()).await {
+                        Ok(Some(job)) => batch.push(job),
+                        Ok(None) | Err(_) => break,
+                    },
+                }
+            }
+            batch
+        };
+        write_batch(&shared, batch).await;
+    }
+}
+
+async fn write_batch(shared: &Shared, batch: Vec<Job>) {
+    let (receiveds, replies): (Vec<Received>, Vec<_>) =
+        batch.into_iter().map(|j| (j.received, j.reply)).unzip();
+    shared.metrics.batch_size(receiveds.len());
+    let spool_waiting = shared.spool.as_ref().is_some_and(|s| s.depth() > 0);
+    let result = if spool_waiting {
+        // Keep arrival order: nothing overtakes what already waits in the spool.
+        to_spool(shared, receiveds).await
+    } else {
+        let started = Instant::now();
+        match shared.store.write(&receiveds).await {
+            Ok(outcomes) => {
+                shared.metrics.commit_seconds(started.elapsed());
+                for (received, outcome) in receiveds.iter().zip(&outcomes) {
+                    shared.metrics.callback(&received.event, outcome.as_str());
+                }
+                Ok(outcomes.into_iter().map(Ack::Written).collect())
+            }
+            Err(error) if shared.spool.is_some() => {
+                tracing::warn!(error = %crate::http::error_chain(&error), "database write failed; spooling");
+                to_spool(shared, receiveds).await
+            }
+            Err(error) => Err(IngestError::Unavailable(error)),
+        }
+    };
+    match result {
+        Ok(acks) => {
+            for (reply, ack) in replies.into_iter().zip(acks) {
+                let _ = reply.send(Ok(ack));
+            }
+        }
+        Err(error) => {
+            let error = Arc::new(error);
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+async fn to_spool(shared: &Shared, receiveds: Vec<Received>) -> Result<Vec<Ack>, IngestError> {
+    let spool = shared
+        .spool
+        .clone()
+        .expect("to_spool is called with a spool");
+    let count = receiveds.len();
+    let events: Vec<String> = receiveds.iter().map(|r| r.event.clone()).collect();
+    let result =
+        tokio::task::spawn_blocking(move || spool.append(&receiveds).map(|()| spool.depth()))
+            .await
+            .unwrap_or_else(|e| Err(SpoolError::Storage(e.to_string())));
+    match result {
+        Ok(depth) => {
+            shared.metrics.spool_depth(depth);
+            for event in &events {
+                shared.metrics.callback(event, "spooled");
+            }
+            shared.spooled.notify_one();
+            Ok(vec![Ack::Spooled; count])
+        }
+        Err(SpoolError::Full { bytes, max_bytes }) => {
+            tracing::error!(
+                bytes,
+                max_bytes,
+                "spool full: refusing callbacks until PostgreSQL is back"
+            );
+            Err(IngestError::SpoolFull)
+        }
+        Err(error) => {
+            tracing::error!(%error, "spool append failed");
+            Err(IngestError::Spool(error))
+        }
+    }
+}
+
+/// Moves spooled callbacks into PostgreSQL, oldest first, retrying with backoff while it is down.
+async fn drain(shared: Arc<Shared>, batch_size: usize, stop: Arc<std::sync::atomic::AtomicBool>) {
+    let spool = shared.spool.clone().expect("the drainer runs with a spool");
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if spool.depth() == 0 {
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            // Woken by an append or by shutdown; the timeout covers a missed wake-up.
+            let _ = tokio::time::timeout(Duration::from_secs(1), shared.spooled.notified()).await;
+            continue;
+        }
+        let oldest = {
+            let spool = spool.clone();
+            tokio::task::spawn_blocking(move || spool.oldest(batch_size)).await
+        };
+        let entries = match oldest {
+            Ok(Ok(entries)) => entries,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "reading the spool failed");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+            Err(_) => return,
+        };
+        let (keys, receiveds): (Vec<u64>, Vec<Received>) = entries.into_iter().unzip();
+        match shared.store.write(&receiveds).await {
+            Ok(outcomes) => {
+                for (received, outcome) in receiveds.iter().zip(&outcomes) {
+                    shared
+                        .metrics
+                        .callback(&received.event, &format!("drained_{}", outcome.as_str()));
+                }
+                let spool = spool.clone();
+                let removed = tokio::task::spawn_blocking(move || {
+                    spool.remove(&keys).map(|()| spool.depth())
+                })
+                .await;
+                match removed {
+                    Ok(Ok(depth)) => {
+                        shared.metrics.spool_depth(depth);
+                        if depth == 0 {
+                            tracing::info!("spool drained into PostgreSQL");
+                        }
+                    }
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "removing drained entries failed; they will be written again (harmless)")
+                    }
+                    Err(_) => return,
+                }
+                backoff = Duration::from_millis(100);
+            }
+            Err(error) => {
+                tracing::debug!(error = %crate::http::error_chain(&error), "spool drain: database still unavailable");
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
