@@ -131,9 +131,13 @@ impl TestApp {
     }
 
     pub async fn serve(verifier: Verifier, store: Store, pool: PgPool) -> Self {
+        Self::serve_state(AppState::new(verifier, store), pool).await
+    }
+
+    pub async fn serve_state(state: AppState, pool: PgPool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let router = app(AppState::new(verifier, store));
+        let router = app(state);
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         Self {
             addr,
