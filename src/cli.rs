@@ -13,9 +13,11 @@ use tracing_subscriber::EnvFilter;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::bench::BenchArgs;
 use crate::embedded_pg::EmbeddedPostgres;
 use crate::http::{app, AppState};
 use crate::ingest::{BatchConfig, Ingest};
+use crate::loadtest::LoadtestArgs;
 use crate::metrics::Metrics;
 use crate::signature::{Secrets, Verifier};
 use crate::spool::Spool;
@@ -53,6 +55,11 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations, then exit.
     Migrate(DatabaseArgs),
+    /// Send realistic signed callbacks to a zegolog deployment and report throughput and latency.
+    Loadtest(LoadtestArgs),
+    /// Benchmark ingest on this machine: PostgreSQL's own ceiling (pgbench), then zegolog under
+    /// load, side by side.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -190,6 +197,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             database.close().await;
             result.map(drop)
         }
+        Command::Loadtest(args) => {
+            let report = crate::loadtest::run(&args).await?;
+            println!("{report}");
+            if !report.verified_ok() {
+                bail!("verification failed: the database does not hold exactly the acknowledged callbacks");
+            }
+            Ok(())
+        }
+        Command::Bench(args) => crate::bench::run(&args).await,
     }
 }
 

@@ -11,17 +11,21 @@
 //! - [`http`]: the axum router, the callback handler and the JSON error answers.
 //! - [`metrics`]: Prometheus counters.
 //! - [`embedded_pg`]: the private PostgreSQL zegolog runs when no database URL is given.
+//! - [`loadtest`]: `zegolog loadtest`: realistic signed callback traffic, and a check of what got stored.
+//! - [`bench`]: `zegolog bench`, PostgreSQL's ceiling and zegolog under load side by side.
 //! - [`cli`]: command-line and environment configuration, and the commands.
 //!
 //! # Errors
 //! Library modules return their own `thiserror` types; `anyhow` is used only for start-up and
 //! command-line glue in [`cli`], where an error is printed and the process exits.
 
+pub mod bench;
 pub mod callback;
 pub mod cli;
 pub mod embedded_pg;
 pub mod http;
 pub mod ingest;
+pub mod loadtest;
 pub mod metrics;
 pub mod signature;
 pub mod spool;

@@ -9,10 +9,11 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -239,4 +240,150 @@ pub fn sign_with(callback: &mut Value, secret: &str, timestamp: &str) {
     callback["timestamp"] = json!(timestamp);
     callback["signature"] = json!(sign(secret, timestamp, &nonce));
     callback["nonce"] = json!(nonce);
+}
+
+/// A fresh migrated database, as a URL (it holds the password: do not print it) and a pool,
+/// for code that takes a database URL, such as `zegolog loadtest --verify`.
+pub async fn migrated_database_url() -> (String, PgPool) {
+    let options = empty_database().await;
+    let name = options.get_database().expect("test databases are named");
+    let url = match &server().embedded {
+        Some((pg, _)) => pg.url_for(name),
+        None => {
+            let mut url = reqwest::Url::parse(&std::env::var("DATABASE_URL").unwrap())
+                .expect("DATABASE_URL is not a URL");
+            url.set_path(name);
+            url.to_string()
+        }
+    };
+    let pool = PgPoolOptions::new()
+        .max_connections(20)
+        .connect(&url)
+        .await
+        .expect("connecting to the test database by URL");
+    Store::from_pool(pool.clone()).migrate().await.unwrap();
+    (url, pool)
+}
+
+pub fn zegolog() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_zegolog"));
+    for var in [
+        "DATABASE_URL",
+        "ZEGOLOG_SECRET",
+        "ZEGOLOG_SECRETS",
+        "ZEGOLOG_LISTEN",
+        "ZEGOLOG_DATA_DIR",
+    ] {
+        command.env_remove(var);
+    }
+    command
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `zegolog serve` as a separate process, as an operator runs it.
+pub struct Served {
+    pub child: Child,
+    pub port: u16,
+    pub log: PathBuf,
+}
+
+/// Starts `zegolog serve` on a free port with this data dir and environment; waits until it
+/// answers `/healthz`.
+pub fn serve(data_dir: &Path, extra_env: &[(&str, &str)]) -> Served {
+    let port = free_port();
+    let log = data_dir.join(format!("zegolog-{port}.log"));
+    let mut command = zegolog();
+    command
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(data_dir)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    for (k, v) in extra_env {
+        command.env(k, v);
+    }
+    let child = command.spawn().unwrap();
+    let served = Served { child, port, log };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while Instant::now() < deadline {
+        if blocking_http::get_ok(port, "/healthz") {
+            return served;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("zegolog did not start:\n{}", served.log_text());
+}
+
+impl Served {
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// SIGKILL: no chance to finish anything.
+    pub fn kill9(mut self) -> String {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.log_text()
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let status = self.child.wait().unwrap();
+        (status, self.log_text())
+    }
+}
+
+/// A tiny blocking HTTP helper, so that these tests need no runtime of their own.
+pub mod blocking_http {
+    /// Whether `GET path` on 127.0.0.1:port answers 200. Plain std, so that it works inside
+    /// or outside an async runtime.
+    pub fn get_ok(port: u16, path: &str) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+        let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+        let mut answer = String::new();
+        stream.write_all(request.as_bytes()).is_ok()
+            && stream.read_to_string(&mut answer).is_ok()
+            && answer.starts_with("HTTP/1.0 200") | answer.starts_with("HTTP/1.1 200")
+    }
+
+    pub fn post_json(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let response = ::reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            (response.status().as_u16(), response.json().await.unwrap())
+        })
+    }
 }

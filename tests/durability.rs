@@ -1,0 +1,176 @@
+//! Nothing acknowledged is lost, with real processes and a real PostgreSQL: an outage longer
+//! than the sender's retry window under load, `kill -9` under load, and SIGTERM under load.
+//!
+//! `zegolog serve` runs as a child process over a PostgreSQL this test owns (it stops and starts
+//! it); `zegolog loadtest` (the library behind the command) sends signed logouts and, with
+//! `--verify`, checks that the database holds every acknowledged one exactly once.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::{serve, temp_data_dir, Served, SECRET};
+use zegolog::embedded_pg::EmbeddedPostgres;
+use zegolog::loadtest::{self, LoadtestArgs, Report};
+
+/// A PostgreSQL and a data dir for zegolog, both this test's own.
+struct Rig {
+    dir: PathBuf,
+    pg: Option<EmbeddedPostgres>,
+}
+
+impl Rig {
+    async fn new(prefix: &str) -> Self {
+        let dir = temp_data_dir(prefix);
+        let pg_dir = dir.join("pg");
+        let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&pg_dir).unwrap())
+            .await
+            .unwrap();
+        Self { dir, pg: Some(pg) }
+    }
+
+    fn url(&self) -> String {
+        self.pg.as_ref().unwrap().url()
+    }
+
+    fn serve(&self) -> Served {
+        let data_dir = self.dir.join("zegolog");
+        std::fs::create_dir_all(&data_dir).unwrap();
+        serve(
+            &data_dir,
+            &[
+                ("DATABASE_URL", &self.url()),
+                ("ZEGOLOG_SECRET", SECRET),
+                ("ZEGOLOG_LOG", "info,zegolog::http=warn"),
+            ],
+        )
+    }
+
+    async fn stop_db(&mut self) {
+        let pg = self.pg.take().unwrap();
+        self.pg = Some(
+            tokio::task::spawn_blocking(move || {
+                pg.stop().unwrap();
+                pg
+            })
+            .await
+            .unwrap(),
+        );
+    }
+
+    async fn start_db(&mut self) {
+        let mut pg = self.pg.take().unwrap();
+        self.pg = Some(
+            tokio::task::spawn_blocking(move || {
+                pg.restart().unwrap();
+                pg
+            })
+            .await
+            .unwrap(),
+        );
+    }
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if let Some(pg) = &self.pg {
+            let _ = pg.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn load(served: &Served, rig: &Rig, connections: usize, secs: u64) -> LoadtestArgs {
+    let mut args = LoadtestArgs::for_bench(
+        served.url("/zego/callback"),
+        SECRET.into(),
+        connections,
+        Duration::from_secs(secs),
+        rig.url(),
+    );
+    args.duplicates = 0.1;
+    args.request_timeout_secs = 10;
+    args
+}
+
+fn assert_nothing_lost(report: &Report) {
+    println!("{report}");
+    assert!(report.verified_ok(), "{report}");
+    assert!(report.acknowledged_unique > 0, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outage_longer_than_the_retry_window_under_load_loses_nothing() {
+    let mut rig = Rig::new("zegolog-outage-load-").await;
+    let served = rig.serve();
+    let args = load(&served, &rig, 8, 80);
+
+    let run = tokio::spawn(async move { loadtest::run(&args).await.unwrap() });
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    rig.stop_db().await;
+    // ZEGOCLOUD gives up on a callback after about 62 s of failures: stay down longer.
+    tokio::time::sleep(Duration::from_secs(66)).await;
+    rig.start_db().await;
+    let report = run.await.unwrap();
+
+    assert_nothing_lost(&report);
+    let non_2xx: u64 = report.requests - report.successes();
+    assert_eq!(
+        non_2xx, 0,
+        "the spool answers 2xx through the outage: {report}"
+    );
+    let (exit, log) = served.terminate();
+    assert!(exit.success(), "{log}");
+    assert!(
+        log.contains("spooling"),
+        "the outage went through the spool:\n{log}"
+    );
+    assert!(log.contains("spool drained into PostgreSQL"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_then_restart_keeps_every_acknowledged_callback() {
+    let mut rig = Rig::new("zegolog-kill9-").await;
+    let first = rig.serve();
+    let args = load(&first, &rig, 8, 6);
+
+    let run = tokio::spawn(async move { loadtest::run(&args).await });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Some callbacks are committed, the next ones only spooled, then the process dies.
+    rig.stop_db().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    first.kill9();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rig.start_db().await;
+    let second = rig.serve();
+    let report = run.await.unwrap().unwrap();
+
+    assert_nothing_lost(&report);
+    assert!(
+        report.transport_errors > 0,
+        "the load went on past the kill: {report}"
+    );
+    let (exit, log) = second.terminate();
+    assert!(exit.success(), "{log}");
+    assert!(
+        log.contains("wait in the spool from an earlier run"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_finishes_what_it_acknowledged_and_exits_0() {
+    let rig = Rig::new("zegolog-sigterm-").await;
+    let served = rig.serve();
+    let args = load(&served, &rig, 16, 5);
+
+    let run = tokio::spawn(async move { loadtest::run(&args).await });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (exit, log) = served.terminate();
+    let report = run.await.unwrap().unwrap();
+
+    assert!(exit.success(), "exit {exit}:\n{log}");
+    assert!(log.contains("shutting down"), "{log}");
+    assert_nothing_lost(&report);
+}
