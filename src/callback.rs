@@ -389,6 +389,97 @@ impl RoomLogout {
     }
 }
 
+/// A user entered a room: the `room_login` event, typed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RoomLogin {
+    pub appid: i64,
+    pub room_id: String,
+    pub room_name: Option<String>,
+    pub room_seq: Option<u64>,
+    pub user_account: String,
+    pub user_nickname: Option<String>,
+    pub session_id: u64,
+    pub login_time: DateTime<Utc>,
+    pub user_role: Option<i32>,
+    pub auth_level: Option<i32>,
+    pub relogin: Option<i32>,
+    pub user_update_seq: Option<i64>,
+}
+
+impl RoomLogin {
+    pub const EVENT: &'static str = "room_login";
+
+    pub fn from_fields(appid: i64, fields: &Fields) -> Result<Self, FieldError> {
+        const U64: &str = "an unsigned 64-bit integer";
+        const I32: &str = "a 32-bit integer";
+        Ok(Self {
+            appid,
+            room_id: fields.required_text("room_id")?.into_owned(),
+            room_name: fields.text("room_name")?.map(Cow::into_owned),
+            room_seq: fields.integer("room_seq", U64)?,
+            user_account: fields.required_text("user_account")?.into_owned(),
+            user_nickname: fields.text("user_nickname")?.map(Cow::into_owned),
+            session_id: fields.required_integer("session_id", U64)?,
+            login_time: unix_ms(fields, "login_time")?,
+            user_role: fields.integer("user_role", I32)?,
+            auth_level: fields.integer("auth_level", I32)?,
+            relogin: fields.integer("relogin", I32)?,
+            user_update_seq: fields.integer("user_update_seq", "a 64-bit integer")?,
+        })
+    }
+}
+
+/// A room was created or closed: `room_create` / `room_close`, typed.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RoomLifecycle {
+    pub appid: i64,
+    pub room_id: String,
+    /// The room lifecycle id; `room_seq` of the logins and logouts in it.
+    pub room_session_id: u64,
+    /// `room_create` or `room_close`.
+    pub event: String,
+    /// `room_create_time` or `room_close_time`.
+    pub at: DateTime<Utc>,
+    /// `id_name` of a room_create: the creator's user id.
+    pub creator: Option<String>,
+    pub close_reason: Option<i32>,
+}
+
+impl RoomLifecycle {
+    pub fn created(appid: i64, fields: &Fields) -> Result<Self, FieldError> {
+        Ok(Self {
+            creator: fields.text("id_name")?.map(Cow::into_owned),
+            close_reason: None,
+            ..Self::common(appid, fields, "room_create", "room_create_time")?
+        })
+    }
+
+    pub fn closed(appid: i64, fields: &Fields) -> Result<Self, FieldError> {
+        Ok(Self {
+            close_reason: fields.integer("close_reason", "a 32-bit integer")?,
+            ..Self::common(appid, fields, "room_close", "room_close_time")?
+        })
+    }
+
+    fn common(
+        appid: i64,
+        fields: &Fields,
+        event: &str,
+        time_field: &'static str,
+    ) -> Result<Self, FieldError> {
+        Ok(Self {
+            appid,
+            room_id: fields.required_text("room_id")?.into_owned(),
+            room_session_id: fields
+                .required_integer("room_session_id", "an unsigned 64-bit integer")?,
+            event: event.to_owned(),
+            at: unix_ms(fields, time_field)?,
+            creator: None,
+            close_reason: None,
+        })
+    }
+}
+
 /// A time in unix milliseconds, between 1970 and the end of year 9999.
 fn unix_ms(fields: &Fields, field: &'static str) -> Result<DateTime<Utc>, FieldError> {
     const EXPECTED: &str = "unix milliseconds between 1970 and 9999";
@@ -422,6 +513,8 @@ pub struct Received {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Payload {
     Logout(RoomLogout),
+    Login(RoomLogin),
+    Room(RoomLifecycle),
     /// An event zegolog keeps raw only (logins, rooms, streams, future events).
     Other,
     /// Authentic but unusable: kept in the archive with this reason, in no typed table.
@@ -433,14 +526,15 @@ impl Received {
     /// [`Payload::Refused`], because a retry would not fix it and the sender proved it sent it.
     pub fn new(envelope: &Envelope, fields: &Fields, encoding: Encoding) -> Self {
         let (body, had_nul) = fields.to_json();
-        let mut payload = if envelope.event == RoomLogout::EVENT {
-            match RoomLogout::from_fields(envelope.appid, fields) {
-                Ok(logout) => Payload::Logout(logout),
-                Err(e) => Payload::Refused(e.to_string()),
-            }
-        } else {
-            Payload::Other
+        let appid = envelope.appid;
+        let typed = match envelope.event.as_str() {
+            RoomLogout::EVENT => RoomLogout::from_fields(appid, fields).map(Payload::Logout),
+            RoomLogin::EVENT => RoomLogin::from_fields(appid, fields).map(Payload::Login),
+            "room_create" => RoomLifecycle::created(appid, fields).map(Payload::Room),
+            "room_close" => RoomLifecycle::closed(appid, fields).map(Payload::Room),
+            _ => Ok(Payload::Other),
         };
+        let mut payload = typed.unwrap_or_else(|e| Payload::Refused(e.to_string()));
         if had_nul {
             payload = Payload::Refused(
                 "a field holds U+0000, which PostgreSQL text cannot store (replaced by U+FFFD in body)"
@@ -483,6 +577,30 @@ mod tests {
         assert_eq!(logout.reason, Some(0));
         assert_eq!(logout.user_role, Some(1));
         assert_eq!(logout.user_update_seq, Some(13));
+    }
+
+    #[test]
+    fn login_and_room_events_normalise() {
+        let login =
+            br#"{"event":"room_login","appid":1,"room_id":"r","room_name":"R","room_seq":"5",
+            "user_account":"u","session_id":"0","login_time":1499676978027,"user_role":"2",
+            "auth_level":"1","relogin":"0","user_update_seq":"12"}"#;
+        let fields = Fields::parse(login, Encoding::Json).unwrap();
+        let login = RoomLogin::from_fields(1, &fields).unwrap();
+        assert_eq!(login.login_time.timestamp_millis(), 1_499_676_978_027);
+        assert_eq!((login.session_id, login.relogin), (0, Some(0)));
+
+        let create = br#"{"room_id":"r","room_session_id":858012925204410400,"room_create_time":"1499676978027","id_name":"host"}"#;
+        let fields = Fields::parse(create, Encoding::Json).unwrap();
+        let room = RoomLifecycle::created(1, &fields).unwrap();
+        assert_eq!(room.room_session_id, 858_012_925_204_410_400);
+        assert_eq!(room.creator.as_deref(), Some("host"));
+        let close = br#"{"room_id":"r","room_session_id":"1","room_close_time":"1499676978027","close_reason":"2"}"#;
+        let fields = Fields::parse(close, Encoding::Json).unwrap();
+        assert_eq!(
+            RoomLifecycle::closed(1, &fields).unwrap().close_reason,
+            Some(2)
+        );
     }
 
     #[test]

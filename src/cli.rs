@@ -55,6 +55,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations, then exit.
     Migrate(DatabaseArgs),
+    /// Drop whole monthly partitions of room_logouts older than --retain-days (never a long
+    /// DELETE), with their rollups.
+    Retain(RetainArgs),
     /// Send realistic signed callbacks to a zegolog deployment and report throughput and latency.
     Loadtest(LoadtestArgs),
     /// Benchmark ingest on this machine: PostgreSQL's own ceiling (pgbench), then zegolog under
@@ -72,6 +75,17 @@ pub struct DatabaseArgs {
     /// Where zegolog keeps its files (the private PostgreSQL among them).
     #[arg(long, env = "ZEGOLOG_DATA_DIR", default_value = "./zegolog-data")]
     pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RetainArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// Keep logouts of the last this many days; older monthly partitions are dropped whole
+    /// (a month goes once all of it is older than this).
+    #[arg(long, env = "ZEGOLOG_RETAIN_DAYS")]
+    pub retain_days: u32,
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +138,15 @@ pub struct ServeArgs {
     /// outage is then answered 503 at once.
     #[arg(long, env = "ZEGOLOG_SPOOL_MAX_MB", default_value_t = 1024)]
     pub spool_max_mb: u64,
+
+    /// Drop monthly partitions of logouts older than this many days, hourly (as `zegolog
+    /// retain`). Without it, zegolog keeps everything.
+    #[arg(long, env = "ZEGOLOG_RETAIN_DAYS")]
+    pub retain_days: Option<u32>,
+
+    /// How often the rollups behind the daily views are compacted, in seconds.
+    #[arg(long, env = "ZEGOLOG_COMPACT_EVERY_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub compact_every_secs: u64,
 }
 
 impl ServeArgs {
@@ -197,6 +220,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             database.close().await;
             result.map(drop)
         }
+        Command::Retain(args) => {
+            let database = Database::open(&args.database).await?;
+            let result = async {
+                let store = migrate(&database.url, &PoolConfig::default()).await?;
+                retain(&store, args.retain_days).await
+            }
+            .await;
+            database.close().await;
+            result
+        }
         Command::Loadtest(args) => {
             let report = crate::loadtest::run(&args).await?;
             println!("{report}");
@@ -217,6 +250,43 @@ async fn migrate(url: &str, pool: &PoolConfig) -> anyhow::Result<Store> {
         .context("applying database migrations")?;
     tracing::info!("database schema is up to date");
     Ok(store)
+}
+
+async fn retain(store: &Store, days: u32) -> anyhow::Result<()> {
+    let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
+    let dropped = store
+        .drop_partitions_before(cutoff)
+        .await
+        .context("dropping old partitions")?;
+    tracing::info!(%cutoff, dropped = ?dropped, "retention applied");
+    Ok(())
+}
+
+/// Background upkeep while serving: rollup compaction every few seconds; partitions ahead and
+/// retention hourly. Failures are logged and retried at the next tick (the database may be down).
+async fn maintain(store: Store, compact_every: Duration, retain_days: Option<u32>) {
+    let mut compact = tokio::time::interval(compact_every);
+    compact.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut hourly = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = compact.tick() => {
+                if let Err(e) = store.compact_rollups().await {
+                    tracing::debug!(error = %crate::http::error_chain(&e), "rollup compaction failed; retrying later");
+                }
+            }
+            _ = hourly.tick() => {
+                if let Err(e) = store.ensure_partitions().await {
+                    tracing::warn!(error = %crate::http::error_chain(&e), "creating partitions ahead failed; retrying in an hour");
+                }
+                if let Some(days) = retain_days {
+                    if let Err(e) = retain(&store, days).await {
+                        tracing::warn!(error = %format!("{e:#}"), "retention failed; retrying in an hour");
+                    }
+                }
+            }
+        }
+    }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
@@ -253,6 +323,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             writers: args.writers as usize,
         };
         let (ingest, tasks) = Ingest::start(store.clone(), spool, batching, metrics.clone());
+        let upkeep = tokio::spawn(maintain(
+            store.clone(),
+            Duration::from_secs(args.compact_every_secs),
+            args.retain_days,
+        ));
         let state = AppState::with_ingest(verifier, store, ingest, metrics);
         tracing::info!(listen = %args.listen, "zegolog is receiving callbacks on POST /zego/callback");
         let served = axum::serve(listener, app(state))
@@ -261,6 +336,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             .context("serving HTTP");
         // Every request has been answered; let the writers finish and the spool drain.
         tasks.finish(Duration::from_secs(10)).await;
+        upkeep.abort();
         served
     }
     .await;

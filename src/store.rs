@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-use crate::callback::{Payload, Received};
+use crate::callback::{Payload, Received, RoomLifecycle, RoomLogin, RoomLogout};
 
 /// What storing one callback did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,60 +117,50 @@ impl Store {
     }
 
     async fn write_unbounded(&self, batch: &[Received]) -> Result<Vec<Outcome>, StoreError> {
-        let columns = Columns::new(batch);
-        // One statement with two data-modifying CTEs: PostgreSQL runs it as one transaction in
-        // one round trip. Arrays are bound whole and UNNESTed, so a batch of any size is still
-        // one statement. u64 ids travel as text and are cast to numeric: no float, no i64.
-        let rows: Vec<Written> = sqlx::query_as(
-            r#"
-WITH events AS (
-    INSERT INTO callback_events (digest, event, appid, body, content_type, refused_reason)
-    SELECT digest, event, appid, body::jsonb, content_type, refused_reason
-    FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[])
-        AS t(digest, event, appid, body, content_type, refused_reason)
-    ON CONFLICT (digest) DO NOTHING
-    RETURNING encode(digest, 'hex') AS digest
-), logouts AS (
-    INSERT INTO room_logouts (appid, room_id, room_seq, user_account, user_nickname, session_id,
-                              login_time, logout_time, reason, user_role, user_update_seq)
-    SELECT appid, room_id, room_seq::numeric, user_account, user_nickname, session_id::numeric,
-           login_time, logout_time, reason, user_role, user_update_seq
-    FROM unnest($7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-                $13::timestamptz[], $14::timestamptz[], $15::int[], $16::int[], $17::bigint[])
-        AS t(appid, room_id, room_seq, user_account, user_nickname, session_id,
-             login_time, logout_time, reason, user_role, user_update_seq)
-    ON CONFLICT ON CONSTRAINT room_logouts_natural_key DO NOTHING
-    RETURNING appid, session_id::text, logout_time, room_id, user_account
-)
-SELECT NULL::bigint AS appid, digest AS key, NULL::timestamptz AS logout_time,
-       NULL AS room_id, NULL AS user_account
-FROM events
-UNION ALL
-SELECT appid, session_id, logout_time, room_id, user_account FROM logouts
-"#,
-        )
-        .bind(columns.digest)
-        .bind(columns.event)
-        .bind(columns.appid)
-        .bind(columns.body)
-        .bind(columns.content_type)
-        .bind(columns.refused_reason)
-        .bind(columns.logout.appid)
-        .bind(columns.logout.room_id)
-        .bind(columns.logout.room_seq)
-        .bind(columns.logout.user_account)
-        .bind(columns.logout.user_nickname)
-        .bind(columns.logout.session_id)
-        .bind(columns.logout.login_time)
-        .bind(columns.logout.logout_time)
-        .bind(columns.logout.reason)
-        .bind(columns.logout.user_role)
-        .bind(columns.logout.user_update_seq)
-        .fetch_all(&self.pool)
-        .await?;
+        let c = Columns::new(batch);
+        let rows: Vec<Written> = sqlx::query_as(WRITE_BATCH)
+            .bind(c.digest)
+            .bind(c.event)
+            .bind(c.appid)
+            .bind(c.body)
+            .bind(c.content_type)
+            .bind(c.refused_reason)
+            .bind(c.logout.appid)
+            .bind(c.logout.room_id)
+            .bind(c.logout.room_seq)
+            .bind(c.logout.user_account)
+            .bind(c.logout.user_nickname)
+            .bind(c.logout.session_id)
+            .bind(c.logout.login_time)
+            .bind(c.logout.logout_time)
+            .bind(c.logout.reason)
+            .bind(c.logout.user_role)
+            .bind(c.logout.user_update_seq)
+            .bind(c.login.appid)
+            .bind(c.login.room_id)
+            .bind(c.login.room_name)
+            .bind(c.login.room_seq)
+            .bind(c.login.user_account)
+            .bind(c.login.user_nickname)
+            .bind(c.login.session_id)
+            .bind(c.login.login_time)
+            .bind(c.login.user_role)
+            .bind(c.login.auth_level)
+            .bind(c.login.relogin)
+            .bind(c.login.user_update_seq)
+            .bind(c.room.appid)
+            .bind(c.room.room_id)
+            .bind(c.room.room_session_id)
+            .bind(c.room.event)
+            .bind(c.room.at)
+            .bind(c.room.creator)
+            .bind(c.room.close_reason)
+            .fetch_all(&self.pool)
+            .await?;
 
         // What was new: the first callback of the batch with a new key gets `Stored`, any later
-        // one with the same key (and every earlier delivery's retry) `Duplicate`.
+        // one with the same key (and every earlier delivery's retry) `Duplicate`. A logout is
+        // new when its row is; any other event when its archive row is.
         let mut new_events = HashSet::new();
         let mut new_logouts = HashSet::new();
         for row in rows {
@@ -206,7 +196,9 @@ SELECT appid, session_id, logout_time, room_id, user_account FROM logouts
                         l.room_id.clone(),
                         l.user_account.clone(),
                     )),
-                    Payload::Other => new_events.remove(&hex::encode(received.digest)),
+                    Payload::Login(_) | Payload::Room(_) | Payload::Other => {
+                        new_events.remove(&hex::encode(received.digest))
+                    }
                 };
                 if new {
                     Outcome::Stored
@@ -216,7 +208,106 @@ SELECT appid, session_id, logout_time, room_id, user_account FROM logouts
             })
             .collect())
     }
+
+    /// Folds the rollup rows appended by recent writes into the rollup tables and recomputes the
+    /// daily concurrency they touch (`zegolog_compact_rollups()`, idempotent).
+    pub async fn compact_rollups(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT zegolog_compact_rollups()")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates the monthly partitions of `room_logouts` from last month to three months ahead.
+    pub async fn ensure_partitions(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT zegolog_ensure_partitions()")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Drops the monthly partitions of `room_logouts` that end before `cutoff` (and older rows
+    /// of the default partition and of the rollups); returns the partitions dropped.
+    pub async fn drop_partitions_before(
+        &self,
+        cutoff: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT zegolog_drop_partitions_before($1)")
+                .bind(cutoff)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
 }
+
+/// One statement, hence one transaction and one round trip, for a whole batch: data-modifying
+/// CTEs insert the archive rows and the typed rows, and append the rollup contributions of the
+/// logouts that are new (from `RETURNING`, so a retried logout is never counted twice).
+/// Arrays are bound whole and UNNESTed, so a batch of any size is one statement; u64 ids
+/// travel as text and are cast to numeric: no float, no i64.
+const WRITE_BATCH: &str = r#"
+WITH events AS (
+    INSERT INTO callback_events (digest, event, appid, body, content_type, refused_reason)
+    SELECT digest, event, appid, body::jsonb, content_type, refused_reason
+    FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[])
+        AS t(digest, event, appid, body, content_type, refused_reason)
+    ON CONFLICT (digest) DO NOTHING
+    RETURNING encode(digest, 'hex') AS digest
+), logouts AS (
+    INSERT INTO room_logouts (appid, room_id, room_seq, user_account, user_nickname, session_id,
+                              login_time, logout_time, reason, user_role, user_update_seq)
+    SELECT appid, room_id, room_seq::numeric, user_account, user_nickname, session_id::numeric,
+           login_time, logout_time, reason, user_role, user_update_seq
+    FROM unnest($7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
+                $13::timestamptz[], $14::timestamptz[], $15::int[], $16::int[], $17::bigint[])
+        AS t(appid, room_id, room_seq, user_account, user_nickname, session_id,
+             login_time, logout_time, reason, user_role, user_update_seq)
+    ON CONFLICT ON CONSTRAINT room_logouts_natural_key DO NOTHING
+    RETURNING appid, session_id::text AS session_id, login_time, logout_time, room_id,
+              user_account, reason
+), logins AS (
+    INSERT INTO room_logins (appid, room_id, room_name, room_seq, user_account, user_nickname,
+                             session_id, login_time, user_role, auth_level, relogin, user_update_seq)
+    SELECT appid, room_id, room_name, room_seq::numeric, user_account, user_nickname,
+           session_id::numeric, login_time, user_role, auth_level, relogin, user_update_seq
+    FROM unnest($18::bigint[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[],
+                $24::text[], $25::timestamptz[], $26::int[], $27::int[], $28::int[], $29::bigint[])
+        AS t(appid, room_id, room_name, room_seq, user_account, user_nickname,
+             session_id, login_time, user_role, auth_level, relogin, user_update_seq)
+    ON CONFLICT ON CONSTRAINT room_logins_natural_key DO NOTHING
+), rooms AS (
+    INSERT INTO room_lifecycle_events (appid, room_id, room_session_id, event, at, creator, close_reason)
+    SELECT appid, room_id, room_session_id::numeric, event, at, creator, close_reason
+    FROM unnest($30::bigint[], $31::text[], $32::text[], $33::text[], $34::timestamptz[],
+                $35::text[], $36::int[])
+        AS t(appid, room_id, room_session_id, event, at, creator, close_reason)
+    ON CONFLICT ON CONSTRAINT room_lifecycle_events_key DO NOTHING
+), durations AS (
+    INSERT INTO logout_rollup_pending (day, appid, reason, bucket, sessions, total_ms, max_ms)
+    SELECT (logout_time AT TIME ZONE 'UTC')::date, appid, zegolog_reason_name(reason),
+           zegolog_duration_bucket(ms), count(*), sum(ms), max(ms)
+    FROM (SELECT *, (extract(EPOCH FROM logout_time - login_time) * 1000)::bigint AS ms
+          FROM logouts) AS l
+    GROUP BY 1, 2, 3, 4
+), concurrency AS (
+    INSERT INTO concurrency_pending (appid, room_id, minute, delta)
+    SELECT appid, room_id, minute, sum(delta)
+    FROM (
+        SELECT appid, room_id, date_trunc('minute', login_time, 'UTC') AS minute, 1 AS delta
+        FROM logouts WHERE logout_time >= login_time
+        UNION ALL
+        SELECT appid, room_id, date_trunc('minute', logout_time, 'UTC') + interval '1 minute', -1
+        FROM logouts WHERE logout_time >= login_time
+    ) AS d
+    GROUP BY 1, 2, 3
+)
+SELECT NULL::bigint AS appid, digest AS key, NULL::timestamptz AS logout_time,
+       NULL AS room_id, NULL AS user_account
+FROM events
+UNION ALL
+SELECT appid, session_id, logout_time, room_id, user_account FROM logouts
+"#;
 
 /// One row of the write statement: an archived digest, or a new logout's natural key.
 #[derive(Debug, sqlx::FromRow)]
@@ -238,6 +329,35 @@ struct Columns {
     content_type: Vec<&'static str>,
     refused_reason: Vec<Option<String>>,
     logout: LogoutColumns,
+    login: LoginColumns,
+    room: RoomColumns,
+}
+
+#[derive(Default)]
+struct LoginColumns {
+    appid: Vec<i64>,
+    room_id: Vec<String>,
+    room_name: Vec<Option<String>>,
+    room_seq: Vec<Option<String>>,
+    user_account: Vec<String>,
+    user_nickname: Vec<Option<String>>,
+    session_id: Vec<String>,
+    login_time: Vec<DateTime<Utc>>,
+    user_role: Vec<Option<i32>>,
+    auth_level: Vec<Option<i32>>,
+    relogin: Vec<Option<i32>>,
+    user_update_seq: Vec<Option<i64>>,
+}
+
+#[derive(Default)]
+struct RoomColumns {
+    appid: Vec<i64>,
+    room_id: Vec<String>,
+    room_session_id: Vec<String>,
+    event: Vec<String>,
+    at: Vec<DateTime<Utc>>,
+    creator: Vec<Option<String>>,
+    close_reason: Vec<Option<i32>>,
 }
 
 #[derive(Default)]
@@ -268,21 +388,58 @@ impl Columns {
                 Payload::Refused(reason) => Some(reason.clone()),
                 _ => None,
             });
-            if let Payload::Logout(l) = &received.payload {
-                let lc = &mut c.logout;
-                lc.appid.push(l.appid);
-                lc.room_id.push(l.room_id.clone());
-                lc.room_seq.push(l.room_seq.map(|s| s.to_string()));
-                lc.user_account.push(l.user_account.clone());
-                lc.user_nickname.push(l.user_nickname.clone());
-                lc.session_id.push(l.session_id.to_string());
-                lc.login_time.push(l.login_time);
-                lc.logout_time.push(l.logout_time);
-                lc.reason.push(l.reason);
-                lc.user_role.push(l.user_role);
-                lc.user_update_seq.push(l.user_update_seq);
+            match &received.payload {
+                Payload::Logout(l) => c.logout.push(l),
+                Payload::Login(l) => c.login.push(l),
+                Payload::Room(r) => c.room.push(r),
+                Payload::Other | Payload::Refused(_) => {}
             }
         }
         c
+    }
+}
+
+impl LogoutColumns {
+    fn push(&mut self, l: &RoomLogout) {
+        self.appid.push(l.appid);
+        self.room_id.push(l.room_id.clone());
+        self.room_seq.push(l.room_seq.map(|s| s.to_string()));
+        self.user_account.push(l.user_account.clone());
+        self.user_nickname.push(l.user_nickname.clone());
+        self.session_id.push(l.session_id.to_string());
+        self.login_time.push(l.login_time);
+        self.logout_time.push(l.logout_time);
+        self.reason.push(l.reason);
+        self.user_role.push(l.user_role);
+        self.user_update_seq.push(l.user_update_seq);
+    }
+}
+
+impl LoginColumns {
+    fn push(&mut self, l: &RoomLogin) {
+        self.appid.push(l.appid);
+        self.room_id.push(l.room_id.clone());
+        self.room_name.push(l.room_name.clone());
+        self.room_seq.push(l.room_seq.map(|s| s.to_string()));
+        self.user_account.push(l.user_account.clone());
+        self.user_nickname.push(l.user_nickname.clone());
+        self.session_id.push(l.session_id.to_string());
+        self.login_time.push(l.login_time);
+        self.user_role.push(l.user_role);
+        self.auth_level.push(l.auth_level);
+        self.relogin.push(l.relogin);
+        self.user_update_seq.push(l.user_update_seq);
+    }
+}
+
+impl RoomColumns {
+    fn push(&mut self, r: &RoomLifecycle) {
+        self.appid.push(r.appid);
+        self.room_id.push(r.room_id.clone());
+        self.room_session_id.push(r.room_session_id.to_string());
+        self.event.push(r.event.clone());
+        self.at.push(r.at);
+        self.creator.push(r.creator.clone());
+        self.close_reason.push(r.close_reason);
     }
 }

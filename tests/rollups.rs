@@ -1,0 +1,263 @@
+//! The write path keeps the rollups behind the daily views exact (each logout counted once,
+//! whatever the retries), partitions are created and retained by month, and logins and room
+//! lifecycle events are stored once.
+
+mod common;
+
+use common::{signed, vendor_sample, TestApp};
+use reqwest::StatusCode;
+use serde_json::json;
+use zegolog::store::Store;
+
+const DAY_MS: i64 = 86_400_000;
+
+fn logout(
+    session: i64,
+    room: &str,
+    login_ms: i64,
+    logout_ms: i64,
+    reason: i64,
+) -> serde_json::Value {
+    let mut callback = vendor_sample();
+    callback["session_id"] = json!(session.to_string());
+    callback["room_id"] = json!(room);
+    callback["user_account"] = json!(format!("user-{}", session % 7));
+    callback["login_time"] = json!(login_ms.to_string());
+    callback["logout_time"] = json!(logout_ms.to_string());
+    callback["reason"] = json!(reason.to_string());
+    callback
+}
+
+async fn post_ok(app: &TestApp, callback: &serde_json::Value) {
+    let (status, body) = app.post_json(&signed(callback.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn rollups_equal_a_recomputation_from_raw_rows_despite_retries() {
+    let app = TestApp::spawn().await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut sent = Vec::new();
+    for i in 0..240i64 {
+        // Three days, two rooms, durations from 0 ms to hours, a few negative (bad clocks).
+        let logout_ms = now - (i % 3) * DAY_MS - i * 97_000;
+        let duration = match i % 9 {
+            0 => 0,
+            1 => -1500,
+            k => (k * k * k) * 3_331 + i,
+        };
+        let callback = logout(
+            i,
+            ["room-a", "room-b"][(i % 2) as usize],
+            logout_ms - duration,
+            logout_ms,
+            i % 6,
+        );
+        post_ok(&app, &callback).await;
+        sent.push(callback);
+    }
+    for callback in sent.iter().step_by(5) {
+        post_ok(&app, callback).await; // the sender's retries
+    }
+    sqlx::query("SELECT zegolog_compact_rollups()")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    // Later logouts stay in the pending rows until the next compaction: the views include them.
+    post_ok(&app, &logout(10_000, "room-a", now - 60_000, now, 0)).await;
+
+    let mismatches: Vec<(String, String)> = sqlx::query_as(
+        r#"
+        WITH raw AS (
+            SELECT (logout_at AT TIME ZONE 'UTC')::date AS day, appid, count(*) AS sessions,
+                   sum(duration_ms) / 60000.0 AS total_minutes, max(duration_ms) / 1000.0 AS max_s,
+                   percentile_disc(0.5) WITHIN GROUP (ORDER BY duration_ms) / 1000.0 AS p50_s,
+                   percentile_disc(0.9) WITHIN GROUP (ORDER BY duration_ms) / 1000.0 AS p90_s,
+                   percentile_disc(0.99) WITHIN GROUP (ORDER BY duration_ms) / 1000.0 AS p99_s
+            FROM session_durations GROUP BY 1, 2
+        )
+        SELECT raw.day::text, format('%s vs %s', to_jsonb(raw), to_jsonb(d))
+        FROM raw FULL JOIN session_duration_daily AS d USING (day, appid)
+        WHERE d.sessions IS DISTINCT FROM raw.sessions
+           OR abs(d.total_minutes - raw.total_minutes) > 1e-9
+           OR abs(d.max_s - raw.max_s) > 1e-9
+           OR abs(d.p50_s - raw.p50_s) > 0.01 * abs(raw.p50_s)
+           OR abs(d.p90_s - raw.p90_s) > 0.01 * abs(raw.p90_s)
+           OR abs(d.p99_s - raw.p99_s) > 0.01 * abs(raw.p99_s)
+        "#,
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert!(mismatches.is_empty(), "{mismatches:#?}");
+
+    let reason_mismatches: i64 = sqlx::query_scalar(
+        r#"
+        WITH raw AS (
+            SELECT (logout_at AT TIME ZONE 'UTC')::date AS day, appid, reason, count(*) AS logouts,
+                   count(*)::float8 / sum(count(*)) OVER (PARTITION BY (logout_at AT TIME ZONE 'UTC')::date, appid) AS share,
+                   percentile_disc(0.5) WITHIN GROUP (ORDER BY duration_ms) / 1000.0 AS median_s
+            FROM session_durations GROUP BY 1, 2, 3
+        )
+        SELECT count(*) FROM raw FULL JOIN logout_reasons_daily AS d USING (day, appid, reason)
+        WHERE d.logouts IS DISTINCT FROM raw.logouts
+           OR abs(d.share - raw.share) > 1e-12
+           OR abs(d.median_duration_s - raw.median_s) > 0.01 * abs(raw.median_s)
+        "#,
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(reason_mismatches, 0);
+
+    sqlx::query("SELECT zegolog_compact_rollups()")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let peak_mismatches: Vec<(String, i64, i64)> = sqlx::query_as(
+        r#"
+        WITH sessions AS (
+            SELECT appid, date_trunc('minute', login_at, 'UTC') AS first_minute,
+                   date_trunc('minute', logout_at, 'UTC') AS last_minute
+            FROM session_durations WHERE logout_at >= login_at
+        ), minutes AS (
+            SELECT appid, m AS minute, count(*) AS online
+            FROM sessions, generate_series(first_minute, last_minute, interval '1 minute') AS m
+            GROUP BY 1, 2
+        ), raw AS (
+            SELECT appid, (minute AT TIME ZONE 'UTC')::date AS day, max(online) AS peak
+            FROM minutes GROUP BY 1, 2
+        )
+        SELECT raw.day::text, raw.peak, p.peak_users
+        FROM raw JOIN peak_concurrency_daily AS p USING (appid, day)
+        WHERE p.peak_users <> raw.peak
+        "#,
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert!(peak_mismatches.is_empty(), "{peak_mismatches:?}");
+    let days: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM peak_concurrency_daily WHERE peak_users > 0")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert!(days >= 3);
+}
+
+#[tokio::test]
+async fn old_months_live_in_their_partitions_and_retention_drops_them_whole() {
+    let app = TestApp::spawn().await;
+    let store = Store::from_pool(app.pool.clone());
+    let now = chrono::Utc::now().timestamp_millis();
+    let old = now - 400 * DAY_MS;
+    post_ok(&app, &logout(1, "room-a", old - 60_000, old, 0)).await;
+    post_ok(&app, &logout(2, "room-a", now - 60_000, now, 0)).await;
+    let in_default: i64 = sqlx::query_scalar("SELECT count(*) FROM room_logouts_default")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        in_default, 1,
+        "a month without its partition waits in the default partition"
+    );
+
+    let month: String = sqlx::query_scalar(
+        "SELECT zegolog_ensure_partition((to_timestamp($1 / 1000.0) AT TIME ZONE 'UTC')::date)",
+    )
+    .bind(old)
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    let (in_month, in_default): (i64, i64) = sqlx::query_as(&format!(
+        "SELECT (SELECT count(*) FROM {month}), (SELECT count(*) FROM room_logouts_default)"
+    ))
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (in_month, in_default),
+        (1, 0),
+        "creating the partition moved its rows"
+    );
+
+    sqlx::query("SELECT zegolog_compact_rollups()")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let dropped = store
+        .drop_partitions_before(chrono::Utc::now() - chrono::Duration::days(365))
+        .await
+        .unwrap();
+
+    assert_eq!(dropped, [month]);
+    let left: Vec<i64> = sqlx::query_scalar("SELECT session_id::bigint FROM room_logouts")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, [2]);
+    let old_rollups: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM session_duration_daily WHERE day < current_date - 365",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(old_rollups, 0);
+}
+
+#[tokio::test]
+async fn logins_and_room_lifecycle_events_are_stored_once() {
+    let app = TestApp::spawn().await;
+    let login = json!({"event": "room_login", "appid": 1, "room_id": "r1", "room_name": "Room 1",
+        "room_seq": "18446744073709551615", "user_account": "u1", "user_nickname": "n", "session_id": "0",
+        "login_time": 1499676978027u64, "user_role": "2", "auth_level": "1", "relogin": "1",
+        "user_update_seq": "12"});
+    let create = json!({"event": "room_create", "appid": "1", "room_id": "r1",
+        "room_session_id": 858012925204410400u64, "room_create_time": "1499676978000", "id_name": "u1"});
+    let close = json!({"event": "room_close", "appid": "1", "room_id": "r1",
+        "room_session_id": "858012925204410400", "close_reason": "1", "room_close_time": "1499676999000"});
+
+    for callback in [&login, &login, &create, &close, &create, &close] {
+        post_ok(&app, callback).await;
+    }
+
+    let login_row: (String, String, i32, String) = sqlx::query_as(
+        "SELECT room_name, room_seq::text, relogin, (extract(epoch FROM login_time) * 1000)::bigint::text FROM room_logins",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        login_row,
+        (
+            "Room 1".into(),
+            "18446744073709551615".into(),
+            1,
+            "1499676978027".into()
+        )
+    );
+    let events: Vec<(String, String, Option<String>, Option<i32>)> = sqlx::query_as(
+        "SELECT event, room_session_id::text, creator, close_reason FROM room_lifecycle_events ORDER BY event DESC",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        events,
+        [
+            (
+                "room_create".into(),
+                "858012925204410400".into(),
+                Some("u1".into()),
+                None
+            ),
+            (
+                "room_close".into(),
+                "858012925204410400".into(),
+                None,
+                Some(1)
+            ),
+        ]
+    );
+    assert_eq!(app.count("callback_events").await, 3);
+}
