@@ -192,41 +192,83 @@ impl Fields {
         hasher.finalize().into()
     }
 
-    /// The fields as one JSON object for the raw archive, and whether any text held U+0000.
+    /// The fields as one JSON object for the raw archive, and what had to change to make it
+    /// storable (`None`: nothing).
     ///
-    /// PostgreSQL text and jsonb cannot hold U+0000; such characters are replaced by U+FFFD and
-    /// the caller records the replacement instead of losing the whole callback.
-    pub fn to_json(&self) -> (Value, bool) {
-        let mut had_nul = false;
+    /// PostgreSQL text and jsonb cannot hold U+0000, and jsonb numbers are PostgreSQL numerics
+    /// (at most about 131,072 digits). U+0000 is replaced by U+FFFD; a number PostgreSQL cannot
+    /// hold is kept as a JSON string of the digits sent. The caller quarantines such a callback
+    /// with the reason instead of losing it.
+    pub fn to_json(&self) -> (Value, Option<&'static str>) {
+        let mut changes = Changes::default();
         let map = self
             .0
             .iter()
-            .map(|(k, v)| (strip_nul(k, &mut had_nul), scrub(v, &mut had_nul)))
+            .map(|(k, v)| (changes.text(k), changes.value(v)))
             .collect();
-        (Value::Object(map), had_nul)
+        (Value::Object(map), changes.reason())
     }
 }
 
-fn strip_nul(s: &str, had_nul: &mut bool) -> String {
-    if s.contains('\0') {
-        *had_nul = true;
-        s.replace('\0', "\u{FFFD}")
-    } else {
-        s.to_owned()
+/// What [`Fields::to_json`] changed.
+#[derive(Default)]
+struct Changes {
+    nul: bool,
+    number: bool,
+}
+
+impl Changes {
+    fn text(&mut self, s: &str) -> String {
+        if s.contains('\0') {
+            self.nul = true;
+            s.replace('\0', "\u{FFFD}")
+        } else {
+            s.to_owned()
+        }
+    }
+
+    fn value(&mut self, value: &Value) -> Value {
+        match value {
+            Value::String(s) => Value::String(self.text(s)),
+            Value::Number(n) if !storable_number(&n.to_string()) => {
+                self.number = true;
+                Value::String(n.to_string())
+            }
+            Value::Array(items) => Value::Array(items.iter().map(|v| self.value(v)).collect()),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (self.text(k), self.value(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
+    fn reason(&self) -> Option<&'static str> {
+        match (self.nul, self.number) {
+            (false, false) => None,
+            (true, false) => Some(
+                "a field holds U+0000, which PostgreSQL text cannot store (replaced by U+FFFD in body)",
+            ),
+            (false, true) => Some(
+                "a number is beyond what PostgreSQL can store (kept as a string of its digits in body)",
+            ),
+            (true, true) => Some(
+                "a field holds U+0000 and a number is beyond PostgreSQL's range (both kept as text in body)",
+            ),
+        }
     }
 }
 
-fn scrub(value: &Value, had_nul: &mut bool) -> Value {
-    match value {
-        Value::String(s) => Value::String(strip_nul(s, had_nul)),
-        Value::Array(items) => Value::Array(items.iter().map(|v| scrub(v, had_nul)).collect()),
-        Value::Object(map) => Value::Object(
-            map.iter()
-                .map(|(k, v)| (strip_nul(k, had_nul), scrub(v, had_nul)))
-                .collect(),
-        ),
-        other => other.clone(),
-    }
+/// Whether PostgreSQL's jsonb takes this JSON number: its numeric type holds up to 131,072
+/// digits before the point and 16,383 after. Anything within a thousand digits either way is
+/// taken as is.
+fn storable_number(text: &str) -> bool {
+    let (mantissa, exponent) = match text.find(['e', 'E']) {
+        Some(i) => (&text[..i], text[i + 1..].parse::<i64>().ok()),
+        None => (text, Some(0)),
+    };
+    mantissa.len() <= 1000 && exponent.is_some_and(|e| e.abs() <= 1000)
 }
 
 fn json_type(value: &Value) -> &'static str {
@@ -363,6 +405,11 @@ pub struct RoomLogout {
     pub user_update_seq: Option<i64>,
 }
 
+/// The longest room id, user account or event name accepted, in bytes. They are indexed, and a
+/// PostgreSQL btree entry holds at most 2,704 bytes; ZEGOCLOUD's own limits are far lower
+/// (room ids 128 bytes, user ids 64).
+pub const MAX_KEY_BYTES: usize = 1024;
+
 /// The latest unix millisecond accepted as a time: 9999-12-31T23:59:59.999Z.
 const MAX_UNIX_MS: i64 = 253_402_300_799_999;
 
@@ -375,9 +422,9 @@ impl RoomLogout {
         const I32: &str = "a 32-bit integer";
         Ok(Self {
             appid,
-            room_id: fields.required_text("room_id")?.into_owned(),
+            room_id: key_text(fields, "room_id")?,
             room_seq: fields.integer("room_seq", U64)?,
-            user_account: fields.required_text("user_account")?.into_owned(),
+            user_account: key_text(fields, "user_account")?,
             user_nickname: fields.text("user_nickname")?.map(Cow::into_owned),
             session_id: fields.required_integer("session_id", U64)?,
             login_time: unix_ms(fields, "login_time")?,
@@ -414,10 +461,10 @@ impl RoomLogin {
         const I32: &str = "a 32-bit integer";
         Ok(Self {
             appid,
-            room_id: fields.required_text("room_id")?.into_owned(),
+            room_id: key_text(fields, "room_id")?,
             room_name: fields.text("room_name")?.map(Cow::into_owned),
             room_seq: fields.integer("room_seq", U64)?,
-            user_account: fields.required_text("user_account")?.into_owned(),
+            user_account: key_text(fields, "user_account")?,
             user_nickname: fields.text("user_nickname")?.map(Cow::into_owned),
             session_id: fields.required_integer("session_id", U64)?,
             login_time: unix_ms(fields, "login_time")?,
@@ -469,7 +516,7 @@ impl RoomLifecycle {
     ) -> Result<Self, FieldError> {
         Ok(Self {
             appid,
-            room_id: fields.required_text("room_id")?.into_owned(),
+            room_id: key_text(fields, "room_id")?,
             room_session_id: fields
                 .required_integer("room_session_id", "an unsigned 64-bit integer")?,
             event: event.to_owned(),
@@ -478,6 +525,23 @@ impl RoomLifecycle {
             close_reason: None,
         })
     }
+}
+
+/// A required text field that is part of a unique key: at most [`MAX_KEY_BYTES`].
+fn key_text(fields: &Fields, field: &'static str) -> Result<String, FieldError> {
+    let text = fields.required_text(field)?;
+    if text.len() > MAX_KEY_BYTES {
+        return Err(FieldError::Invalid {
+            field,
+            expected: "at most 1024 bytes",
+            value: format!(
+                "{}... ({} bytes)",
+                &text[..text.floor_char_boundary(32)],
+                text.len()
+            ),
+        });
+    }
+    Ok(text.into_owned())
 }
 
 /// A time in unix milliseconds, between 1970 and the end of year 9999.
@@ -504,6 +568,9 @@ pub struct Received {
     /// See [`Fields::business_digest`].
     pub digest: [u8; 32],
     /// The decoded fields as a JSON object (U+0000 replaced, see [`Fields::to_json`]).
+    /// Serialised as JSON text, so that a spooled callback is no deeper than the one received
+    /// (serde_json refuses nesting beyond 128 levels).
+    #[serde(with = "json_text")]
     pub body: Value,
     pub encoding: Encoding,
     pub payload: Payload,
@@ -525,7 +592,7 @@ impl Received {
     /// Normalises an authenticated callback. Never fails: what cannot be normalised is
     /// [`Payload::Refused`], because a retry would not fix it and the sender proved it sent it.
     pub fn new(envelope: &Envelope, fields: &Fields, encoding: Encoding) -> Self {
-        let (body, had_nul) = fields.to_json();
+        let (body, unstorable) = fields.to_json();
         let appid = envelope.appid;
         let typed = match envelope.event.as_str() {
             RoomLogout::EVENT => RoomLogout::from_fields(appid, fields).map(Payload::Logout),
@@ -535,20 +602,40 @@ impl Received {
             _ => Ok(Payload::Other),
         };
         let mut payload = typed.unwrap_or_else(|e| Payload::Refused(e.to_string()));
-        if had_nul {
-            payload = Payload::Refused(
-                "a field holds U+0000, which PostgreSQL text cannot store (replaced by U+FFFD in body)"
-                    .into(),
-            );
+        if let Some(reason) = unstorable {
+            payload = Payload::Refused(reason.into());
+        }
+        // The event name is indexed: a name beyond any real one is cut, and the callback kept
+        // whole in the body, quarantined.
+        let mut event = envelope.event.replace('\0', "\u{FFFD}");
+        if event.len() > MAX_KEY_BYTES {
+            event.truncate(event.floor_char_boundary(MAX_KEY_BYTES));
+            payload = Payload::Refused(format!(
+                "the event name is longer than {MAX_KEY_BYTES} bytes (cut in column event, whole in body)"
+            ));
         }
         Self {
-            event: envelope.event.replace('\0', "\u{FFFD}"),
+            event,
             appid: envelope.appid,
             digest: fields.business_digest(),
             body,
             encoding,
             payload,
         }
+    }
+}
+
+mod json_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_json::Value;
+
+    pub fn serialize<S: Serializer>(value: &Value, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&value.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        serde_json::from_str(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -674,8 +761,8 @@ mod tests {
     #[test]
     fn nul_characters_are_replaced_in_the_archive() {
         let fields = Fields::parse(br#"{"a":"x\u0000y"}"#, Encoding::Json).unwrap();
-        let (json, had_nul) = fields.to_json();
-        assert!(had_nul);
+        let (json, reason) = fields.to_json();
+        assert!(reason.is_some_and(|r| r.contains("U+0000")));
         assert_eq!(json["a"], "x\u{FFFD}y");
     }
 }

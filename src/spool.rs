@@ -17,6 +17,8 @@ use redb::{Database, ReadableTable, ReadableTableMetadata, TableDefinition};
 use crate::callback::Received;
 
 const CALLBACKS: TableDefinition<u64, &[u8]> = TableDefinition::new("callbacks");
+/// Entries that could not be decoded, set aside so that they do not block the ones behind them.
+const UNDECODABLE: TableDefinition<u64, &[u8]> = TableDefinition::new("undecodable");
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -145,16 +147,49 @@ impl Spool {
         Ok(())
     }
 
-    /// The oldest `limit` entries, with their keys.
+    /// The oldest `limit` entries, with their keys. An entry that cannot be decoded (written
+    /// by an incompatible version, say) is moved to a table of its own and logged, rather than
+    /// blocking every entry behind it.
     pub fn oldest(&self, limit: usize) -> Result<Vec<(u64, Received)>, SpoolError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(CALLBACKS)?;
         let mut out = Vec::new();
-        for entry in table.iter()?.take(limit) {
-            let (key, value) = entry?;
-            out.push((key.value(), serde_json::from_slice(value.value())?));
+        let mut undecodable = Vec::new();
+        {
+            let txn = self.db.begin_read()?;
+            let table = txn.open_table(CALLBACKS)?;
+            for entry in table.iter()?.take(limit) {
+                let (key, value) = entry?;
+                match serde_json::from_slice(value.value()) {
+                    Ok(received) => out.push((key.value(), received)),
+                    Err(error) => {
+                        tracing::error!(key = key.value(), %error, "spool entry cannot be decoded; set aside in table `undecodable`");
+                        undecodable.push(key.value());
+                    }
+                }
+            }
+        }
+        if !undecodable.is_empty() {
+            self.set_aside(&undecodable)?;
         }
         Ok(out)
+    }
+
+    fn set_aside(&self, keys: &[u64]) -> Result<(), SpoolError> {
+        let mut level = self.level.lock().unwrap();
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(CALLBACKS)?;
+            let mut aside = txn.open_table(UNDECODABLE)?;
+            for key in keys {
+                if let Some(value) = table.remove(key)? {
+                    let value = value.value().to_vec();
+                    aside.insert(key, value.as_slice())?;
+                    level.entries -= 1;
+                    level.bytes -= value.len() as u64;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     /// Removes entries that are safely in PostgreSQL.

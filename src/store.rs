@@ -111,9 +111,56 @@ impl Store {
     /// Stores a batch of authenticated callbacks in one statement, hence one transaction, and
     /// says for each what happened. Nothing is written unless everything is.
     pub async fn write(&self, batch: &[Received]) -> Result<Vec<Outcome>, StoreError> {
-        tokio::time::timeout(self.write_deadline, self.write_unbounded(batch))
+        tokio::time::timeout(self.write_deadline, self.write_isolating(batch))
             .await
             .map_err(|_| StoreError::Timeout(self.write_deadline))?
+    }
+
+    /// One callback the database refuses must neither fail the others of its batch nor come
+    /// back forever: on a data error the batch is written one callback at a time, and a
+    /// callback refused alone is quarantined with PostgreSQL's reason, its body kept as text.
+    async fn write_isolating(&self, batch: &[Received]) -> Result<Vec<Outcome>, StoreError> {
+        match self.write_unbounded(batch).await {
+            Err(StoreError::Database(e)) if is_data_error(&e) => {
+                tracing::warn!(error = %e, size = batch.len(), "the database refused a batch; writing it one by one");
+                let mut outcomes = Vec::with_capacity(batch.len());
+                for received in batch {
+                    match self.write_unbounded(std::slice::from_ref(received)).await {
+                        Ok(outcome) => outcomes.extend(outcome),
+                        Err(StoreError::Database(e)) if is_data_error(&e) => {
+                            outcomes.push(self.quarantine(received, &e).await?);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(outcomes)
+            }
+            other => other,
+        }
+    }
+
+    async fn quarantine(
+        &self,
+        received: &Received,
+        error: &sqlx::Error,
+    ) -> Result<Outcome, StoreError> {
+        tracing::warn!(event = %received.event, appid = received.appid, %error, "authentic callback quarantined: the database refused it");
+        sqlx::query(
+            "INSERT INTO callback_events (digest, event, appid, body, content_type, refused_reason)
+             VALUES ($1, left($2, 1024), $3, to_jsonb($4::text), $5, $6)
+             ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(received.digest.to_vec())
+        .bind(&received.event)
+        .bind(received.appid)
+        .bind(received.body.to_string())
+        .bind(received.encoding.mime())
+        .bind(format!(
+            "PostgreSQL refused it: {error} (body kept as JSON text)"
+        ))
+        .execute(&self.pool)
+        .await?;
+        Ok(Outcome::Quarantined)
     }
 
     async fn write_unbounded(&self, batch: &[Received]) -> Result<Vec<Outcome>, StoreError> {
@@ -238,6 +285,19 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await?,
         )
+    }
+}
+
+/// Errors about the data of a statement (SQLSTATE classes 22 data exception, 23 integrity
+/// constraint, 54 program limit exceeded), as opposed to an unreachable or failing server.
+fn is_data_error(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(e) => e.code().is_some_and(|code| {
+            ["22", "23", "54"]
+                .iter()
+                .any(|class| code.starts_with(class))
+        }),
+        _ => false,
     }
 }
 
