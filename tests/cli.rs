@@ -89,3 +89,32 @@ fn insecure_mode_warns_at_start_and_on_every_request() {
     assert_eq!(log.matches("signature NOT verified").count(), 2, "{log}");
     std::fs::remove_dir_all(data_dir).unwrap();
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_request_id() {
+    let data_dir = temp_data_dir("zegolog-jsonlog-");
+    let served = serve(
+        &data_dir,
+        &[("ZEGOLOG_SECRET", SECRET), ("ZEGOLOG_LOG_FORMAT", "json")],
+    );
+    let url = format!("http://127.0.0.1:{}/zego/callback", served.port);
+    let mut forged = vendor_sample();
+    forged["signature"] = serde_json::json!("0".repeat(40));
+    let (status, _) = blocking_http::post_json(&url, &forged);
+
+    let (exit, log) = served.terminate();
+
+    assert_eq!(status, 401);
+    assert!(exit.success());
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let refused = lines
+        .iter()
+        .find(|l| l["fields"]["code"] == "bad_signature")
+        .unwrap_or_else(|| panic!("no log line for the refused callback:\n{log}"));
+    let request_id = refused["span"]["request_id"].as_str().unwrap_or_default();
+    assert_eq!(request_id.len(), 36, "a UUID request id: {refused}");
+    std::fs::remove_dir_all(data_dir).unwrap();
+}
