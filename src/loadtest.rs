@@ -613,7 +613,7 @@ impl Worker {
                 Err(e) => {
                     tally.transport_errors += 1;
                     if tally.first_error.is_none() {
-                        tally.first_error = Some(error_chain(&e));
+                        tally.first_error = Some(crate::http::error_chain(&e));
                     }
                 }
             }
@@ -621,18 +621,6 @@ impl Worker {
         tally.lane.generated = self.traffic.generated();
         tally
     }
-}
-
-/// `error: cause: cause`, as one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The wall clock a callback is made at.

@@ -7,35 +7,29 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use common::{serve, temp_data_dir, Served, SECRET};
-use zegolog::embedded_pg::EmbeddedPostgres;
+use common::{serve, OwnPostgres, Served, SECRET};
 use zegolog::loadtest::{self, LoadtestArgs, Report};
 
 /// A PostgreSQL and a data dir for zegolog, both this test's own.
 struct Rig {
-    dir: PathBuf,
-    pg: Option<EmbeddedPostgres>,
+    pg: OwnPostgres,
 }
 
 impl Rig {
     async fn new(prefix: &str) -> Self {
-        let dir = temp_data_dir(prefix);
-        let pg_dir = dir.join("pg");
-        let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&pg_dir).unwrap())
-            .await
-            .unwrap();
-        Self { dir, pg: Some(pg) }
+        Self {
+            pg: OwnPostgres::start(prefix).await,
+        }
     }
 
     fn url(&self) -> String {
-        self.pg.as_ref().unwrap().url()
+        self.pg.url()
     }
 
     fn serve(&self) -> Served {
-        let data_dir = self.dir.join("zegolog");
+        let data_dir = self.pg.dir.join("zegolog");
         std::fs::create_dir_all(&data_dir).unwrap();
         serve(
             &data_dir,
@@ -48,36 +42,11 @@ impl Rig {
     }
 
     async fn stop_db(&mut self) {
-        let pg = self.pg.take().unwrap();
-        self.pg = Some(
-            tokio::task::spawn_blocking(move || {
-                pg.stop().unwrap();
-                pg
-            })
-            .await
-            .unwrap(),
-        );
+        self.pg.stop().await;
     }
 
     async fn start_db(&mut self) {
-        let mut pg = self.pg.take().unwrap();
-        self.pg = Some(
-            tokio::task::spawn_blocking(move || {
-                pg.restart().unwrap();
-                pg
-            })
-            .await
-            .unwrap(),
-        );
-    }
-}
-
-impl Drop for Rig {
-    fn drop(&mut self) {
-        if let Some(pg) = &self.pg {
-            let _ = pg.stop();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.pg.restart().await;
     }
 }
 

@@ -6,20 +6,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{signed, temp_data_dir, test_verifier, vendor_sample, TestApp};
+use common::{signed, test_verifier, vendor_sample, OwnPostgres, TestApp};
 use reqwest::StatusCode;
-use zegolog::embedded_pg::EmbeddedPostgres;
 use zegolog::store::{PoolConfig, Store};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopped_database_gives_503_and_the_retry_succeeds_once_it_is_back() {
-    let dir = temp_data_dir("zegolog-outage-");
-    let pg = tokio::task::spawn_blocking({
-        let dir = dir.clone();
-        move || EmbeddedPostgres::start(&dir).unwrap()
-    })
-    .await
-    .unwrap();
+    let mut pg = OwnPostgres::start("zegolog-outage-").await;
     let store = Store::connect_lazy(&pg.url(), &PoolConfig::default()).unwrap();
     store.migrate().await.unwrap();
     let app = TestApp::serve(test_verifier(600), store.clone(), store.pool().clone()).await;
@@ -27,12 +20,7 @@ async fn stopped_database_gives_503_and_the_retry_succeeds_once_it_is_back() {
     first["session_id"] = serde_json::json!("1");
     assert_eq!(app.post_json(&signed(first)).await.0, StatusCode::OK);
 
-    let pg = tokio::task::spawn_blocking(move || {
-        pg.stop().unwrap();
-        pg
-    })
-    .await
-    .unwrap();
+    pg.stop().await;
     let started = Instant::now();
     let (status, body) = app.post_json(&signed(vendor_sample())).await;
     let took = started.elapsed();
@@ -49,13 +37,7 @@ async fn stopped_database_gives_503_and_the_retry_succeeds_once_it_is_back() {
     assert!(took < Duration::from_secs(2), "answered after {took:?}");
     assert_eq!(ready, StatusCode::SERVICE_UNAVAILABLE);
 
-    let mut pg = pg;
-    let pg = tokio::task::spawn_blocking(move || {
-        pg.restart().unwrap();
-        pg
-    })
-    .await
-    .unwrap();
+    pg.restart().await;
     // The sender's retry: same business fields, new timestamp, nonce and signature.
     let (status, body) = app.post_json(&signed(vendor_sample())).await;
 
@@ -65,6 +47,4 @@ async fn stopped_database_gives_503_and_the_retry_succeeds_once_it_is_back() {
         "{body}"
     );
     assert_eq!(app.count("room_logouts").await, 2);
-    pg.stop().unwrap();
-    std::fs::remove_dir_all(dir).unwrap();
 }

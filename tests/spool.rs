@@ -5,14 +5,12 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{signed, temp_data_dir, test_verifier, vendor_sample, TestApp};
+use common::{signed, test_verifier, vendor_sample, OwnPostgres, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
-use zegolog::embedded_pg::EmbeddedPostgres;
 use zegolog::http::AppState;
 use zegolog::ingest::{BatchConfig, Ingest};
 use zegolog::metrics::Metrics;
@@ -20,22 +18,15 @@ use zegolog::spool::Spool;
 use zegolog::store::{PoolConfig, Store};
 
 struct Outage {
-    dir: PathBuf,
-    pg: Option<EmbeddedPostgres>,
+    pg: OwnPostgres,
     app: TestApp,
 }
 
 async fn app_with_spool(max_spool_bytes: u64) -> Outage {
-    let dir = temp_data_dir("zegolog-spool-");
-    let pg = tokio::task::spawn_blocking({
-        let dir = dir.clone();
-        move || EmbeddedPostgres::start(&dir).unwrap()
-    })
-    .await
-    .unwrap();
+    let pg = OwnPostgres::start("zegolog-spool-").await;
     let store = Store::connect_lazy(&pg.url(), &PoolConfig::default()).unwrap();
     store.migrate().await.unwrap();
-    let spool = Arc::new(Spool::open(&dir.join("spool.redb"), max_spool_bytes).unwrap());
+    let spool = Arc::new(Spool::open(&pg.dir.join("spool.redb"), max_spool_bytes).unwrap());
     let metrics = Arc::new(Metrics::default());
     let (ingest, _tasks) = Ingest::start(
         store.clone(),
@@ -45,36 +36,16 @@ async fn app_with_spool(max_spool_bytes: u64) -> Outage {
     );
     let state = AppState::with_ingest(test_verifier(600), store.clone(), ingest, metrics);
     let app = TestApp::serve_state(state, store.pool().clone()).await;
-    Outage {
-        dir,
-        pg: Some(pg),
-        app,
-    }
+    Outage { pg, app }
 }
 
 impl Outage {
     async fn stop_db(&mut self) {
-        let pg = self.pg.take().unwrap();
-        self.pg = Some(
-            tokio::task::spawn_blocking(move || {
-                pg.stop().unwrap();
-                pg
-            })
-            .await
-            .unwrap(),
-        );
+        self.pg.stop().await;
     }
 
     async fn start_db(&mut self) {
-        let mut pg = self.pg.take().unwrap();
-        self.pg = Some(
-            tokio::task::spawn_blocking(move || {
-                pg.restart().unwrap();
-                pg
-            })
-            .await
-            .unwrap(),
-        );
+        self.pg.restart().await;
     }
 
     async fn readyz(&self) -> serde_json::Value {
@@ -86,15 +57,6 @@ impl Outage {
             .await
             .unwrap();
         response.json().await.unwrap()
-    }
-}
-
-impl Drop for Outage {
-    fn drop(&mut self) {
-        if let Some(pg) = &self.pg {
-            let _ = pg.stop();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -387,3 +387,53 @@ pub mod blocking_http {
         })
     }
 }
+
+/// A private PostgreSQL of one test's own, for tests that stop and start it.
+pub struct OwnPostgres {
+    pub dir: PathBuf,
+    pg: Option<EmbeddedPostgres>,
+}
+
+impl OwnPostgres {
+    pub async fn start(prefix: &str) -> Self {
+        let dir = temp_data_dir(prefix);
+        let pg_dir = dir.join("pg");
+        let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&pg_dir).unwrap())
+            .await
+            .unwrap();
+        Self { dir, pg: Some(pg) }
+    }
+
+    pub fn url(&self) -> String {
+        self.pg.as_ref().unwrap().url()
+    }
+
+    pub async fn stop(&mut self) {
+        self.with_server(|pg| pg.stop().unwrap()).await;
+    }
+
+    pub async fn restart(&mut self) {
+        self.with_server(|pg| pg.restart().unwrap()).await;
+    }
+
+    async fn with_server(&mut self, f: impl FnOnce(&mut EmbeddedPostgres) + Send + 'static) {
+        let mut pg = self.pg.take().unwrap();
+        self.pg = Some(
+            tokio::task::spawn_blocking(move || {
+                f(&mut pg);
+                pg
+            })
+            .await
+            .unwrap(),
+        );
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        if let Some(pg) = &self.pg {
+            let _ = pg.stop();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
