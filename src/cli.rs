@@ -144,6 +144,12 @@ pub struct ServeArgs {
     #[arg(long, env = "ZEGOLOG_RETAIN_DAYS")]
     pub retain_days: Option<u32>,
 
+    /// Turns on the dashboard at /dashboard, readable with this token (at least 16 characters,
+    /// e.g. `openssl rand -hex 32`). Off without it. Prefer the environment variable: flags show
+    /// in the process list.
+    #[arg(long, env = "ZEGOLOG_DASHBOARD_TOKEN", hide_env_values = true, value_parser = crate::dashboard::DashboardToken::parse)]
+    pub dashboard_token: Option<crate::dashboard::DashboardToken>,
+
     /// How often the rollups behind the daily views are compacted, in seconds.
     #[arg(long, env = "ZEGOLOG_COMPACT_EVERY_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub compact_every_secs: u64,
@@ -328,7 +334,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Duration::from_secs(args.compact_every_secs),
             args.retain_days,
         ));
-        let state = AppState::with_ingest(verifier, store, ingest, metrics);
+        let mut state = AppState::with_ingest(verifier, store, ingest, metrics);
+        if let Some(token) = args.dashboard_token.clone() {
+            state = state.with_dashboard_token(token);
+            tracing::info!("dashboard on at /dashboard (token required)");
+        }
         tracing::info!(listen = %args.listen, "zegolog is receiving callbacks on POST /zego/callback");
         let served = axum::serve(listener, app(state))
             .with_graceful_shutdown(shutdown_signal())

@@ -8,6 +8,7 @@
 //! - [`store`]: PostgreSQL: embedded migrations and idempotent batch writes. No HTTP.
 //! - [`ingest`]: group commit, and the way to the spool while PostgreSQL is down.
 //! - [`spool`]: the durable local spool (redb) callbacks wait in during an outage.
+//! - [`dashboard`]: `/dashboard`, the token-protected charts page and the JSON it reads from the views.
 //! - [`http`]: the axum router, the callback handler and the JSON error answers.
 //! - [`metrics`]: Prometheus counters.
 //! - [`embedded_pg`]: the private PostgreSQL zegolog runs when no database URL is given.
@@ -22,6 +23,7 @@
 pub mod bench;
 pub mod callback;
 pub mod cli;
+pub mod dashboard;
 pub mod embedded_pg;
 pub mod http;
 pub mod ingest;

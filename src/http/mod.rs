@@ -22,6 +22,7 @@ use tower_http::trace::TraceLayer;
 pub use error::{error_chain, Answer, ApiError};
 
 use crate::callback::{Encoding, Envelope, Fields, Payload, Received};
+use crate::dashboard::DashboardToken;
 use crate::ingest::{Ack, BatchConfig, Ingest};
 use crate::metrics::Metrics;
 use crate::signature::Verifier;
@@ -37,6 +38,8 @@ pub struct AppState {
     pub store: Store,
     pub ingest: Ingest,
     pub metrics: Arc<Metrics>,
+    /// The dashboard's token; `None` (the default) turns the dashboard off: its routes 404.
+    pub dashboard_token: Option<Arc<DashboardToken>>,
 }
 
 impl AppState {
@@ -60,18 +63,30 @@ impl AppState {
             store,
             ingest,
             metrics,
+            dashboard_token: None,
         }
+    }
+
+    /// Turns the dashboard on (`/dashboard`), readable with this token.
+    pub fn with_dashboard_token(mut self, token: DashboardToken) -> Self {
+        self.dashboard_token = Some(Arc::new(token));
+        self
     }
 }
 
 /// The whole service: the binary serves this router and the tests drive the very same one.
 pub fn app(state: AppState) -> Router {
     let x_request_id = header::HeaderName::from_static("x-request-id");
-    Router::new()
+    let mut router = Router::new()
         .route("/zego/callback", post(receive_callback))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics));
+    if state.dashboard_token.is_some() {
+        // Off unless a token is configured: then its routes do not exist at all (404).
+        router = router.merge(crate::dashboard::routes(&state));
+    }
+    router
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
