@@ -63,6 +63,15 @@ pub enum Command {
     /// Benchmark ingest on this machine: PostgreSQL's own ceiling (pgbench), then zegolog under
     /// load, side by side.
     Bench(BenchArgs),
+    /// Print an app's daily sessions and duration percentiles, disconnect reasons and the rooms
+    /// and users with the most abnormal disconnects, as a table, CSV or JSON.
+    Report(crate::report::ReportArgs),
+    /// Backfill callbacks from a JSON-lines file (one callback per line, as ZEGOCLOUD sent it),
+    /// idempotently. Signatures are not verified: import only files you trust.
+    Import(crate::import::ImportArgs),
+    /// Create or update a PostgreSQL role that can log in and read the analytics views, and
+    /// nothing else (no raw tables, no writes).
+    GrantAnalyst(crate::grant::GrantAnalystArgs),
 }
 
 #[derive(Debug, Args)]
@@ -245,7 +254,41 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => crate::bench::run(&args).await,
+        Command::Report(args) => {
+            let args = &args;
+            with_database(&args.database, |url| async move {
+                crate::report::run(args, &url).await
+            })
+            .await
+        }
+        Command::Import(args) => {
+            let args = &args;
+            with_database(&args.database, |url| async move {
+                crate::import::run(args, &url).await
+            })
+            .await
+        }
+        Command::GrantAnalyst(args) => {
+            let args = &args;
+            with_database(&args.database, |url| async move {
+                crate::grant::run(args, &url).await
+            })
+            .await
+        }
     }
+}
+
+/// Runs a command against the database the arguments name (starting and stopping the private
+/// PostgreSQL when there is no URL).
+async fn with_database<F, Fut>(args: &DatabaseArgs, command: F) -> anyhow::Result<()>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let database = Database::open(args).await?;
+    let result = command(database.url.clone()).await;
+    database.close().await;
+    result
 }
 
 async fn migrate(url: &str, pool: &PoolConfig) -> anyhow::Result<Store> {

@@ -14,6 +14,9 @@
 //! - [`embedded_pg`]: the private PostgreSQL zegolog runs when no database URL is given.
 //! - [`loadtest`]: `zegolog loadtest`: realistic signed callback traffic, and a check of what got stored.
 //! - [`bench`]: `zegolog bench`, PostgreSQL's ceiling and zegolog under load side by side.
+//! - [`report`]: `zegolog report`, an app's days, disconnect reasons and worst rooms and users as a table, CSV or JSON.
+//! - [`import`]: `zegolog import`, a JSON-lines file of callbacks backfilled through the live write path.
+//! - [`grant`]: `zegolog grant-analyst`, a login role that reads the views and nothing else.
 //! - [`cli`]: command-line and environment configuration, and the commands.
 //!
 //! # Errors
@@ -25,10 +28,13 @@ pub mod callback;
 pub mod cli;
 pub mod dashboard;
 pub mod embedded_pg;
+pub mod grant;
 pub mod http;
+pub mod import;
 pub mod ingest;
 pub mod loadtest;
 pub mod metrics;
+pub mod report;
 pub mod signature;
 pub mod spool;
 pub mod store;

@@ -1,0 +1,631 @@
+//! `zegolog grant-analyst ROLE`: a PostgreSQL role that can log in and read the analytics views,
+//! and nothing else: no raw table (`callback_events` holds whole callback bodies), no writes,
+//! no new objects.
+//!
+//! Views run with their owner's rights (none of zegolog's is `security_invoker`), so `SELECT`
+//! on a view is enough to read it while its tables stay closed. The views are found in the
+//! `public` schema, not listed here, so views added by later migrations are granted too (run the
+//! command again after an upgrade: it is idempotent). Everything happens in one transaction,
+//! ending with a check of the role's effective rights (through `PUBLIC` and role memberships
+//! too); if anything beyond the views is readable or writable, nothing is committed.
+//!
+//! The password is hashed here (SCRAM-SHA-256, as `psql`'s `\password` does), so PostgreSQL
+//! receives and may log only the verifier, never the password.
+//!
+//! Errors are `anyhow`: this is command-line glue, like [`crate::cli`].
+
+use std::fmt;
+
+use anyhow::{bail, Context};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, Postgres, Transaction};
+
+use crate::cli::DatabaseArgs;
+use crate::store::{PoolConfig, Store};
+
+#[derive(Debug, clap::Args)]
+pub struct GrantAnalystArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// The role to create, or to update if it exists (it then loses every other right in this
+    /// database and its memberships in other roles). Case and characters are kept as given.
+    #[arg(value_name = "ROLE")]
+    pub role: String,
+
+    /// The name of an environment variable holding the role's password (printable ASCII). The
+    /// password itself is never a flag, since flags show in the process list. Without it a new
+    /// role gets no password (it cannot log in over a password-checked connection until one
+    /// is set) and an existing role keeps its own.
+    #[arg(long, value_name = "VAR")]
+    pub password_env: Option<String>,
+}
+
+/// `zegolog grant-analyst` on the database at `database_url` (migrated first, so that the
+/// views of this version exist); a summary on stdout.
+pub async fn run(args: &GrantAnalystArgs, database_url: &str) -> anyhow::Result<()> {
+    let password = match &args.password_env {
+        Some(var) => Some(std::env::var(var).map_err(|e| match e {
+            std::env::VarError::NotPresent => {
+                anyhow::anyhow!("--password-env {var}: the environment variable {var} is not set")
+            }
+            std::env::VarError::NotUnicode(_) => {
+                anyhow::anyhow!("--password-env {var}: the value of {var} is not valid Unicode")
+            }
+        })?),
+        None => None,
+    };
+    let store = Store::connect_lazy(database_url, &PoolConfig::default())
+        .context("the database URL is not valid")?;
+    store
+        .migrate()
+        .await
+        .context("applying database migrations")?;
+    store.pool().close().await;
+
+    let options: PgConnectOptions = database_url.parse()?;
+    let mut conn =
+        PgConnection::connect_with(&options.clone().application_name("zegolog grant-analyst"))
+            .await
+            .context("connecting to PostgreSQL")?;
+    let summary = grant_analyst(&mut conn, &args.role, password.as_deref()).await?;
+    let _ = conn.close().await;
+    println!("{summary}");
+    println!(
+        "connect as it (while the database runs) with: psql -h {} -p {} -U {} {}",
+        options.get_host(),
+        options.get_port(),
+        shell_quote(&args.role),
+        shell_quote(options.get_database().unwrap_or("postgres")),
+    );
+    Ok(())
+}
+
+/// What [`grant_analyst`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantSummary {
+    pub role: String,
+    pub database: String,
+    /// The role was new.
+    pub created: bool,
+    pub password_set: bool,
+    /// The views it may read now (`public` schema), by name.
+    pub views: Vec<String>,
+    /// Roles it was a member of, and is no longer.
+    pub left_roles: Vec<String>,
+    /// Views granted that the role still cannot read, with PostgreSQL's reason: their functions
+    /// read tables with the caller's rights. `None`: not checked (this session cannot take the
+    /// role).
+    pub unreadable_views: Option<Vec<(String, String)>>,
+}
+
+impl fmt::Display for GrantSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "role {:?} {} in database {:?}: it can log in and SELECT from {} views, nothing else",
+            self.role,
+            if self.created { "created" } else { "updated" },
+            self.database,
+            self.views.len()
+        )?;
+        write!(f, "  views: {}", self.views.join(", "))?;
+        match (self.password_set, self.created) {
+            (true, _) => write!(f, "\n  password: set (sent as a SCRAM-SHA-256 verifier)")?,
+            (false, true) => write!(
+                f,
+                "\n  password: none; give one with --password-env VAR to log in over TCP"
+            )?,
+            (false, false) => write!(f, "\n  password: unchanged")?,
+        }
+        if !self.left_roles.is_empty() {
+            write!(
+                f,
+                "\n  no longer a member of: {}",
+                self.left_roles.join(", ")
+            )?;
+        }
+        match &self.unreadable_views {
+            None => write!(
+                f,
+                "\n  not checked that every view is readable as the role (this session cannot SET ROLE to it)"
+            )?,
+            Some(views) if views.is_empty() => {}
+            Some(views) => {
+                write!(
+                    f,
+                    "\n  warning: {} views are granted but the role cannot read them, because they \
+                     read tables with the caller's rights (SECURITY INVOKER functions):",
+                    views.len()
+                )?;
+                for (view, reason) in views {
+                    write!(f, "\n    {view}: {reason}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Creates or updates `role` as a read-only analyst of the views of the connected database.
+/// One transaction: all of it or nothing.
+pub async fn grant_analyst(
+    conn: &mut PgConnection,
+    role: &str,
+    password: Option<&str>,
+) -> anyhow::Result<GrantSummary> {
+    check_role_name(role)?;
+    let verifier = password.map(scram_verifier).transpose()?;
+    let mut tx = conn.begin().await?;
+
+    let existing: Option<(bool, bool)> = sqlx::query_as(
+        "SELECT rolsuper, rolname IN (current_user, session_user) FROM pg_roles WHERE rolname = $1",
+    )
+    .bind(role)
+    .fetch_optional(&mut *tx)
+    .await?;
+    match existing {
+        Some((_, true)) => {
+            bail!("{role:?} is the role running this command: an analyst role must be another one")
+        }
+        Some((true, _)) => bail!(
+            "{role:?} is a superuser, which reads and writes everything: choose another name, or \
+             take its superuser attribute away first (ALTER ROLE ... NOSUPERUSER)"
+        ),
+        _ => {}
+    }
+    let created = existing.is_none();
+    if created {
+        exec(&mut tx, "CREATE ROLE %I LOGIN", &[role]).await?;
+    } else {
+        let owned: Vec<String> = sqlx::query_scalar(
+            "SELECT format('%s %s', kind, name) FROM (
+                 SELECT 'relation' AS kind, c.oid::regclass::text AS name
+                 FROM pg_class AS c JOIN pg_roles AS r ON r.oid = c.relowner WHERE r.rolname = $1
+                 UNION ALL
+                 SELECT 'schema', n.nspname::text
+                 FROM pg_namespace AS n JOIN pg_roles AS r ON r.oid = n.nspowner WHERE r.rolname = $1
+                 UNION ALL
+                 SELECT 'function', p.oid::regprocedure::text
+                 FROM pg_proc AS p JOIN pg_roles AS r ON r.oid = p.proowner WHERE r.rolname = $1
+                 UNION ALL
+                 SELECT 'database', d.datname::text
+                 FROM pg_database AS d JOIN pg_roles AS r ON r.oid = d.datdba
+                 WHERE r.rolname = $1 AND d.datname = current_database()
+             ) AS o ORDER BY 1 LIMIT 5",
+        )
+        .bind(role)
+        .fetch_all(&mut *tx)
+        .await?;
+        if !owned.is_empty() {
+            bail!(
+                "{role:?} owns objects in this database ({}): an owner keeps every right on what it \
+                 owns, so it cannot be made read-only; choose another name",
+                owned.join(", ")
+            );
+        }
+        // Only the attributes that must change: changing some of them at all needs a superuser.
+        let attributes: (bool, bool, bool, bool, bool) = sqlx::query_as(
+            "SELECT rolcanlogin, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls
+             FROM pg_roles WHERE rolname = $1",
+        )
+        .bind(role)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (login, createdb, createrole, replication, bypassrls) = attributes;
+        let changes: Vec<&str> = [
+            (!login, "LOGIN"),
+            (createdb, "NOCREATEDB"),
+            (createrole, "NOCREATEROLE"),
+            (replication, "NOREPLICATION"),
+            (bypassrls, "NOBYPASSRLS"),
+        ]
+        .into_iter()
+        .filter_map(|(change, attribute)| change.then_some(attribute))
+        .collect();
+        if !changes.is_empty() {
+            exec(
+                &mut tx,
+                &format!("ALTER ROLE %I WITH {}", changes.join(" ")),
+                &[role],
+            )
+            .await?;
+        }
+    }
+    if let Some(verifier) = &verifier {
+        exec(&mut tx, "ALTER ROLE %I PASSWORD %L", &[role, verifier]).await?;
+    }
+
+    // Out of every other role: a membership would lend it that role's rights.
+    let left_roles: Vec<String> = sqlx::query_scalar(
+        "SELECT g.rolname::text FROM pg_auth_members AS m
+         JOIN pg_roles AS g ON g.oid = m.roleid
+         JOIN pg_roles AS r ON r.oid = m.member
+         WHERE r.rolname = $1 ORDER BY 1",
+    )
+    .bind(role)
+    .fetch_all(&mut *tx)
+    .await?;
+    for group in &left_roles {
+        exec(&mut tx, "REVOKE %I FROM %I", &[group, role]).await?;
+    }
+
+    // Nothing on the database but CONNECT; nothing in any schema (an update may hold old
+    // grants); then USAGE on public and SELECT on its views.
+    let database: String = sqlx::query_scalar("SELECT current_database()::text")
+        .fetch_one(&mut *tx)
+        .await?;
+    exec(
+        &mut tx,
+        "REVOKE ALL ON DATABASE %I FROM %I",
+        &[&database, role],
+    )
+    .await?;
+    exec(
+        &mut tx,
+        "GRANT CONNECT ON DATABASE %I TO %I",
+        &[&database, role],
+    )
+    .await?;
+    let schemas: Vec<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace
+         WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' ORDER BY 1",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for schema in &schemas {
+        for statement in [
+            "REVOKE ALL ON SCHEMA %I FROM %I",
+            "REVOKE ALL ON ALL TABLES IN SCHEMA %I FROM %I",
+            "REVOKE ALL ON ALL SEQUENCES IN SCHEMA %I FROM %I",
+            "REVOKE ALL ON ALL ROUTINES IN SCHEMA %I FROM %I",
+        ] {
+            exec(&mut tx, statement, &[schema, role]).await?;
+        }
+    }
+    // PUBLIC (every role, this one included): nothing on zegolog's tables, and no CREATE in
+    // public (PostgreSQL 15 no longer grants it, but a cluster upgraded from 14 keeps it).
+    for statement in [
+        "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM PUBLIC",
+        "REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM PUBLIC",
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+    ] {
+        sqlx::query(statement).execute(&mut *tx).await?;
+    }
+    exec(&mut tx, "GRANT USAGE ON SCHEMA public TO %I", &[role]).await?;
+
+    let views: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname::text FROM pg_class AS c
+         JOIN pg_namespace AS n ON n.oid = c.relnamespace
+         WHERE n.nspname = 'public' AND c.relkind IN ('v', 'm')
+         ORDER BY 1",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for view in &views {
+        exec(&mut tx, "GRANT SELECT ON public.%I TO %I", &[view, role]).await?;
+    }
+
+    verify(&mut tx, role, &database).await?;
+    let unreadable_views = try_views(&mut tx, role, &views).await?;
+    tx.commit().await?;
+    Ok(GrantSummary {
+        role: role.to_owned(),
+        database,
+        created,
+        password_set: verifier.is_some(),
+        views,
+        left_roles,
+        unreadable_views,
+    })
+}
+
+/// Plans `SELECT * FROM view` as the role, for each view: PostgreSQL checks the rights of
+/// every table a query reads when it starts executing it, which `EXPLAIN` does without reading
+/// a row. A view whose functions run with the caller's rights (a `SECURITY INVOKER` function,
+/// inlined or not) reads its tables as the analyst, who may not: such views are returned
+/// with PostgreSQL's reason. `None` when this session may not take the role (`SET ROLE` needs
+/// membership in it, which a superuser has).
+async fn try_views(
+    tx: &mut Transaction<'_, Postgres>,
+    role: &str,
+    views: &[String],
+) -> anyhow::Result<Option<Vec<(String, String)>>> {
+    let mut unreadable = Vec::new();
+    for view in views {
+        let mut attempt = tx.begin().await?;
+        if exec(&mut attempt, "SET LOCAL ROLE %I", &[role])
+            .await
+            .is_err()
+        {
+            attempt.rollback().await?;
+            return Ok(None);
+        }
+        let statement: String =
+            sqlx::query_scalar("SELECT format('EXPLAIN SELECT * FROM public.%I', $1::text)")
+                .bind(view)
+                .fetch_one(&mut *attempt)
+                .await?;
+        let planned = sqlx::raw_sql(&statement).execute(&mut *attempt).await;
+        // Rolling back the savepoint also ends SET LOCAL ROLE.
+        attempt.rollback().await?;
+        if let Err(e) = planned {
+            let reason = match &e {
+                sqlx::Error::Database(db) => db.message().to_owned(),
+                other => other.to_string(),
+            };
+            unreadable.push((view.clone(), reason));
+        }
+    }
+    Ok(Some(unreadable))
+}
+
+/// The role's effective rights (through PUBLIC and memberships included) are SELECT on views
+/// and nothing else; an error, and so a rollback, otherwise.
+async fn verify(
+    tx: &mut Transaction<'_, Postgres>,
+    role: &str,
+    database: &str,
+) -> anyhow::Result<()> {
+    let too_much: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%s on %s', p.privilege, c.oid::regclass)
+         FROM pg_class AS c
+         JOIN pg_namespace AS n ON n.oid = c.relnamespace
+         CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE',
+                                 'REFERENCES', 'TRIGGER']) AS p(privilege)
+         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+           AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+           AND n.nspname NOT LIKE 'pg\\_toast%'
+           AND NOT (c.relkind IN ('v', 'm') AND n.nspname = 'public' AND p.privilege = 'SELECT')
+           AND (CASE WHEN c.relkind = 'S'
+                     THEN p.privilege IN ('SELECT', 'UPDATE')
+                          AND has_sequence_privilege($1, c.oid, p.privilege)
+                     ELSE has_table_privilege($1, c.oid, p.privilege) END)
+         UNION ALL
+         SELECT format('CREATE on schema %I', nspname) FROM pg_namespace
+         WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'
+           AND has_schema_privilege($1, oid, 'CREATE')
+         UNION ALL
+         SELECT format('CREATE on database %I', $2::text)
+         WHERE has_database_privilege($1, $2, 'CREATE')
+         ORDER BY 1 LIMIT 10",
+    )
+    .bind(role)
+    .bind(database)
+    .fetch_all(&mut **tx)
+    .await?;
+    if !too_much.is_empty() {
+        bail!(
+            "after the grants, {role:?} would still have {} (through PUBLIC, a default privilege \
+             or another grant this command cannot revoke): nothing was changed",
+            too_much.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Runs a statement built by PostgreSQL's own `format()`: `%I` quotes an identifier, `%L` a
+/// literal, exactly as the server parses them.
+async fn exec(
+    tx: &mut Transaction<'_, Postgres>,
+    template: &str,
+    args: &[&str],
+) -> anyhow::Result<()> {
+    let statement: String = sqlx::query_scalar("SELECT format($1, VARIADIC $2::text[])")
+        .bind(template)
+        .bind(args)
+        .fetch_one(&mut **tx)
+        .await?;
+    sqlx::raw_sql(&statement)
+        .execute(&mut **tx)
+        .await
+        .with_context(|| {
+            // The only literal is a password verifier: not shown.
+            format!("running {}", template.replace("%L", "'...'"))
+        })?;
+    Ok(())
+}
+
+/// A role name PostgreSQL keeps as given: 1 to 63 bytes (longer names are silently cut).
+fn check_role_name(role: &str) -> anyhow::Result<()> {
+    if role.is_empty() || role.len() > 63 {
+        bail!("a role name has 1 to 63 bytes; {role:?} has {}", role.len());
+    }
+    if role.contains('\0') {
+        bail!("a role name cannot hold U+0000");
+    }
+    if role.starts_with("pg_") {
+        bail!("role names starting with pg_ are reserved by PostgreSQL");
+    }
+    Ok(())
+}
+
+fn shell_quote(text: &str) -> String {
+    if !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SCRAM-SHA-256 verifier (RFC 5802 / RFC 7677), as PostgreSQL stores it
+// ---------------------------------------------------------------------------------------------
+
+/// PostgreSQL's default iteration count (`scram_iterations`).
+const SCRAM_ITERATIONS: u32 = 4096;
+
+/// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, the form PostgreSQL keeps in
+/// `pg_authid` and accepts in `ALTER ROLE ... PASSWORD` without hashing it again.
+///
+/// PostgreSQL normalises a password with SASLprep before hashing; printable ASCII is left as
+/// it is, so only printable ASCII is accepted here rather than reimplementing SASLprep.
+pub fn scram_verifier(password: &str) -> anyhow::Result<String> {
+    let mut salt = [0u8; 16];
+    rand::thread_rng().fill_bytes(&mut salt);
+    scram_verifier_with(password, &salt, SCRAM_ITERATIONS)
+}
+
+fn scram_verifier_with(password: &str, salt: &[u8], iterations: u32) -> anyhow::Result<String> {
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    if !password.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
+        bail!("the password must be printable ASCII (letters, digits, punctuation, spaces)");
+    }
+    let (stored_key, server_key) = scram_keys(password.as_bytes(), salt, iterations);
+    Ok(format!(
+        "SCRAM-SHA-256${iterations}:{}${}:{}",
+        base64(salt),
+        base64(&stored_key),
+        base64(&server_key)
+    ))
+}
+
+/// StoredKey = H(HMAC(SaltedPassword, "Client Key")), ServerKey = HMAC(SaltedPassword, "Server Key").
+fn scram_keys(password: &[u8], salt: &[u8], iterations: u32) -> ([u8; 32], [u8; 32]) {
+    let salted = pbkdf2_hmac_sha256(password, salt, iterations);
+    let client_key = hmac_sha256(&salted, &[b"Client Key"]);
+    let stored_key: [u8; 32] = Sha256::digest(client_key).into();
+    (stored_key, hmac_sha256(&salted, &[b"Server Key"]))
+}
+
+fn hmac_sha256(key: &[u8], message: &[&[u8]]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let mut inner = Sha256::new();
+    inner.update(block.map(|b| b ^ 0x36));
+    for part in message {
+        inner.update(part);
+    }
+    let mut outer = Sha256::new();
+    outer.update(block.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// PBKDF2 with HMAC-SHA-256, one 32-byte block: all SCRAM-SHA-256 needs.
+fn pbkdf2_hmac_sha256(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
+    let mut u = hmac_sha256(password, &[salt, &1u32.to_be_bytes()]);
+    let mut result = u;
+    for _ in 1..iterations {
+        u = hmac_sha256(password, &[&u]);
+        for (r, b) in result.iter_mut().zip(u) {
+            *r ^= b;
+        }
+    }
+    result
+}
+
+/// Standard base64 with padding.
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base64_decode(text: &str) -> Vec<u8> {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let bits: Vec<u8> = text
+            .bytes()
+            .filter(|&b| b != b'=')
+            .map(|b| ALPHABET.iter().position(|&a| a == b).unwrap() as u8)
+            .collect();
+        let mut out = Vec::new();
+        let mut acc = 0u32;
+        let mut n = 0;
+        for six in bits {
+            acc = acc << 6 | u32::from(six);
+            n += 6;
+            if n >= 8 {
+                n -= 8;
+                out.push((acc >> n) as u8);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn base64_matches_rfc_4648() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(plain.as_bytes()), encoded);
+            assert_eq!(base64_decode(encoded), plain.as_bytes());
+        }
+    }
+
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        // Test case 2.
+        let mac = hmac_sha256(b"Jefe", &[b"what do ya want ", b"for nothing?"]);
+        assert_eq!(
+            hex::encode(mac),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
+    }
+
+    /// RFC 7677's example exchange: user `user`, password `pencil`; the server's signature
+    /// of the exchange follows from the ServerKey alone.
+    #[test]
+    fn scram_keys_match_rfc_7677() {
+        let salt = base64_decode("W22ZaJ0SNY7soEsUEjb6gQ==");
+        let (_, server_key) = scram_keys(b"pencil", &salt, 4096);
+        let auth_message = "n=user,r=rOprNGfwEbeRWgbNEkqO,\
+            r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,\
+            c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
+        let server_signature = hmac_sha256(&server_key, &[auth_message.as_bytes()]);
+        assert_eq!(
+            base64(&server_signature),
+            "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+        );
+        let verifier = scram_verifier_with("pencil", &salt, 4096).unwrap();
+        assert!(verifier.starts_with("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"));
+    }
+
+    #[test]
+    fn passwords_and_names_are_checked() {
+        assert!(scram_verifier("").is_err());
+        assert!(scram_verifier("pässword").is_err());
+        assert!(scram_verifier("tab\tinside").is_err());
+        assert!(scram_verifier("a good one!").is_ok());
+        assert!(check_role_name("").is_err());
+        assert!(check_role_name(&"x".repeat(64)).is_err());
+        assert!(check_role_name("pg_monitor").is_err());
+        assert!(check_role_name("Analyst \"ops\"").is_ok());
+    }
+}
