@@ -307,6 +307,27 @@ pub async fn grant_analyst(
     for view in &views {
         exec(&mut tx, "GRANT SELECT ON public.%I TO %I", &[view, role]).await?;
     }
+    // The views' windowed forms (`users_online`, `*_between`) read tables as their owner
+    // (SECURITY DEFINER) and are not executable by PUBLIC; read-only ones (not VOLATILE) are
+    // part of what an analyst may read. Functions that write, such as the rollup compaction,
+    // are volatile and stay out of reach.
+    let functions: Vec<String> = sqlx::query_scalar(
+        "SELECT p.oid::regprocedure::text FROM pg_proc AS p
+         JOIN pg_namespace AS n ON n.oid = p.pronamespace
+         WHERE n.nspname = 'public' AND p.prosecdef AND p.provolatile <> 'v'
+         ORDER BY 1",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    for function in &functions {
+        // regprocedure's text is already a quoted, schema-qualified signature.
+        exec(
+            &mut tx,
+            "GRANT EXECUTE ON FUNCTION %s TO %I",
+            &[function, role],
+        )
+        .await?;
+    }
 
     verify(&mut tx, role, &database).await?;
     let unreadable_views = try_views(&mut tx, role, &views).await?;

@@ -26,6 +26,30 @@ async fn seed(app: &TestApp) {
     let mut broken = vendor_sample();
     broken["login_time"] = json!("not a time");
     app.post_json(&signed(broken)).await;
+
+    // Logins still without a logout, a room lifecycle created and closed, and a compaction of
+    // the rollups, for the queries on open sessions, room lifecycles and daily peaks.
+    let seq = vendor_sample()["room_seq"].clone();
+    for i in 0..3i64 {
+        let login = json!({"event": "room_login", "appid": "1", "room_id": format!("room-{i}"),
+            "room_seq": seq, "user_account": format!("user-{i}"), "session_id": (1000 + i).to_string(),
+            "login_time": (now_ms - (i + 1) * 60_000).to_string(), "user_role": "2"});
+        let (status, body) = app.post_json(&signed(login)).await;
+        assert!(status.is_success(), "{body}");
+    }
+    for room_event in [
+        json!({"event": "room_create", "appid": "1", "room_id": "room-0", "room_session_id": seq,
+               "room_create_time": (now_ms - 11 * 3_600_000).to_string(), "id_name": "user-0"}),
+        json!({"event": "room_close", "appid": "1", "room_id": "room-0", "room_session_id": seq,
+               "room_close_time": now_ms.to_string(), "close_reason": "0"}),
+    ] {
+        let (status, body) = app.post_json(&signed(room_event)).await;
+        assert!(status.is_success(), "{body}");
+    }
+    sqlx::query("SELECT zegolog_compact_rollups()")
+        .execute(&app.pool)
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
