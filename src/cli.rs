@@ -63,6 +63,12 @@ pub enum Command {
     /// Benchmark ingest on this machine: PostgreSQL's own ceiling (pgbench), then zegolog under
     /// load, side by side.
     Bench(BenchArgs),
+    /// Fill a database with realistic synthetic traffic (logouts, logins, room lifecycles) by
+    /// COPY, with the rollups, for trials and benchmarks.
+    Seed(crate::seed::SeedArgs),
+    /// Seed N logouts into a fresh database and time each view's standard query (median of
+    /// several runs), then every query in sql/.
+    BenchQueries(crate::bench_queries::BenchQueriesArgs),
     /// Print an app's daily sessions and duration percentiles, disconnect reasons and the rooms
     /// and users with the most abnormal disconnects, as a table, CSV or JSON.
     Report(crate::report::ReportArgs),
@@ -254,6 +260,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Bench(args) => crate::bench::run(&args).await,
+        Command::Seed(args) => crate::seed::run(&args).await,
+        Command::BenchQueries(args) => crate::bench_queries::run(&args).await,
         Command::Report(args) => {
             let args = &args;
             with_database(&args.database, |url| async move {

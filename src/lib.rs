@@ -14,6 +14,8 @@
 //! - [`embedded_pg`]: the private PostgreSQL zegolog runs when no database URL is given.
 //! - [`loadtest`]: `zegolog loadtest`: realistic signed callback traffic, and a check of what got stored.
 //! - [`bench`]: `zegolog bench`, PostgreSQL's ceiling and zegolog under load side by side.
+//! - [`seed`]: `zegolog seed`, realistic synthetic traffic COPYed into a database, rollups included.
+//! - [`bench_queries`]: `zegolog bench-queries`, the views' standard queries timed on N seeded logouts.
 //! - [`report`]: `zegolog report`, an app's days, disconnect reasons and worst rooms and users as a table, CSV or JSON.
 //! - [`import`]: `zegolog import`, a JSON-lines file of callbacks backfilled through the live write path.
 //! - [`grant`]: `zegolog grant-analyst`, a login role that reads the views and nothing else.
@@ -24,6 +26,7 @@
 //! command-line glue in [`cli`], where an error is printed and the process exits.
 
 pub mod bench;
+pub mod bench_queries;
 pub mod callback;
 pub mod cli;
 pub mod dashboard;
@@ -35,6 +38,7 @@ pub mod ingest;
 pub mod loadtest;
 pub mod metrics;
 pub mod report;
+pub mod seed;
 pub mod signature;
 pub mod spool;
 pub mod store;

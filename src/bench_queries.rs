@@ -1,0 +1,494 @@
+//! `zegolog bench-queries`: how fast the views answer, on a database of N seeded logouts.
+//!
+//! 1. A database `zegolog_bench_queries`, dropped and created again: on the server of
+//!    `DATABASE_URL`, or on a private PostgreSQL (in a temporary directory, or `--data-dir`).
+//! 2. [`crate::seed`] of N logouts with their logins, room lifecycles and rollups, then
+//!    `VACUUM (ANALYZE)`, as autovacuum would leave the tables.
+//! 3. Each view's standard query ([`standard_queries`]) once to warm the cache, then `--runs`
+//!    times: the median and the fastest run, rows fetched included.
+//! 4. Each documented query in `sql/`, once.
+//!
+//! `--no-seed` reuses the database of an earlier `--keep` run.
+//!
+//! Errors are `anyhow`: this is command-line glue, like [`crate::cli`].
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
+
+use crate::embedded_pg::EmbeddedPostgres;
+use crate::seed::{SeedOptions, SeedReport};
+use crate::store::Store;
+
+/// The database the benchmark seeds (and drops at the end unless `--keep`).
+pub const BENCH_DB: &str = "zegolog_bench_queries";
+
+/// The response time the daily views must meet over 30 days.
+const DAILY_TARGET: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchQueriesArgs {
+    /// Logouts to seed.
+    #[arg(long, default_value_t = 1_000_000,
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    pub events: u64,
+
+    /// Apps to seed (appid 1 is the busiest; the queries ask about the busiest app).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub apps: u32,
+
+    /// Days of traffic to seed, ending now.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub days: u32,
+
+    /// Seed of the traffic generator, for the same rooms, users and mix on every run.
+    #[arg(long)]
+    pub seed: Option<u64>,
+
+    /// Timed runs of each query (after one warm-up run).
+    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub runs: u32,
+
+    /// Leave the database (and a temporary private PostgreSQL's directory) in place.
+    #[arg(long)]
+    pub keep: bool,
+
+    /// Do not seed: time the queries on the database `zegolog_bench_queries` as it is (from an
+    /// earlier `--keep` run). Needs DATABASE_URL or --data-dir.
+    #[arg(long)]
+    pub no_seed: bool,
+
+    /// A PostgreSQL server to benchmark on (the database `zegolog_bench_queries` is created on it).
+    /// Without one, a private PostgreSQL runs under --data-dir or in a temporary directory.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Where the private PostgreSQL keeps its files when no DATABASE_URL is given
+    /// [default: a temporary directory, removed at the end unless --keep].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+
+    /// The directory of documented queries to time [default: ./sql, else the source tree's].
+    #[arg(long)]
+    pub sql_dir: Option<PathBuf>,
+}
+
+/// What the standard queries ask about: the busiest app, its busiest room, and one of its users.
+#[derive(Debug, Clone)]
+pub struct QueryParams {
+    pub appid: i64,
+    pub room_id: String,
+    pub user_account: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct BenchQuery {
+    pub name: String,
+    pub sql: String,
+    /// The response time this query must meet, if it has one.
+    pub target: Option<Duration>,
+}
+
+/// The query each view is there for: the three daily views over 30 days for one app (each
+/// must answer in under 100 ms at 10 million logouts), the room peaks, and the ad-hoc
+/// questions on `session_durations` that its indexes serve (an app and a time range, a room,
+/// a user). Values are literals, as an analyst's tool sends them, so planning is timed too.
+pub fn standard_queries(p: &QueryParams) -> Vec<BenchQuery> {
+    let app = p.appid;
+    let room = quote(&p.room_id);
+    let user = quote(&p.user_account);
+    let days = "day > (now() AT TIME ZONE 'UTC')::date - 30";
+    let query =
+        |name: String, sql: String, target: Option<Duration>| BenchQuery { name, sql, target };
+    vec![
+        query(
+            format!("session_duration_daily: appid {app}, 30 days"),
+            format!(
+                "SELECT * FROM session_duration_daily WHERE appid = {app} AND {days} ORDER BY day"
+            ),
+            Some(DAILY_TARGET),
+        ),
+        query(
+            format!("logout_reasons_daily: appid {app}, 30 days"),
+            format!(
+                "SELECT * FROM logout_reasons_daily WHERE appid = {app} AND {days} \
+                 ORDER BY day, reason"
+            ),
+            Some(DAILY_TARGET),
+        ),
+        query(
+            format!("peak_concurrency_daily: appid {app}, 30 days"),
+            format!(
+                "SELECT * FROM peak_concurrency_daily WHERE appid = {app} AND {days} ORDER BY day"
+            ),
+            Some(DAILY_TARGET),
+        ),
+        query(
+            format!("room_peak_concurrency_daily: appid {app}, 30 days, top 20 rooms"),
+            format!(
+                "SELECT room_id, max(peak_users) AS peak_users FROM room_peak_concurrency_daily \
+                 WHERE appid = {app} AND {days} \
+                 GROUP BY room_id ORDER BY peak_users DESC, room_id LIMIT 20"
+            ),
+            None,
+        ),
+        query(
+            format!("room_peak_concurrency_daily: room {}, 30 days", p.room_id),
+            format!(
+                "SELECT * FROM room_peak_concurrency_daily \
+                 WHERE appid = {app} AND room_id = {room} AND {days} ORDER BY day"
+            ),
+            None,
+        ),
+        query(
+            format!("session_durations: appid {app}, last hour, newest 100"),
+            format!(
+                "SELECT * FROM session_durations \
+                 WHERE appid = {app} AND logout_at >= now() - interval '1 hour' \
+                 ORDER BY logout_at DESC LIMIT 100"
+            ),
+            None,
+        ),
+        query(
+            format!("session_durations: appid {app}, last 24 h, per reason"),
+            format!(
+                "SELECT reason, count(*) AS logouts, avg(duration_ms) AS avg_ms \
+                 FROM session_durations \
+                 WHERE appid = {app} AND logout_at >= now() - interval '24 hours' \
+                 GROUP BY reason ORDER BY logouts DESC"
+            ),
+            None,
+        ),
+        query(
+            format!(
+                "session_durations: room {}, last 7 days, newest 100",
+                p.room_id
+            ),
+            format!(
+                "SELECT * FROM session_durations \
+                 WHERE appid = {app} AND room_id = {room} \
+                   AND logout_at >= now() - interval '7 days' \
+                 ORDER BY logout_at DESC LIMIT 100"
+            ),
+            None,
+        ),
+        query(
+            format!("session_durations: room {}, last 24 h, summary", p.room_id),
+            format!(
+                "SELECT count(*) AS sessions, count(DISTINCT user_account) AS users, \
+                        percentile_disc(0.5) WITHIN GROUP (ORDER BY duration_ms) AS p50_ms, \
+                        sum(duration_ms) / 3600000.0 AS hours \
+                 FROM session_durations \
+                 WHERE appid = {app} AND room_id = {room} \
+                   AND logout_at >= now() - interval '24 hours'"
+            ),
+            None,
+        ),
+        query(
+            format!("session_durations: user {}, last 30 days", p.user_account),
+            format!(
+                "SELECT * FROM session_durations \
+                 WHERE appid = {app} AND user_account = {user} \
+                   AND logout_at >= now() - interval '30 days' \
+                 ORDER BY logout_at DESC LIMIT 100"
+            ),
+            None,
+        ),
+    ]
+}
+
+/// A SQL string literal.
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The busiest app (most logouts), its room with the highest peak, and its latest user.
+pub async fn pick_params(conn: &mut PgConnection) -> anyhow::Result<QueryParams> {
+    let appid: Option<i64> = sqlx::query_scalar(
+        "SELECT appid FROM logout_rollup_all GROUP BY appid ORDER BY sum(sessions) DESC, appid LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(appid) = appid else {
+        bail!("the database holds no logouts: seed it first");
+    };
+    let room_id: Option<String> = sqlx::query_scalar(
+        "SELECT room_id FROM room_peak_concurrency_daily WHERE appid = $1
+         GROUP BY room_id ORDER BY max(peak_users) DESC, room_id LIMIT 1",
+    )
+    .bind(appid)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let user_account: Option<String> = sqlx::query_scalar(
+        "SELECT user_account FROM room_logouts WHERE appid = $1 ORDER BY logout_time DESC LIMIT 1",
+    )
+    .bind(appid)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match (room_id, user_account) {
+        (Some(room_id), Some(user_account)) => Ok(QueryParams {
+            appid,
+            room_id,
+            user_account,
+        }),
+        _ => bail!("appid {appid} has rollups but no rooms or logouts: compact the rollups"),
+    }
+}
+
+/// Timings of one query.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub rows: usize,
+    pub median: Duration,
+    pub min: Duration,
+}
+
+/// Runs `sql` once unmeasured (to warm caches), then `runs` times; rows are fetched every time.
+pub async fn time_query(
+    conn: &mut PgConnection,
+    sql: &str,
+    runs: u32,
+) -> Result<Timing, sqlx::Error> {
+    let mut rows = sqlx::raw_sql(sql).fetch_all(&mut *conn).await?.len();
+    let mut times = Vec::with_capacity(runs as usize);
+    for _ in 0..runs.max(1) {
+        let started = Instant::now();
+        rows = sqlx::raw_sql(sql).fetch_all(&mut *conn).await?.len();
+        times.push(started.elapsed());
+    }
+    times.sort_unstable();
+    Ok(Timing {
+        rows,
+        median: times[times.len() / 2],
+        min: times[0],
+    })
+}
+
+/// The `.sql` files of `dir`, sorted.
+pub fn sql_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|e| e == "sql"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// `zegolog bench-queries`.
+pub async fn run(args: &BenchQueriesArgs) -> anyhow::Result<()> {
+    if args.no_seed && args.database_url.is_none() && args.data_dir.is_none() {
+        bail!(
+            "--no-seed reuses the database of an earlier --keep run: give its DATABASE_URL \
+             or --data-dir"
+        );
+    }
+    let mut temp_dir = None;
+    let (server_url, db_url, embedded) = match &args.database_url {
+        Some(url) => {
+            let mut db_url = reqwest::Url::parse(url).context("DATABASE_URL is not a URL")?;
+            db_url.set_path(BENCH_DB);
+            (url.clone(), db_url.to_string(), None)
+        }
+        None => {
+            let dir = match &args.data_dir {
+                Some(dir) => dir.clone(),
+                None => {
+                    let dir = tempfile::Builder::new()
+                        .prefix("zegolog-bench-queries-")
+                        .tempdir()?;
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+                    let path = dir.path().to_path_buf();
+                    temp_dir = Some(dir);
+                    path
+                }
+            };
+            let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir))
+                .await?
+                .context(
+                    "starting a private PostgreSQL (set DATABASE_URL to use another server)",
+                )?;
+            (pg.url(), pg.url_for(BENCH_DB), Some(pg))
+        }
+    };
+    let result = bench(args, &server_url, &db_url).await;
+    if let Some(pg) = embedded {
+        tokio::task::spawn_blocking(move || pg.stop()).await??;
+    }
+    if let Some(dir) = temp_dir {
+        if args.keep {
+            let path = dir.keep();
+            println!(
+                "kept the private PostgreSQL in {0}: time the queries again with \
+                 `zegolog bench-queries --data-dir {0} --no-seed`",
+                path.display()
+            );
+        }
+    }
+    result
+}
+
+async fn bench(args: &BenchQueriesArgs, server_url: &str, db_url: &str) -> anyhow::Result<()> {
+    let server: PgConnectOptions = server_url
+        .parse()
+        .context("DATABASE_URL is not a PostgreSQL URL")?;
+    let seeded = if args.no_seed {
+        migrate(db_url).await?;
+        None
+    } else {
+        recreate_database(&server).await?;
+        migrate(db_url).await?;
+        let mut options = SeedOptions::new(args.events);
+        options.apps = args.apps;
+        options.days = args.days;
+        if let Some(seed) = args.seed {
+            options.seed = seed;
+        }
+        eprintln!("seeding {} logouts ...", args.events);
+        let report = crate::seed::seed(db_url, &options).await?;
+        println!("{report}");
+        Some(report)
+    };
+    let result = measure(args, db_url, seeded.as_ref()).await;
+    if !args.keep && !args.no_seed {
+        let mut admin = PgConnection::connect_with(&server).await?;
+        sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await?;
+    }
+    result
+}
+
+async fn measure(
+    args: &BenchQueriesArgs,
+    db_url: &str,
+    seeded: Option<&SeedReport>,
+) -> anyhow::Result<()> {
+    let options: PgConnectOptions = db_url.parse()?;
+    let mut conn =
+        PgConnection::connect_with(&options.application_name("zegolog bench-queries")).await?;
+    if seeded.is_some() {
+        let started = Instant::now();
+        sqlx::raw_sql(
+            "VACUUM (ANALYZE) room_logouts, room_logins, room_lifecycle_events, logout_rollup, \
+             logout_rollup_pending, concurrency_pending, app_concurrency_minute, \
+             room_concurrency_minute, app_concurrency_day, room_concurrency_day",
+        )
+        .execute(&mut conn)
+        .await
+        .context("VACUUM ANALYZE")?;
+        println!("VACUUM (ANALYZE): {:.1} s", started.elapsed().as_secs_f64());
+    }
+    let logouts: i64 =
+        sqlx::query_scalar("SELECT coalesce(sum(sessions), 0)::bigint FROM logout_rollup_all")
+            .fetch_one(&mut conn)
+            .await?;
+    let params = pick_params(&mut conn).await?;
+    let mut failed = Vec::new();
+
+    println!();
+    println!(
+        "{logouts} logouts; appid {}, room {}, user {}; median and fastest of {} runs after a warm-up",
+        params.appid, params.room_id, params.user_account, args.runs
+    );
+    println!(
+        "{:<66} {:>7} {:>11} {:>9}  target",
+        "view query", "rows", "median ms", "min ms"
+    );
+    for query in standard_queries(&params) {
+        match time_query(&mut conn, &query.sql, args.runs).await {
+            Ok(t) => {
+                let mut line = format!(
+                    "{:<66} {:>7} {:>11.2} {:>9.2}",
+                    query.name,
+                    t.rows,
+                    ms(t.median),
+                    ms(t.min)
+                );
+                if let Some(target) = query.target {
+                    let verdict = if t.median < target { "ok" } else { "SLOW" };
+                    let _ = write!(line, "  < {:.0} ms {verdict}", ms(target));
+                }
+                println!("{line}");
+            }
+            Err(e) => {
+                println!("{:<66} failed: {e}", query.name);
+                failed.push(query.name);
+            }
+        }
+    }
+
+    let dir = sql_dir(args.sql_dir.as_deref());
+    println!();
+    match dir.as_deref().map(sql_files) {
+        Some(Ok(files)) if !files.is_empty() => {
+            println!("{:<66} {:>7} {:>11}", "sql/ file, one run", "rows", "ms");
+            for file in files {
+                let name = file.file_name().unwrap_or_default().to_string_lossy();
+                let sql = std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                let started = Instant::now();
+                match sqlx::raw_sql(&sql).fetch_all(&mut conn).await {
+                    Ok(rows) => println!(
+                        "{name:<66} {:>7} {:>11.2}",
+                        rows.len(),
+                        ms(started.elapsed())
+                    ),
+                    Err(e) => {
+                        println!("{name:<66} failed: {e}");
+                        failed.push(name.into_owned());
+                    }
+                }
+            }
+        }
+        _ => println!("no sql/ directory with .sql files found: skipped the documented queries"),
+    }
+    if !failed.is_empty() {
+        bail!("queries failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// `--sql-dir`, else `./sql`, else the source tree's `sql/`.
+fn sql_dir(given: Option<&Path>) -> Option<PathBuf> {
+    if let Some(dir) = given {
+        return Some(dir.to_path_buf());
+    }
+    [
+        PathBuf::from("sql"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("sql"),
+    ]
+    .into_iter()
+    .find(|dir| dir.is_dir())
+}
+
+async fn migrate(db_url: &str) -> anyhow::Result<()> {
+    let store = Store::connect_lazy(db_url, &crate::store::PoolConfig::default())?;
+    store
+        .migrate()
+        .await
+        .with_context(|| format!("applying migrations to the database {BENCH_DB}"))?;
+    store.pool().close().await;
+    Ok(())
+}
+
+async fn recreate_database(server: &PgConnectOptions) -> anyhow::Result<()> {
+    let mut admin = PgConnection::connect_with(server)
+        .await
+        .context("connecting to PostgreSQL")?;
+    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    sqlx::raw_sql(&format!("CREATE DATABASE {BENCH_DB}"))
+        .execute(&mut admin)
+        .await?;
+    Ok(())
+}
