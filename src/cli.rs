@@ -301,10 +301,29 @@ where
 
 async fn migrate(url: &str, pool: &PoolConfig) -> anyhow::Result<Store> {
     let store = Store::connect_lazy(url, pool).context("the database URL is not valid")?;
-    store
-        .migrate()
+    let pending = store
+        .pending_migrations()
         .await
-        .context("applying database migrations")?;
+        .context("reading the applied migrations")?;
+    // A migration can rewrite a large table (0003 moves every logout into partitions): say
+    // what runs, and show a spinner with the elapsed time on a terminal.
+    let spinner = indicatif::ProgressBar::new_spinner();
+    if !pending.is_empty() {
+        tracing::info!(migrations = ?pending, "applying database migrations");
+        spinner.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                .expect("a valid template"),
+        );
+        spinner.set_message(format!("applying migrations {}", pending.join(", ")));
+        spinner.enable_steady_tick(Duration::from_millis(200));
+    }
+    let started = std::time::Instant::now();
+    let result = store.migrate().await;
+    spinner.finish_and_clear();
+    result.context("applying database migrations")?;
+    if !pending.is_empty() {
+        tracing::info!(took = ?started.elapsed(), "migrations applied");
+    }
     tracing::info!("database schema is up to date");
     Ok(store)
 }

@@ -92,6 +92,25 @@ impl Store {
         &self.pool
     }
 
+    /// The embedded migrations the database has not applied yet, as `version description`.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        let applied: Vec<i64> =
+            match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+            {
+                Ok(versions) => versions,
+                // A new database: no migration table yet.
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+        Ok(sqlx::migrate!("./migrations")
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| format!("{} {}", m.version, m.description))
+            .collect())
+    }
+
     /// Applies the migrations this binary embeds that the database lacks.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations").run(&self.pool).await?;
