@@ -44,6 +44,7 @@ use tokio::sync::mpsc;
 
 use crate::cli::DatabaseArgs;
 use crate::embedded_pg::EmbeddedPostgres;
+use crate::loadtest::{mix, normal, skewed};
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
@@ -1143,27 +1144,6 @@ impl Plan {
             }
         }
     }
-}
-
-/// A rank in `0..n`, rank `r` about `1/(r+1)` as likely as rank 0 (Zipf-like, exponent 1).
-fn skewed(rng: &mut StdRng, n: u64) -> u64 {
-    let u: f64 = rng.gen();
-    (((n as f64 + 1.0).powf(u) - 1.0) as u64).min(n - 1)
-}
-
-/// A standard normal variate (Box-Muller).
-fn normal(rng: &mut StdRng) -> f64 {
-    let u1: f64 = 1.0 - rng.gen::<f64>(); // (0, 1]: ln is finite
-    let u2: f64 = rng.gen();
-    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
-
-/// SplitMix64's finaliser: a bijection of u64 that spreads its input well.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 // ---------------------------------------------------------------------------------------------
