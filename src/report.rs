@@ -309,6 +309,17 @@ fn app_filter(query: &ReportQuery) -> &'static str {
     }
 }
 
+/// Binds the appid that [`app_filter`] put in the SQL, if it put one.
+fn bind_app<'q, O>(
+    q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
+    query: &ReportQuery,
+) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
+    match query.appid {
+        Some(appid) => q.bind(appid),
+        None => q,
+    }
+}
+
 #[derive(sqlx::FromRow)]
 struct DailyRow {
     day: NaiveDate,
@@ -342,13 +353,10 @@ async fn daily(conn: &mut PgConnection, query: &ReportQuery) -> sqlx::Result<Gri
          ORDER BY apps.appid, days.day",
         filter = app_filter(query),
     );
-    let mut q = sqlx::query_as::<_, DailyRow>(&sql)
+    let q = sqlx::query_as::<_, DailyRow>(&sql)
         .bind(query.from)
         .bind(query.to);
-    if let Some(appid) = query.appid {
-        q = q.bind(appid);
-    }
-    let rows = q.fetch_all(&mut *conn).await?;
+    let rows = bind_app(q, query).fetch_all(&mut *conn).await?;
     Ok(Grid {
         columns: vec![
             Column::new("day", "day"),
@@ -399,13 +407,10 @@ async fn reasons(conn: &mut PgConnection, query: &ReportQuery) -> sqlx::Result<G
          ORDER BY appid, logouts DESC, reason",
         filter = app_filter(query),
     );
-    let mut q = sqlx::query_as::<_, ReasonRow>(&sql)
+    let q = sqlx::query_as::<_, ReasonRow>(&sql)
         .bind(query.from)
         .bind(query.to);
-    if let Some(appid) = query.appid {
-        q = q.bind(appid);
-    }
-    let rows = q.fetch_all(&mut *conn).await?;
+    let rows = bind_app(q, query).fetch_all(&mut *conn).await?;
     Ok(Grid {
         columns: vec![
             Column::new("appid", "appid"),
@@ -481,11 +486,11 @@ async fn offenders(
         filter = app_filter(query),
     );
     let (start, end) = query.time_range()?;
-    let mut q = sqlx::query_as::<_, OffenderRow>(&sql).bind(start).bind(end);
-    if let Some(appid) = query.appid {
-        q = q.bind(appid);
-    }
-    let rows = q.bind(i64::from(query.top)).fetch_all(&mut *conn).await?;
+    let q = sqlx::query_as::<_, OffenderRow>(&sql).bind(start).bind(end);
+    let rows = bind_app(q, query)
+        .bind(i64::from(query.top))
+        .fetch_all(&mut *conn)
+        .await?;
     Ok(Grid {
         columns: vec![
             Column::new("appid", "appid"),
