@@ -130,9 +130,29 @@ impl Store {
     /// Stores a batch of authenticated callbacks in one statement, hence one transaction, and
     /// says for each what happened. Nothing is written unless everything is.
     pub async fn write(&self, batch: &[Received]) -> Result<Vec<Outcome>, StoreError> {
-        tokio::time::timeout(self.write_deadline, self.write_isolating(batch))
+        tokio::time::timeout(self.write_deadline, self.write_retrying(batch))
             .await
             .map_err(|_| StoreError::Timeout(self.write_deadline))?
+    }
+
+    /// A deadlock or serialization failure is a race with another writer, not an outage: the
+    /// batch is retried in place a few times (with a short random pause) before it counts as a
+    /// failed write. The statement's key order makes deadlocks between batches impossible;
+    /// this covers what else may take row locks (an operator's session, say).
+    async fn write_retrying(&self, batch: &[Received]) -> Result<Vec<Outcome>, StoreError> {
+        const ATTEMPTS: u32 = 4;
+        let mut attempt = 1;
+        loop {
+            match self.write_isolating(batch).await {
+                Err(StoreError::Database(e)) if is_transient_conflict(&e) && attempt < ATTEMPTS => {
+                    tracing::warn!(error = %e, attempt, "the batch lost a race with another transaction; retrying it");
+                    let pause = rand::random::<u64>() % (20 * u64::from(attempt)) + 1;
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// One callback the database refuses must neither fail the others of its batch nor come
@@ -307,6 +327,15 @@ impl Store {
     }
 }
 
+/// Deadlock detected (40P01) or serialization failure (40001): the transaction was rolled back
+/// for a race, and running it again is the remedy.
+fn is_transient_conflict(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(e) => matches!(e.code().as_deref(), Some("40P01" | "40001")),
+        _ => false,
+    }
+}
+
 /// Errors about the data of a statement (SQLSTATE classes 22 data exception, 23 integrity
 /// constraint, 54 program limit exceeded), as opposed to an unreachable or failing server.
 fn is_data_error(error: &sqlx::Error) -> bool {
@@ -323,6 +352,9 @@ fn is_data_error(error: &sqlx::Error) -> bool {
 /// One statement, hence one transaction and one round trip, for a whole batch: data-modifying
 /// CTEs insert the archive rows and the typed rows, and append the rollup contributions of the
 /// logouts that are new (from `RETURNING`, so a retried logout is never counted twice).
+/// Each INSERT takes its rows in the order of that table's unique key: two batches holding the
+/// same callbacks (a retry storm, several instances) then wait for each other's keys in one
+/// order and never deadlock.
 /// Arrays are bound whole and UNNESTed, so a batch of any size is one statement; u64 ids
 /// travel as text and are cast to numeric: no float, no i64.
 const WRITE_BATCH: &str = r#"
@@ -331,6 +363,7 @@ WITH events AS (
     SELECT digest, event, appid, body::jsonb, content_type, refused_reason
     FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[])
         AS t(digest, event, appid, body, content_type, refused_reason)
+    ORDER BY digest
     ON CONFLICT (digest) DO NOTHING
     RETURNING encode(digest, 'hex') AS digest
 ), logouts AS (
@@ -342,6 +375,7 @@ WITH events AS (
                 $13::timestamptz[], $14::timestamptz[], $15::int[], $16::int[], $17::bigint[])
         AS t(appid, room_id, room_seq, user_account, user_nickname, session_id,
              login_time, logout_time, reason, user_role, user_update_seq)
+    ORDER BY appid, session_id::numeric, logout_time, room_id, user_account
     ON CONFLICT ON CONSTRAINT room_logouts_natural_key DO NOTHING
     RETURNING appid, session_id::text AS session_id, login_time, logout_time, room_id,
               user_account, reason
@@ -354,6 +388,7 @@ WITH events AS (
                 $24::text[], $25::timestamptz[], $26::int[], $27::int[], $28::int[], $29::bigint[])
         AS t(appid, room_id, room_name, room_seq, user_account, user_nickname,
              session_id, login_time, user_role, auth_level, relogin, user_update_seq)
+    ORDER BY appid, room_id, user_account, session_id::numeric, login_time
     ON CONFLICT ON CONSTRAINT room_logins_natural_key DO NOTHING
 ), rooms AS (
     INSERT INTO room_lifecycle_events (appid, room_id, room_session_id, event, at, creator, close_reason)
@@ -361,6 +396,7 @@ WITH events AS (
     FROM unnest($30::bigint[], $31::text[], $32::text[], $33::text[], $34::timestamptz[],
                 $35::text[], $36::int[])
         AS t(appid, room_id, room_session_id, event, at, creator, close_reason)
+    ORDER BY appid, room_id, room_session_id::numeric, event
     ON CONFLICT ON CONSTRAINT room_lifecycle_events_key DO NOTHING
 ), durations AS (
     INSERT INTO logout_rollup_pending (day, appid, reason, bucket, sessions, total_ms, max_ms)
