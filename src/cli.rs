@@ -14,13 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bench::BenchArgs;
-use crate::embedded_pg::EmbeddedPostgres;
+use crate::database::{Backend, Backoff, Database, Location};
 use crate::http::{app, AppState};
 use crate::ingest::{BatchConfig, Ingest};
 use crate::loadtest::LoadtestArgs;
 use crate::metrics::Metrics;
 use crate::signature::{Secrets, Verifier};
-use crate::spool::Spool;
+use crate::spool::{Spool, SpoolLimits};
 use crate::store::{PoolConfig, Store};
 
 #[derive(Debug, Parser)]
@@ -51,7 +51,9 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Receive callbacks over HTTP and store them (applies pending migrations first).
+    /// Receive callbacks over HTTP and store them. Answers at once: the database is brought up
+    /// (private PostgreSQL started, pending migrations applied) in the background, and
+    /// callbacks are spooled until it is ready.
     Serve(ServeArgs),
     /// Apply pending database migrations, then exit.
     Migrate(DatabaseArgs),
@@ -154,6 +156,11 @@ pub struct ServeArgs {
     #[arg(long, env = "ZEGOLOG_SPOOL_MAX_MB", default_value_t = 1024)]
     pub spool_max_mb: u64,
 
+    /// Free space the spool leaves on its filesystem, in MiB: below it zegolog answers 503
+    /// rather than spool, so that a full disk never breaks the spool (or what else lives there).
+    #[arg(long, env = "ZEGOLOG_SPOOL_MIN_FREE_MB", default_value_t = 64)]
+    pub spool_min_free_mb: u64,
+
     /// Drop monthly partitions of logouts older than this many days, hourly (as `zegolog
     /// retain`). Without it, zegolog keeps everything.
     #[arg(long, env = "ZEGOLOG_RETAIN_DAYS")]
@@ -168,6 +175,24 @@ pub struct ServeArgs {
     /// How often the rollups behind the daily views are compacted, in seconds.
     #[arg(long, env = "ZEGOLOG_COMPACT_EVERY_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub compact_every_secs: u64,
+}
+
+impl DatabaseArgs {
+    /// Where the database is. A URL is checked here, so that a typo fails at start.
+    pub fn location(&self) -> anyhow::Result<Location> {
+        match &self.database_url {
+            Some(url) => {
+                url.parse::<sqlx::postgres::PgConnectOptions>()
+                    .context("the database URL is not valid")?;
+                Ok(Location::Url(url.clone()))
+            }
+            None => Ok(Location::Private(self.data_dir.clone())),
+        }
+    }
+
+    async fn open(&self) -> anyhow::Result<Database> {
+        Ok(Database::open(&self.location()?).await?)
+    }
 }
 
 impl ServeArgs {
@@ -189,62 +214,21 @@ impl ServeArgs {
     }
 }
 
-/// The database zegolog writes to: a given URL, or its private PostgreSQL.
-struct Database {
-    url: String,
-    embedded: Option<EmbeddedPostgres>,
-}
-
-impl Database {
-    async fn open(args: &DatabaseArgs) -> anyhow::Result<Self> {
-        if let Some(url) = &args.database_url {
-            return Ok(Self {
-                url: url.clone(),
-                embedded: None,
-            });
-        }
-        let data_dir = args.data_dir.clone();
-        let embedded = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&data_dir))
-            .await?
-            .context(
-                "starting the private PostgreSQL (set DATABASE_URL to use another database)",
-            )?;
-        tracing::info!(
-            psql = %embedded.psql_command(),
-            "no DATABASE_URL: using the private PostgreSQL under the data directory; analysts connect with the psql command"
-        );
-        Ok(Self {
-            url: embedded.url(),
-            embedded: Some(embedded),
-        })
-    }
-
-    async fn close(self) {
-        if let Some(embedded) = self.embedded {
-            match tokio::task::spawn_blocking(move || embedded.stop()).await {
-                Ok(Ok(())) => tracing::info!("private PostgreSQL stopped"),
-                Ok(Err(e)) => tracing::error!(error = %e, "stopping the private PostgreSQL failed"),
-                Err(e) => tracing::error!(error = %e, "stopping the private PostgreSQL failed"),
-            }
-        }
-    }
-}
-
 /// Runs the command the user asked for.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     init_tracing(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Migrate(args) => {
-            let database = Database::open(&args).await?;
-            let result = migrate(&database.url, &PoolConfig::default()).await;
+            let database = args.open().await?;
+            let result = migrate(&database).await;
             database.close().await;
             result.map(drop)
         }
         Command::Retain(args) => {
-            let database = Database::open(&args.database).await?;
+            let database = args.database.open().await?;
             let result = async {
-                let store = migrate(&database.url, &PoolConfig::default()).await?;
+                let store = migrate(&database).await?;
                 retain(&store, args.retain_days).await
             }
             .await;
@@ -293,39 +277,27 @@ where
     F: FnOnce(String) -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<()>>,
 {
-    let database = Database::open(args).await?;
+    let database = args.open().await?;
     let result = command(database.url.clone()).await;
     database.close().await;
     result
 }
 
-async fn migrate(url: &str, pool: &PoolConfig) -> anyhow::Result<Store> {
-    let store = Store::connect_lazy(url, pool).context("the database URL is not valid")?;
-    let pending = store
-        .pending_migrations()
-        .await
-        .context("reading the applied migrations")?;
-    // A migration can rewrite a large table (0003 moves every logout into partitions): say
-    // what runs, and show a spinner with the elapsed time on a terminal.
+/// Migrates the database of a command (not `serve`, which does it in the background), with a
+/// spinner and the elapsed time on a terminal: a migration can rewrite a large table.
+async fn migrate(database: &Database) -> anyhow::Result<Store> {
     let spinner = indicatif::ProgressBar::new_spinner();
-    if !pending.is_empty() {
-        tracing::info!(migrations = ?pending, "applying database migrations");
+    if std::io::stderr().is_terminal() {
         spinner.set_style(
             indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
                 .expect("a valid template"),
         );
-        spinner.set_message(format!("applying migrations {}", pending.join(", ")));
+        spinner.set_message("bringing the database schema up to date");
         spinner.enable_steady_tick(Duration::from_millis(200));
     }
-    let started = std::time::Instant::now();
-    let result = store.migrate().await;
+    let result = database.migrated_store(&PoolConfig::default()).await;
     spinner.finish_and_clear();
-    result.context("applying database migrations")?;
-    if !pending.is_empty() {
-        tracing::info!(took = ?started.elapsed(), "migrations applied");
-    }
-    tracing::info!("database schema is up to date");
-    Ok(store)
+    Ok(result?)
 }
 
 async fn retain(store: &Store, days: u32) -> anyhow::Result<()> {
@@ -348,12 +320,12 @@ async fn maintain(store: Store, compact_every: Duration, retain_days: Option<u32
         tokio::select! {
             _ = compact.tick() => {
                 if let Err(e) = store.compact_rollups().await {
-                    tracing::debug!(error = %crate::http::error_chain(&e), "rollup compaction failed; retrying later");
+                    tracing::debug!(error = %crate::error_chain(&e), "rollup compaction failed; retrying later");
                 }
             }
             _ = hourly.tick() => {
                 if let Err(e) = store.ensure_partitions().await {
-                    tracing::warn!(error = %crate::http::error_chain(&e), "creating partitions ahead failed; retrying in an hour");
+                    tracing::warn!(error = %crate::error_chain(&e), "creating partitions ahead failed; retrying in an hour");
                 }
                 if let Some(days) = retain_days {
                     if let Err(e) = retain(&store, days).await {
@@ -367,61 +339,84 @@ async fn maintain(store: Store, compact_every: Duration, retain_days: Option<u32
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let verifier = args.verifier()?;
+    let location = args.database.location()?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    let database = Database::open(&args.database).await?;
+    if verifier.is_insecure() {
+        tracing::warn!("--insecure-skip-verify: callback signatures are NOT checked; anyone who can reach this port can write into the database");
+    }
+
+    // The database comes up in the background: callbacks are spooled (or refused without a
+    // spool) until it is migrated and ready.
+    let backend = Backend::pending();
+    let opened = Arc::new(std::sync::Mutex::new(None));
     let pool = PoolConfig {
         max_connections: args.max_connections,
         ..PoolConfig::default()
     };
-    let result = async {
-        let store = migrate(&database.url, &pool).await?;
-        if verifier.is_insecure() {
-            tracing::warn!("--insecure-skip-verify: callback signatures are NOT checked; anyone who can reach this port can write into the database");
-        }
-        let spool = match args.spool_max_mb {
-            0 => None,
-            mb => {
-                let path = args.database.data_dir.join("spool.redb");
-                let spool = Spool::open(&path, mb.saturating_mul(1024 * 1024))
-                    .with_context(|| format!("opening the spool {}", path.display()))?;
-                if spool.depth() > 0 {
-                    tracing::info!(depth = spool.depth(), "callbacks wait in the spool from an earlier run; draining them");
-                }
-                Some(Arc::new(spool))
+    let bring_up = tokio::spawn(crate::database::bring_up(
+        location,
+        pool,
+        backend.clone(),
+        opened.clone(),
+        Backoff::default(),
+    ));
+
+    let spool = match args.spool_max_mb {
+        0 => None,
+        mb => {
+            let path = args.database.data_dir.join("spool.redb");
+            let limits = SpoolLimits {
+                max_bytes: mb.saturating_mul(1024 * 1024),
+                min_free_bytes: args.spool_min_free_mb.saturating_mul(1024 * 1024),
+            };
+            let spool = Spool::new(&path, limits);
+            if spool.depth() > 0 {
+                tracing::info!(
+                    depth = spool.depth(),
+                    "callbacks wait in the spool from an earlier run; draining them"
+                );
             }
-        };
-        let metrics = Arc::new(Metrics::default());
-        let batching = BatchConfig {
-            batch_size: args.batch_size as usize,
-            max_wait: Duration::from_millis(args.batch_max_wait_ms),
-            writers: args.writers as usize,
-        };
-        let (ingest, tasks) = Ingest::start(store.clone(), spool, batching, metrics.clone());
-        let upkeep = tokio::spawn(maintain(
-            store.clone(),
+            Some(Arc::new(spool))
+        }
+    };
+    let metrics = Arc::new(Metrics::default());
+    let batching = BatchConfig {
+        batch_size: args.batch_size as usize,
+        max_wait: Duration::from_millis(args.batch_max_wait_ms),
+        writers: args.writers as usize,
+    };
+    let (ingest, tasks) = Ingest::start(backend.clone(), spool, batching, metrics.clone());
+    let upkeep = {
+        let (every, retain_days) = (
             Duration::from_secs(args.compact_every_secs),
             args.retain_days,
-        ));
-        let mut state = AppState::with_ingest(verifier, store, ingest, metrics);
-        if let Some(token) = args.dashboard_token.clone() {
-            state = state.with_dashboard_token(token);
-            tracing::info!("dashboard on at /dashboard (token required)");
-        }
-        tracing::info!(listen = %args.listen, "zegolog is receiving callbacks on POST /zego/callback");
-        let served = axum::serve(listener, app(state))
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-            .context("serving HTTP");
-        // Every request has been answered; let the writers finish and the spool drain.
-        tasks.finish(Duration::from_secs(10)).await;
-        upkeep.abort();
-        served
+        );
+        tokio::spawn(async move {
+            let store = backend.wait_ready().await.clone();
+            maintain(store, every, retain_days).await
+        })
+    };
+    let mut state = AppState::with_ingest(verifier, ingest, metrics);
+    if let Some(token) = args.dashboard_token.clone() {
+        state = state.with_dashboard_token(token);
+        tracing::info!("dashboard on at /dashboard (token required)");
     }
-    .await;
-    database.close().await;
-    result
+    tracing::info!(listen = %args.listen, "zegolog is receiving callbacks on POST /zego/callback");
+    let served = axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP");
+    // Every request has been answered; let the writers finish and the spool drain.
+    tasks.finish(Duration::from_secs(10)).await;
+    upkeep.abort();
+    bring_up.abort();
+    let database = opened.lock().unwrap().take();
+    if let Some(database) = database {
+        database.close().await;
+    }
+    served
 }
 
 /// Resolves on SIGTERM or ctrl-c.

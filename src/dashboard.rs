@@ -40,7 +40,8 @@ use subtle::ConstantTimeEq;
 
 pub use data::{AppSummary, Bin, DurationDay, Histogram, PeakDay, Range, ReasonDay};
 
-use crate::http::{error_chain, Answer, AppState};
+use crate::error_chain;
+use crate::http::{Answer, AppState};
 
 /// Tokens shorter than this are refused at start-up.
 pub const MIN_TOKEN_CHARS: usize = 16;
@@ -148,6 +149,17 @@ pub enum DashboardError {
     InvalidQuery(String),
     #[error("the database did not answer; try again shortly")]
     Database(#[source] sqlx::Error),
+    #[error("the database is not ready yet; try again shortly")]
+    NotReady,
+}
+
+/// The database the dashboard reads, once it is ready.
+fn pool(state: &AppState) -> Result<&sqlx::PgPool, DashboardError> {
+    state
+        .backend()
+        .store()
+        .map(|store| store.pool())
+        .ok_or(DashboardError::NotReady)
 }
 
 impl DashboardError {
@@ -156,7 +168,7 @@ impl DashboardError {
             Self::MissingToken => "missing_token",
             Self::BadToken => "bad_token",
             Self::InvalidQuery(_) => "invalid_query",
-            Self::Database(_) => "database_unavailable",
+            Self::Database(_) | Self::NotReady => "database_unavailable",
         }
     }
 
@@ -164,7 +176,7 @@ impl DashboardError {
         match self {
             Self::MissingToken | Self::BadToken => StatusCode::UNAUTHORIZED,
             Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
-            Self::Database(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Database(_) | Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 }
@@ -214,7 +226,7 @@ impl IntoResponse for DashboardError {
                     ),
                 );
             }
-            Self::Database(_) => {
+            Self::Database(_) | Self::NotReady => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
             }
             Self::InvalidQuery(_) => {}
@@ -490,7 +502,7 @@ fn answer(range: Range, key: &str, value: impl serde::Serialize) -> Json<serde_j
 async fn api_apps(
     State(state): State<AppState>,
 ) -> Result<Json<serde_json::Value>, DashboardError> {
-    let apps = data::apps(state.store.pool()).await?;
+    let apps = data::apps(pool(&state)?).await?;
     Ok(Json(json!({ "apps": apps })))
 }
 
@@ -501,7 +513,7 @@ async fn api_histogram(
     filter: Filter,
 ) -> Result<Json<serde_json::Value>, DashboardError> {
     let range = range_of(filter)?;
-    let histogram = data::histogram(state.store.pool(), range).await?;
+    let histogram = data::histogram(pool(&state)?, range).await?;
     Ok(answer(range, "histogram", histogram))
 }
 
@@ -512,7 +524,7 @@ async fn api_durations(
     filter: Filter,
 ) -> Result<Json<serde_json::Value>, DashboardError> {
     let range = range_of(filter)?;
-    let days = data::durations(state.store.pool(), range).await?;
+    let days = data::durations(pool(&state)?, range).await?;
     Ok(answer(range, "days", days))
 }
 
@@ -523,7 +535,7 @@ async fn api_reasons(
     filter: Filter,
 ) -> Result<Json<serde_json::Value>, DashboardError> {
     let range = range_of(filter)?;
-    let rows = data::reasons(state.store.pool(), range).await?;
+    let rows = data::reasons(pool(&state)?, range).await?;
     Ok(answer(range, "rows", rows))
 }
 
@@ -534,7 +546,7 @@ async fn api_concurrency(
     filter: Filter,
 ) -> Result<Json<serde_json::Value>, DashboardError> {
     let range = range_of(filter)?;
-    let days = data::concurrency(state.store.pool(), range).await?;
+    let days = data::concurrency(pool(&state)?, range).await?;
     Ok(answer(range, "days", days))
 }
 

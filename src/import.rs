@@ -305,7 +305,7 @@ pub async fn import(
         // a compaction (`serve` runs one every few seconds).
         let spinner = spinner(options.progress, "compacting the rollups");
         if let Err(e) = store.compact_rollups().await {
-            tracing::warn!(error = %crate::http::error_chain(&e), "compacting the rollups failed; zegolog serve does it every few seconds");
+            tracing::warn!(error = %crate::error_chain(&e), "compacting the rollups failed; zegolog serve does it every few seconds");
         }
         spinner.finish_and_clear();
     }
@@ -364,7 +364,7 @@ fn tally(summary: &mut ImportSummary, written: Result<Written, tokio::task::Join
             summary.stopped.get_or_insert(format!(
                 "writing {} failed: {}",
                 written.batch.line_range(),
-                crate::http::error_chain(&e)
+                crate::error_chain(&e)
             ));
         }
     }
@@ -441,7 +441,7 @@ impl Months {
                         "creating the partition of {} for {}: {}",
                         month.format("%Y-%m"),
                         batch.line_range(),
-                        crate::http::error_chain(&e)
+                        crate::error_chain(&e)
                     )
                 })?;
             self.seen.insert(month);

@@ -6,10 +6,12 @@
 //! holds its row. Under load the batches grow by themselves while the previous commit is in
 //! flight; an idle system writes a lone callback at once.
 //!
-//! If PostgreSQL fails, the batch goes to the [`Spool`] instead (fsynced before anyone is
-//! answered), and so does everything after it until the drainer has emptied the spool into
-//! PostgreSQL, oldest first. Without a spool, or with a full one, the request gets an error and
-//! the sender retries.
+//! If PostgreSQL fails, or is not ready yet (see [`crate::database`]), the batch goes to the
+//! [`Spool`] instead (fsynced before anyone is answered), and so does everything after it until
+//! the drainer has emptied the spool into PostgreSQL, oldest first. Without a spool, or with a
+//! full one, the request gets an error and the sender retries. A degraded spool (its file failed
+//! and is not reopened yet) is written around: callbacks go straight to PostgreSQL while it
+//! takes them, and what waits on disk drains once the file can be read again.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,9 +20,11 @@ use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 use tokio::task::JoinHandle;
 
 use crate::callback::Received;
+use crate::database::Backend;
+use crate::error_chain;
 use crate::metrics::Metrics;
 use crate::spool::{Spool, SpoolError};
-use crate::store::{Outcome, Store, StoreError};
+use crate::store::{Outcome, StoreError};
 
 /// How callbacks are grouped into transactions.
 #[derive(Debug, Clone)]
@@ -64,6 +68,8 @@ impl Ack {
 pub enum IngestError {
     #[error("the database is unavailable")]
     Unavailable(#[source] StoreError),
+    #[error("the database is not ready yet ({0})")]
+    NotReady(&'static str),
     #[error("the database is unavailable and the spool is full")]
     SpoolFull,
     #[error("the database is unavailable and the spool failed")]
@@ -82,6 +88,7 @@ struct Job {
 pub struct Ingest {
     jobs: mpsc::Sender<Job>,
     spool: Option<Arc<Spool>>,
+    backend: Backend,
 }
 
 impl std::fmt::Debug for Job {
@@ -102,16 +109,17 @@ pub struct IngestTasks {
 }
 
 struct Shared {
-    store: Store,
+    backend: Backend,
     spool: Option<Arc<Spool>>,
     metrics: Arc<Metrics>,
     spooled: Arc<Notify>,
 }
 
 impl Ingest {
-    /// Starts the writers (and the drainer, with a spool).
+    /// Starts the writers (and the drainer, with a spool). `backend` may not be ready yet:
+    /// until it is, callbacks are spooled (or refused without a spool).
     pub fn start(
-        store: Store,
+        backend: impl Into<Backend>,
         spool: Option<Arc<Spool>>,
         config: BatchConfig,
         metrics: Arc<Metrics>,
@@ -119,13 +127,13 @@ impl Ingest {
         let (jobs, queue) = mpsc::channel(config.batch_size * config.writers.max(1) * 4);
         let queue = Arc::new(Mutex::new(queue));
         let shared = Arc::new(Shared {
-            store,
+            backend: backend.into(),
             spool: spool.clone(),
             metrics,
             spooled: Arc::new(Notify::new()),
         });
         if let Some(spool) = &spool {
-            shared.metrics.spool_depth(spool.depth());
+            shared.metrics.spool_status(&spool.status());
         }
         let writers = (0..config.writers.max(1))
             .map(|_| tokio::spawn(write_batches(queue.clone(), shared.clone(), config.clone())))
@@ -135,7 +143,15 @@ impl Ingest {
             let handle = tokio::spawn(drain(shared.clone(), config.batch_size, stop.clone()));
             (handle, shared.spooled.clone(), stop)
         });
-        (Self { jobs, spool }, IngestTasks { writers, drainer })
+        let backend = shared.backend.clone();
+        (
+            Self {
+                jobs,
+                spool,
+                backend,
+            },
+            IngestTasks { writers, drainer },
+        )
     }
 
     /// Hands a callback over and waits until it is committed or spooled.
@@ -152,6 +168,10 @@ impl Ingest {
 
     pub fn spool(&self) -> Option<&Spool> {
         self.spool.as_deref()
+    }
+
+    pub fn backend(&self) -> &Backend {
+        &self.backend
     }
 }
 
@@ -207,26 +227,26 @@ async fn write_batch(shared: &Shared, batch: Vec<Job>) {
     let (receiveds, replies): (Vec<Received>, Vec<_>) =
         batch.into_iter().map(|j| (j.received, j.reply)).unzip();
     shared.metrics.batch_size(receiveds.len());
-    let spool_waiting = shared.spool.as_ref().is_some_and(|s| s.depth() > 0);
-    let result = if spool_waiting {
-        // Keep arrival order: nothing overtakes what already waits in the spool.
-        to_spool(shared, receiveds).await
-    } else {
-        let started = Instant::now();
-        match shared.store.write(&receiveds).await {
-            Ok(outcomes) => {
-                shared.metrics.commit_seconds(started.elapsed());
-                for (received, outcome) in receiveds.iter().zip(&outcomes) {
-                    shared.metrics.callback(&received.event, outcome.as_str());
-                }
-                Ok(outcomes.into_iter().map(Ack::Written).collect())
+    let result = match (shared.backend.store(), &shared.spool) {
+        (None, Some(_)) => to_spool(shared, &receiveds).await,
+        (None, None) => Err(IngestError::NotReady(shared.backend.state().name())),
+        (Some(_), Some(spool)) if spool.depth() > 0 && spool.has_room() => {
+            // Keep arrival order: nothing overtakes what already waits in the spool, unless
+            // the spool cannot take it (then PostgreSQL, while it is up, gets it at once).
+            match to_spool(shared, &receiveds).await {
+                Ok(acks) => Ok(acks),
+                Err(spool_error) => to_database(shared, &receiveds)
+                    .await
+                    .map_err(|_| spool_error),
             }
-            Err(error) if shared.spool.is_some() => {
-                tracing::warn!(error = %crate::http::error_chain(&error), "database write failed; spooling");
-                to_spool(shared, receiveds).await
-            }
-            Err(error) => Err(IngestError::Unavailable(error)),
         }
+        (Some(_), _) => match to_database(shared, &receiveds).await {
+            Err(IngestError::Unavailable(error)) if shared.spool.is_some() => {
+                tracing::warn!(error = %error_chain(&error), "database write failed; spooling");
+                to_spool(shared, &receiveds).await
+            }
+            other => other,
+        },
     };
     match result {
         Ok(acks) => {
@@ -243,32 +263,48 @@ async fn write_batch(shared: &Shared, batch: Vec<Job>) {
     }
 }
 
-async fn to_spool(shared: &Shared, receiveds: Vec<Received>) -> Result<Vec<Ack>, IngestError> {
+async fn to_database(shared: &Shared, receiveds: &[Received]) -> Result<Vec<Ack>, IngestError> {
+    let store = shared
+        .backend
+        .store()
+        .ok_or_else(|| IngestError::NotReady(shared.backend.state().name()))?;
+    let started = Instant::now();
+    let outcomes = store
+        .write(receiveds)
+        .await
+        .map_err(IngestError::Unavailable)?;
+    shared.metrics.commit_seconds(started.elapsed());
+    for (received, outcome) in receiveds.iter().zip(&outcomes) {
+        shared.metrics.callback(&received.event, outcome.as_str());
+    }
+    Ok(outcomes.into_iter().map(Ack::Written).collect())
+}
+
+async fn to_spool(shared: &Shared, receiveds: &[Received]) -> Result<Vec<Ack>, IngestError> {
     let spool = shared
         .spool
         .clone()
         .expect("to_spool is called with a spool");
     let count = receiveds.len();
-    let events: Vec<String> = receiveds.iter().map(|r| r.event.clone()).collect();
-    let result =
-        tokio::task::spawn_blocking(move || spool.append(&receiveds).map(|()| spool.depth()))
-            .await
-            .unwrap_or_else(|e| Err(SpoolError::Storage(e.to_string())));
-    match result {
-        Ok(depth) => {
-            shared.metrics.spool_depth(depth);
-            for event in &events {
-                shared.metrics.callback(event, "spooled");
+    let owned = receiveds.to_vec();
+    let result = tokio::task::spawn_blocking(move || {
+        let appended = spool.append(&owned);
+        (appended, spool.status())
+    })
+    .await
+    .unwrap_or_else(|e| (Err(SpoolError::Storage(e.to_string())), Default::default()));
+    let (appended, status) = result;
+    shared.metrics.spool_status(&status);
+    match appended {
+        Ok(()) => {
+            for received in receiveds {
+                shared.metrics.callback(&received.event, "spooled");
             }
             shared.spooled.notify_one();
             Ok(vec![Ack::Spooled; count])
         }
-        Err(SpoolError::Full { bytes, max_bytes }) => {
-            tracing::error!(
-                bytes,
-                max_bytes,
-                "spool full: refusing callbacks until PostgreSQL is back"
-            );
+        Err(error) if error.is_full() => {
+            tracing::error!(%error, "spool full: refusing callbacks until PostgreSQL is back");
             Err(IngestError::SpoolFull)
         }
         Err(error) => {
@@ -278,12 +314,18 @@ async fn to_spool(shared: &Shared, receiveds: Vec<Received>) -> Result<Vec<Ack>,
     }
 }
 
-/// Moves spooled callbacks into PostgreSQL, oldest first, retrying with backoff while it is down.
+/// Moves spooled callbacks into PostgreSQL, oldest first, retrying with backoff while it is down
+/// (or not ready yet) and while the spool cannot be read.
 async fn drain(shared: Arc<Shared>, batch_size: usize, stop: Arc<std::sync::atomic::AtomicBool>) {
     let spool = shared.spool.clone().expect("the drainer runs with a spool");
     let mut backoff = Duration::from_millis(100);
+    let retry_later = |backoff: &mut Duration| {
+        let wait = *backoff;
+        *backoff = (*backoff * 2).min(Duration::from_secs(2));
+        wait
+    };
     loop {
-        if spool.depth() == 0 {
+        if spool.depth() == 0 && spool.is_healthy() {
             if stop.load(std::sync::atomic::Ordering::SeqCst) {
                 return;
             }
@@ -291,21 +333,38 @@ async fn drain(shared: Arc<Shared>, batch_size: usize, stop: Arc<std::sync::atom
             let _ = tokio::time::timeout(Duration::from_secs(1), shared.spooled.notified()).await;
             continue;
         }
+        let Some(store) = shared.backend.store() else {
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            tokio::time::sleep(retry_later(&mut backoff)).await;
+            continue;
+        };
         let oldest = {
             let spool = spool.clone();
-            tokio::task::spawn_blocking(move || spool.oldest(batch_size)).await
+            tokio::task::spawn_blocking(move || (spool.oldest(batch_size), spool.status())).await
         };
         let entries = match oldest {
-            Ok(Ok(entries)) => entries,
-            Ok(Err(error)) => {
-                tracing::error!(%error, "reading the spool failed");
-                tokio::time::sleep(backoff).await;
+            Ok((Ok(entries), status)) => {
+                shared.metrics.spool_status(&status);
+                entries
+            }
+            Ok((Err(error), status)) => {
+                shared.metrics.spool_status(&status);
+                tracing::debug!(%error, "reading the spool failed; retrying");
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    return;
+                }
+                tokio::time::sleep(retry_later(&mut backoff)).await;
                 continue;
             }
             Err(_) => return,
         };
+        if entries.is_empty() {
+            continue;
+        }
         let (keys, receiveds): (Vec<u64>, Vec<Received>) = entries.into_iter().unzip();
-        match shared.store.write(&receiveds).await {
+        match store.write(&receiveds).await {
             Ok(outcomes) => {
                 for (received, outcome) in receiveds.iter().zip(&outcomes) {
                     shared
@@ -313,18 +372,18 @@ async fn drain(shared: Arc<Shared>, batch_size: usize, stop: Arc<std::sync::atom
                         .callback(&received.event, &format!("drained_{}", outcome.as_str()));
                 }
                 let spool = spool.clone();
-                let removed = tokio::task::spawn_blocking(move || {
-                    spool.remove(&keys).map(|()| spool.depth())
-                })
-                .await;
+                let removed =
+                    tokio::task::spawn_blocking(move || (spool.remove(&keys), spool.status()))
+                        .await;
                 match removed {
-                    Ok(Ok(depth)) => {
-                        shared.metrics.spool_depth(depth);
-                        if depth == 0 {
+                    Ok((Ok(()), status)) => {
+                        shared.metrics.spool_status(&status);
+                        if status.entries == 0 {
                             tracing::info!("spool drained into PostgreSQL");
                         }
                     }
-                    Ok(Err(error)) => {
+                    Ok((Err(error), status)) => {
+                        shared.metrics.spool_status(&status);
                         tracing::error!(%error, "removing drained entries failed; they will be written again (harmless)")
                     }
                     Err(_) => return,
@@ -332,12 +391,11 @@ async fn drain(shared: Arc<Shared>, batch_size: usize, stop: Arc<std::sync::atom
                 backoff = Duration::from_millis(100);
             }
             Err(error) => {
-                tracing::debug!(error = %crate::http::error_chain(&error), "spool drain: database still unavailable");
+                tracing::debug!(error = %error_chain(&error), "spool drain: database still unavailable");
                 if stop.load(std::sync::atomic::Ordering::SeqCst) {
                     return;
                 }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(2));
+                tokio::time::sleep(retry_later(&mut backoff)).await;
             }
         }
     }

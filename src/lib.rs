@@ -11,6 +11,7 @@
 //! - [`dashboard`]: `/dashboard`, the token-protected charts page and the JSON it reads from the views.
 //! - [`http`]: the axum router, the callback handler and the JSON error answers.
 //! - [`metrics`]: Prometheus counters.
+//! - [`database`]: opening a database for a command; bringing it up in the background for `serve`.
 //! - [`embedded_pg`]: the private PostgreSQL zegolog runs when no database URL is given.
 //! - [`loadtest`]: `zegolog loadtest`: realistic signed callback traffic, and a check of what got stored.
 //! - [`bench`]: `zegolog bench`, PostgreSQL's ceiling and zegolog under load side by side.
@@ -30,6 +31,7 @@ pub mod bench_queries;
 pub mod callback;
 pub mod cli;
 pub mod dashboard;
+pub mod database;
 pub mod embedded_pg;
 pub mod grant;
 pub mod http;
@@ -42,3 +44,15 @@ pub mod seed;
 pub mod signature;
 pub mod spool;
 pub mod store;
+
+/// `error: cause: cause`, for logs.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

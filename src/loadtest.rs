@@ -613,7 +613,7 @@ impl Worker {
                 Err(e) => {
                     tally.transport_errors += 1;
                     if tally.first_error.is_none() {
-                        tally.first_error = Some(crate::http::error_chain(&e));
+                        tally.first_error = Some(crate::error_chain(&e));
                     }
                 }
             }

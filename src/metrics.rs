@@ -10,6 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::spool::SpoolStatus;
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallbackLabels {
     pub event: String,
@@ -31,6 +33,8 @@ pub struct Metrics {
     batch_sizes: Histogram,
     commit_seconds: Histogram,
     spool_depth: Gauge,
+    spool_bytes: Gauge,
+    spool_degraded: Gauge,
 }
 
 /// Events with a label of their own; any other event is counted as `other`, so that a sender
@@ -70,6 +74,18 @@ impl Default for Metrics {
             "Callbacks waiting in the local spool for PostgreSQL",
             spool_depth.clone(),
         );
+        let spool_bytes = Gauge::default();
+        registry.register(
+            "spool_bytes",
+            "Bytes of callbacks waiting in the local spool",
+            spool_bytes.clone(),
+        );
+        let spool_degraded = Gauge::default();
+        registry.register(
+            "spool_degraded",
+            "1 while the spool's file failed and is not reopened yet (callbacks go around it)",
+            spool_degraded.clone(),
+        );
         Self {
             registry,
             callbacks,
@@ -77,6 +93,8 @@ impl Default for Metrics {
             batch_sizes,
             commit_seconds,
             spool_depth,
+            spool_bytes,
+            spool_degraded,
         }
     }
 }
@@ -112,8 +130,12 @@ impl Metrics {
         self.commit_seconds.observe(took.as_secs_f64());
     }
 
-    pub fn spool_depth(&self, depth: u64) {
-        self.spool_depth.set(depth.try_into().unwrap_or(i64::MAX));
+    pub fn spool_status(&self, status: &SpoolStatus) {
+        self.spool_depth
+            .set(status.entries.try_into().unwrap_or(i64::MAX));
+        self.spool_bytes
+            .set(status.bytes.try_into().unwrap_or(i64::MAX));
+        self.spool_degraded.set(i64::from(status.fault.is_some()));
     }
 
     /// The whole registry in the Prometheus text exposition format.

@@ -118,3 +118,22 @@ fn json_logs_are_one_object_per_line_with_the_request_id() {
     assert_eq!(request_id.len(), 36, "a UUID request id: {refused}");
     std::fs::remove_dir_all(data_dir).unwrap();
 }
+
+#[test]
+fn migrate_fails_fast_with_the_cause_when_the_database_is_down() {
+    let port = common::free_port();
+    let started = std::time::Instant::now();
+    let output = zegolog()
+        .args(["migrate", "--database-url"])
+        .arg(format!("postgres://zegolog:x@127.0.0.1:{port}/zegolog"))
+        .output()
+        .unwrap();
+
+    assert!(!output.status.success());
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("reading the applied migrations"),
+        "{stderr}"
+    );
+}

@@ -2138,7 +2138,7 @@ async fn serve_with_ingest(batch: BatchConfig, spool: Option<Arc<Spool>>) -> Tes
     let store = Store::from_pool(pool.clone());
     let metrics = Arc::new(Metrics::default());
     let (ingest, _tasks) = Ingest::start(store.clone(), spool, batch, metrics.clone());
-    let state = AppState::with_ingest(test_verifier(600), store, ingest, metrics);
+    let state = AppState::with_ingest(test_verifier(600), ingest, metrics);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });

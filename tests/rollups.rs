@@ -66,49 +66,7 @@ async fn rollups_equal_a_recomputation_from_raw_rows_despite_retries() {
     // Later logouts stay in the pending rows until the next compaction: the views include them.
     post_ok(&app, &logout(10_000, "room-a", now - 60_000, now, 0)).await;
 
-    let mismatches: Vec<(String, String)> = sqlx::query_as(
-        r#"
-        WITH raw AS (
-            SELECT (logout_at AT TIME ZONE 'UTC')::date AS day, appid, count(*) AS sessions,
-                   sum(duration_ms) / 60000.0 AS total_minutes, max(duration_ms) / 1000.0 AS max_s,
-                   percentile_disc(0.5) WITHIN GROUP (ORDER BY duration_ms) / 1000.0 AS p50_s,
-                   percentile_disc(0.9) WITHIN GROUP (ORDER BY duration_ms) / 1000.0 AS p90_s,
-                   percentile_disc(0.99) WITHIN GROUP (ORDER BY duration_ms) / 1000.0 AS p99_s
-            FROM session_durations GROUP BY 1, 2
-        )
-        SELECT raw.day::text, format('%s vs %s', to_jsonb(raw), to_jsonb(d))
-        FROM raw FULL JOIN session_duration_daily AS d USING (day, appid)
-        WHERE d.sessions IS DISTINCT FROM raw.sessions
-           OR abs(d.total_minutes - raw.total_minutes) > 1e-9
-           OR abs(d.max_s - raw.max_s) > 1e-9
-           OR abs(d.p50_s - raw.p50_s) > 0.01 * abs(raw.p50_s)
-           OR abs(d.p90_s - raw.p90_s) > 0.01 * abs(raw.p90_s)
-           OR abs(d.p99_s - raw.p99_s) > 0.01 * abs(raw.p99_s)
-        "#,
-    )
-    .fetch_all(&app.pool)
-    .await
-    .unwrap();
-    assert!(mismatches.is_empty(), "{mismatches:#?}");
-
-    let reason_mismatches: i64 = sqlx::query_scalar(
-        r#"
-        WITH raw AS (
-            SELECT (logout_at AT TIME ZONE 'UTC')::date AS day, appid, reason, count(*) AS logouts,
-                   count(*)::float8 / sum(count(*)) OVER (PARTITION BY (logout_at AT TIME ZONE 'UTC')::date, appid) AS share,
-                   percentile_disc(0.5) WITHIN GROUP (ORDER BY duration_ms) / 1000.0 AS median_s
-            FROM session_durations GROUP BY 1, 2, 3
-        )
-        SELECT count(*) FROM raw FULL JOIN logout_reasons_daily AS d USING (day, appid, reason)
-        WHERE d.logouts IS DISTINCT FROM raw.logouts
-           OR abs(d.share - raw.share) > 1e-12
-           OR abs(d.median_duration_s - raw.median_s) > 0.01 * abs(raw.median_s)
-        "#,
-    )
-    .fetch_one(&app.pool)
-    .await
-    .unwrap();
-    assert_eq!(reason_mismatches, 0);
+    common::assert_rollups_equal_raw_rows(&app.pool).await;
 
     sqlx::query("SELECT zegolog_compact_rollups()")
         .execute(&app.pool)

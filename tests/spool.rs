@@ -34,7 +34,7 @@ async fn app_with_spool(max_spool_bytes: u64) -> Outage {
         BatchConfig::default(),
         metrics.clone(),
     );
-    let state = AppState::with_ingest(test_verifier(600), store.clone(), ingest, metrics);
+    let state = AppState::with_ingest(test_verifier(600), ingest, metrics);
     let app = TestApp::serve_state(state, store.pool().clone()).await;
     Outage { pg, app }
 }

@@ -12,6 +12,7 @@ use axum::Json;
 use serde::Serialize;
 
 use crate::callback::{FieldError, ParseError};
+use crate::error_chain;
 use crate::ingest::IngestError;
 use crate::signature::AuthError;
 
@@ -111,16 +112,4 @@ impl IntoResponse for ApiError {
         }
         response
     }
-}
-
-/// `error: cause: cause`, for logs.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -19,10 +19,11 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
-pub use error::{error_chain, Answer, ApiError};
+pub use error::{Answer, ApiError};
 
 use crate::callback::{Encoding, Envelope, Fields, Payload, Received};
 use crate::dashboard::DashboardToken;
+use crate::database::{Backend, BackendState};
 use crate::ingest::{Ack, BatchConfig, Ingest};
 use crate::metrics::Metrics;
 use crate::signature::Verifier;
@@ -35,7 +36,6 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub verifier: Arc<Verifier>,
-    pub store: Store,
     pub ingest: Ingest,
     pub metrics: Arc<Metrics>,
     /// The dashboard's token; `None` (the default) turns the dashboard off: its routes 404.
@@ -47,24 +47,24 @@ impl AppState {
     /// run until the state is dropped.
     pub fn new(verifier: Verifier, store: Store) -> Self {
         let metrics = Arc::new(Metrics::default());
-        let (ingest, _tasks) =
-            Ingest::start(store.clone(), None, BatchConfig::default(), metrics.clone());
-        Self::with_ingest(verifier, store, ingest, metrics)
+        let (ingest, _tasks) = Ingest::start(store, None, BatchConfig::default(), metrics.clone());
+        Self::with_ingest(verifier, ingest, metrics)
     }
 
-    pub fn with_ingest(
-        verifier: Verifier,
-        store: Store,
-        ingest: Ingest,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    /// State over running ingest tasks; the database is the one `ingest` writes to (which
+    /// may not be ready yet).
+    pub fn with_ingest(verifier: Verifier, ingest: Ingest, metrics: Arc<Metrics>) -> Self {
         Self {
             verifier: Arc::new(verifier),
-            store,
             ingest,
             metrics,
             dashboard_token: None,
         }
+    }
+
+    /// The database, once it is ready, and the state of the way there.
+    pub fn backend(&self) -> &Backend {
+        self.ingest.backend()
     }
 
     /// Turns the dashboard on (`/dashboard`), readable with this token.
@@ -188,26 +188,58 @@ async fn healthz() -> Json<Answer> {
     })
 }
 
-/// `GET /readyz`: the database, or else the spool, can take writes now.
+/// `GET /readyz`: 200 while callbacks can be acknowledged now (written to the database, or
+/// else spooled), 503 when they cannot; the body says which state each part is in.
 async fn readyz(State(state): State<AppState>) -> Response {
-    let database = state.store.ping().await;
+    let backend = state.backend().state();
+    let database = match state.backend().store() {
+        Some(store) => store.ping().await,
+        None => false,
+    };
     let spool = state.ingest.spool();
-    let spool_has_room = spool.is_some_and(|s| s.bytes() < s.max_bytes());
+    let spool_status = spool.map(|s| s.status());
+    let spool_has_room = spool.is_some_and(|s| s.has_room());
     let status = if database || spool_has_room {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let spool_state = match (&spool_status, spool_has_room) {
+        (None, _) => "off",
+        (Some(s), _) if s.fault.is_some() => "degraded",
+        (Some(s), false) if s.recovering => "recovering",
+        (Some(_), true) => "ok",
+        (Some(_), false) => "full",
+    };
+    let database_state = match (&backend, database) {
+        (BackendState::Ready, true) => "ready",
+        (BackendState::Ready, false) => "unreachable",
+        (other, _) => other.name(),
+    };
+    let message = match (database, spool_has_room) {
+        (true, _) if spool_state == "degraded" => {
+            "the database takes writes; the spool is degraded (its file failed) and written around"
+        }
+        (true, _) => "the database takes writes",
+        (false, true) if backend != BackendState::Ready => {
+            "the database is not ready yet (connecting, migrating); callbacks go to the spool"
+        }
+        (false, true) => "the database does not answer; callbacks go to the spool",
+        (false, false) => "the database does not answer and the spool cannot take callbacks",
+    };
     let body = serde_json::json!({
         "code": if status.is_success() { "ready" } else { "not_ready" },
-        "message": match (database, spool_has_room) {
-            (true, _) => "the database takes writes",
-            (false, true) => "the database does not answer; callbacks go to the spool",
-            (false, false) => "the database does not answer and there is no room in a spool",
-        },
+        "message": message,
         "database": database,
-        "spool_depth": spool.map(|s| s.depth()),
-        "spool_bytes": spool.map(|s| s.bytes()),
+        "database_state": database_state,
+        "database_error": match &backend {
+            BackendState::Retrying { error } => Some(error.as_str()),
+            _ => None,
+        },
+        "spool": spool_state,
+        "spool_error": spool_status.as_ref().and_then(|s| s.fault.as_deref()),
+        "spool_depth": spool_status.as_ref().map(|s| s.entries),
+        "spool_bytes": spool_status.as_ref().map(|s| s.bytes),
         "spool_max_bytes": spool.map(|s| s.max_bytes()),
     });
     (status, Json(body)).into_response()

@@ -294,11 +294,19 @@ pub struct Served {
     pub log: PathBuf,
 }
 
-/// Starts `zegolog serve` on a free port with this data dir and environment; waits until it
-/// answers `/healthz`.
+/// Starts `zegolog serve` on a free port with this data dir and environment; waits until its
+/// database is ready (`/readyz` says `"database_state":"ready"`).
 pub fn serve(data_dir: &Path, extra_env: &[(&str, &str)]) -> Served {
+    let served = serve_answering(data_dir, data_dir, extra_env);
+    served.wait_for_database();
+    served
+}
+
+/// Starts `zegolog serve` on a free port with this data dir and environment, its log under
+/// `log_dir`; waits only until it answers `/healthz` (its database may not be ready).
+pub fn serve_answering(data_dir: &Path, log_dir: &Path, extra_env: &[(&str, &str)]) -> Served {
     let port = free_port();
-    let log = data_dir.join(format!("zegolog-{port}.log"));
+    let log = log_dir.join(format!("zegolog-{port}.log"));
     let mut command = zegolog();
     command
         .args([
@@ -326,6 +334,23 @@ pub fn serve(data_dir: &Path, extra_env: &[(&str, &str)]) -> Served {
 }
 
 impl Served {
+    /// Waits until `/readyz` says the database is ready (migrated and answering).
+    pub fn wait_for_database(&self) {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while Instant::now() < deadline {
+            if blocking_http::get(self.port, "/readyz")
+                .is_some_and(|(_, body)| body.contains(r#""database_state":"ready""#))
+            {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "zegolog's database did not become ready:\n{}",
+            self.log_text()
+        );
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -358,16 +383,21 @@ pub mod blocking_http {
     /// Whether `GET path` on 127.0.0.1:port answers 200. Plain std, so that it works inside
     /// or outside an async runtime.
     pub fn get_ok(port: u16, path: &str) -> bool {
+        get(port, path).is_some_and(|(status, _)| status == 200)
+    }
+
+    /// `GET path` on 127.0.0.1:port: the status and the body, if it answered.
+    pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
         use std::io::{Read, Write};
-        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-            return false;
-        };
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
         let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
         let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
         let mut answer = String::new();
-        stream.write_all(request.as_bytes()).is_ok()
-            && stream.read_to_string(&mut answer).is_ok()
-            && answer.starts_with("HTTP/1.0 200") | answer.starts_with("HTTP/1.1 200")
+        stream.write_all(request.as_bytes()).ok()?;
+        stream.read_to_string(&mut answer).ok()?;
+        let status = answer.split(' ').nth(1)?.parse().ok()?;
+        let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+        Some((status, body))
     }
 
     pub fn post_json(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
@@ -436,4 +466,52 @@ impl Drop for OwnPostgres {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The daily duration and reason views, which read the rollups, equal a recomputation from the
+/// raw rows (percentiles within the rollups' 1%).
+pub async fn assert_rollups_equal_raw_rows(pool: &PgPool) {
+    let mismatches: Vec<(String, String)> = sqlx::query_as(
+        r#"
+        WITH raw AS (
+            SELECT (logout_at AT TIME ZONE 'UTC')::date AS day, appid, count(*) AS sessions,
+                   sum(duration_ms) / 60000.0 AS total_minutes, max(duration_ms) / 1000.0 AS max_s,
+                   percentile_disc(0.5) WITHIN GROUP (ORDER BY duration_ms) / 1000.0 AS p50_s,
+                   percentile_disc(0.9) WITHIN GROUP (ORDER BY duration_ms) / 1000.0 AS p90_s,
+                   percentile_disc(0.99) WITHIN GROUP (ORDER BY duration_ms) / 1000.0 AS p99_s
+            FROM session_durations GROUP BY 1, 2
+        )
+        SELECT raw.day::text, format('%s vs %s', to_jsonb(raw), to_jsonb(d))
+        FROM raw FULL JOIN session_duration_daily AS d USING (day, appid)
+        WHERE d.sessions IS DISTINCT FROM raw.sessions
+           OR abs(d.total_minutes - raw.total_minutes) > 1e-9
+           OR abs(d.max_s - raw.max_s) > 1e-9
+           OR abs(d.p50_s - raw.p50_s) > 0.01 * abs(raw.p50_s)
+           OR abs(d.p90_s - raw.p90_s) > 0.01 * abs(raw.p90_s)
+           OR abs(d.p99_s - raw.p99_s) > 0.01 * abs(raw.p99_s)
+        "#,
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert!(mismatches.is_empty(), "{mismatches:#?}");
+
+    let reason_mismatches: i64 = sqlx::query_scalar(
+        r#"
+        WITH raw AS (
+            SELECT (logout_at AT TIME ZONE 'UTC')::date AS day, appid, reason, count(*) AS logouts,
+                   count(*)::float8 / sum(count(*)) OVER (PARTITION BY (logout_at AT TIME ZONE 'UTC')::date, appid) AS share,
+                   percentile_disc(0.5) WITHIN GROUP (ORDER BY duration_ms) / 1000.0 AS median_s
+            FROM session_durations GROUP BY 1, 2, 3
+        )
+        SELECT count(*) FROM raw FULL JOIN logout_reasons_daily AS d USING (day, appid, reason)
+        WHERE d.logouts IS DISTINCT FROM raw.logouts
+           OR abs(d.share - raw.share) > 1e-12
+           OR abs(d.median_duration_s - raw.median_s) > 0.01 * abs(raw.median_s)
+        "#,
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(reason_mismatches, 0);
 }

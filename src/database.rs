@@ -1,0 +1,284 @@
+//! The database zegolog writes to, and the way `serve` reaches it.
+//!
+//! [`Database`] opens what the configuration names: a PostgreSQL URL, or else the private
+//! PostgreSQL under the data dir. Commands open it, run, and close it, and fail fast with a
+//! clear message when it cannot be reached.
+//!
+//! `serve` must not wait for it: a restart during a database outage would refuse every callback
+//! until PostgreSQL is back, although the spool exists for exactly that. So `serve` starts with a
+//! [`Backend`] that is not ready yet, and [`bring_up`] runs in the background: it starts the
+//! private PostgreSQL (if any), connects, applies the pending migrations and then publishes the
+//! [`Store`], retrying with backoff and logging one line per change of state. Until then the
+//! writers spool (or answer 503 without a spool), and `/readyz` says which state it is in.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::embedded_pg::{EmbeddedError, EmbeddedPostgres};
+use crate::error_chain;
+use crate::store::{PoolConfig, Store, StoreError};
+
+/// Where the database is: a URL, or the private PostgreSQL under a data dir.
+#[derive(Debug, Clone)]
+pub enum Location {
+    Url(String),
+    Private(std::path::PathBuf),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DatabaseError {
+    #[error("the database URL is not valid")]
+    InvalidUrl(#[source] StoreError),
+    #[error("starting the private PostgreSQL (set DATABASE_URL to use another database)")]
+    Private(#[source] EmbeddedError),
+    #[error("reading the applied migrations")]
+    ReadMigrations(#[source] StoreError),
+    #[error("applying database migrations")]
+    Migrate(#[source] StoreError),
+}
+
+/// An open database: its URL, and the private PostgreSQL to stop at the end, if it is one.
+#[derive(Debug)]
+pub struct Database {
+    pub url: String,
+    embedded: Option<EmbeddedPostgres>,
+}
+
+impl Database {
+    /// Opens the database at `location`, starting the private PostgreSQL if that is where it is.
+    pub async fn open(location: &Location) -> Result<Self, DatabaseError> {
+        match location {
+            Location::Url(url) => Ok(Self {
+                url: url.clone(),
+                embedded: None,
+            }),
+            Location::Private(data_dir) => {
+                let data_dir = data_dir.clone();
+                let embedded =
+                    tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&data_dir))
+                        .await
+                        .expect("the private PostgreSQL start task does not panic")
+                        .map_err(DatabaseError::Private)?;
+                tracing::info!(
+                    psql = %embedded.psql_command(),
+                    "no DATABASE_URL: using the private PostgreSQL under the data directory; analysts connect with the psql command"
+                );
+                Ok(Self {
+                    url: embedded.url(),
+                    embedded: Some(embedded),
+                })
+            }
+        }
+    }
+
+    /// A lazily connecting store on this database, with its migrations applied.
+    pub async fn migrated_store(&self, pool: &PoolConfig) -> Result<Store, DatabaseError> {
+        let store = Store::connect_lazy(&self.url, pool).map_err(DatabaseError::InvalidUrl)?;
+        migrate(&store).await?;
+        Ok(store)
+    }
+
+    /// Stops the private PostgreSQL, if this database is one.
+    pub async fn close(self) {
+        if let Some(embedded) = self.embedded {
+            match tokio::task::spawn_blocking(move || embedded.stop()).await {
+                Ok(Ok(())) => tracing::info!("private PostgreSQL stopped"),
+                Ok(Err(e)) => tracing::error!(error = %e, "stopping the private PostgreSQL failed"),
+                Err(e) => tracing::error!(error = %e, "stopping the private PostgreSQL failed"),
+            }
+        }
+    }
+}
+
+/// Applies the migrations the database lacks, saying which run and how long they took.
+pub async fn migrate(store: &Store) -> Result<(), DatabaseError> {
+    let pending = store
+        .pending_migrations()
+        .await
+        .map_err(DatabaseError::ReadMigrations)?;
+    if !pending.is_empty() {
+        tracing::info!(migrations = ?pending, "applying database migrations");
+    }
+    let started = std::time::Instant::now();
+    store.migrate().await.map_err(DatabaseError::Migrate)?;
+    if !pending.is_empty() {
+        tracing::info!(took = ?started.elapsed(), "migrations applied");
+    }
+    tracing::info!("database schema is up to date");
+    Ok(())
+}
+
+/// Where [`bring_up`] is on its way to a usable database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendState {
+    /// Starting the private PostgreSQL.
+    Starting,
+    /// Connecting and applying migrations.
+    Connecting,
+    /// Waiting to try again after `error`.
+    Retrying { error: String },
+    /// Migrated and taking writes (a later outage is the writers' business: they spool).
+    Ready,
+}
+
+impl BackendState {
+    /// A stable name for `/readyz` and logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Starting => "starting_database",
+            Self::Connecting => "connecting",
+            Self::Retrying { .. } => "database_unreachable",
+            Self::Ready => "ready",
+        }
+    }
+}
+
+/// The store, once it is migrated, and the state of the way there; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Backend {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: OnceLock<Store>,
+    state: watch::Sender<BackendState>,
+}
+
+impl Backend {
+    /// A backend whose store is not there yet: [`bring_up`] provides it.
+    pub fn pending() -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store: OnceLock::new(),
+                state: watch::Sender::new(BackendState::Connecting),
+            }),
+        }
+    }
+
+    /// A backend that is ready with this (migrated) store.
+    pub fn ready(store: Store) -> Self {
+        let backend = Self::pending();
+        backend.publish(store);
+        backend
+    }
+
+    /// The store, once the database is migrated.
+    pub fn store(&self) -> Option<&Store> {
+        self.inner.store.get()
+    }
+
+    pub fn state(&self) -> BackendState {
+        self.inner.state.borrow().clone()
+    }
+
+    /// Resolves once the store is there.
+    pub async fn wait_ready(&self) -> &Store {
+        let mut state = self.inner.state.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = state.wait_for(|s| *s == BackendState::Ready).await;
+        self.store()
+            .expect("the store is published before the Ready state")
+    }
+
+    fn publish(&self, store: Store) {
+        let _ = self.inner.store.set(store);
+        self.set_state(BackendState::Ready);
+    }
+
+    /// Moves to `state`; says so in the log when it is a change.
+    fn set_state(&self, state: BackendState) {
+        let changed = self.inner.state.send_if_modified(|current| {
+            if *current == state {
+                return false;
+            }
+            *current = state.clone();
+            true
+        });
+        if !changed {
+            return;
+        }
+        match &state {
+            BackendState::Starting => tracing::info!("starting the private PostgreSQL"),
+            BackendState::Connecting => {
+                tracing::info!("connecting to PostgreSQL and applying pending migrations")
+            }
+            BackendState::Retrying { error } => tracing::warn!(
+                %error,
+                "the database cannot be used yet; callbacks go to the spool (or get 503 without one) while zegolog keeps trying"
+            ),
+            BackendState::Ready => {
+                tracing::info!("the database is ready: writing callbacks to PostgreSQL")
+            }
+        }
+    }
+}
+
+impl From<Store> for Backend {
+    fn from(store: Store) -> Self {
+        Self::ready(store)
+    }
+}
+
+/// Backoff between attempts of [`bring_up`]: from `first`, doubling, at most `max`.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub first: Duration,
+    pub max: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            first: Duration::from_millis(250),
+            max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Brings the database up in the background and publishes the store in `backend`: starts the
+/// private PostgreSQL if that is the location, connects, applies pending migrations, retrying
+/// with backoff until it works. The opened [`Database`] is put in `opened` as soon as it is
+/// open, so that the caller can close it (stop the private PostgreSQL) at shutdown.
+pub async fn bring_up(
+    location: Location,
+    pool: PoolConfig,
+    backend: Backend,
+    opened: Arc<Mutex<Option<Database>>>,
+    backoff: Backoff,
+) {
+    let mut wait = backoff.first;
+    let mut store: Option<Store> = None;
+    loop {
+        let attempt = async {
+            if store.is_none() {
+                if matches!(location, Location::Private(_)) {
+                    backend.set_state(BackendState::Starting);
+                }
+                let database = Database::open(&location).await?;
+                let connected =
+                    Store::connect_lazy(&database.url, &pool).map_err(DatabaseError::InvalidUrl);
+                *opened.lock().unwrap() = Some(database);
+                store = Some(connected?);
+            }
+            backend.set_state(BackendState::Connecting);
+            migrate(store.as_ref().expect("connected above")).await
+        };
+        match attempt.await {
+            Ok(()) => {
+                backend.publish(store.take().expect("connected above"));
+                return;
+            }
+            Err(error) => {
+                backend.set_state(BackendState::Retrying {
+                    error: error_chain(&error),
+                });
+                tracing::debug!(error = %error_chain(&error), retry_in = ?wait, "database not ready");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(backoff.max);
+            }
+        }
+    }
+}
