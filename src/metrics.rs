@@ -23,6 +23,12 @@ pub struct RejectLabels {
     pub reason: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TimeoutLabels {
+    /// header, idle or request.
+    pub kind: String,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -31,6 +37,8 @@ pub struct Metrics {
     batch_sizes: Histogram,
     commit_seconds: Histogram,
     spool_depth: Gauge,
+    client_connections: Gauge,
+    client_timeouts: Family<TimeoutLabels, Counter>,
 }
 
 /// Events with a label of their own; any other event is counted as `other`, so that a sender
@@ -70,6 +78,18 @@ impl Default for Metrics {
             "Callbacks waiting in the local spool for PostgreSQL",
             spool_depth.clone(),
         );
+        let client_connections = Gauge::default();
+        registry.register(
+            "client_connections",
+            "Open HTTP client connections",
+            client_connections.clone(),
+        );
+        let client_timeouts = Family::<TimeoutLabels, Counter>::default();
+        registry.register(
+            "client_timeouts",
+            "Client connections closed by the header or idle timeout, and requests answered 408 by the request timeout",
+            client_timeouts.clone(),
+        );
         Self {
             registry,
             callbacks,
@@ -77,6 +97,8 @@ impl Default for Metrics {
             batch_sizes,
             commit_seconds,
             spool_depth,
+            client_connections,
+            client_timeouts,
         }
     }
 }
@@ -114,6 +136,23 @@ impl Metrics {
 
     pub fn spool_depth(&self, depth: u64) {
         self.spool_depth.set(depth.try_into().unwrap_or(i64::MAX));
+    }
+
+    pub fn client_connection_opened(&self) {
+        self.client_connections.inc();
+    }
+
+    pub fn client_connection_closed(&self) {
+        self.client_connections.dec();
+    }
+
+    /// `kind` is `header`, `idle` or `request`.
+    pub fn client_timeout(&self, kind: &'static str) {
+        self.client_timeouts
+            .get_or_create(&TimeoutLabels {
+                kind: kind.to_owned(),
+            })
+            .inc();
     }
 
     /// The whole registry in the Prometheus text exposition format.
