@@ -12,10 +12,22 @@ use common::{serve, Served, SECRET};
 use sqlx::PgPool;
 
 /// A `zegolog serve` process over a fresh database, and a runtime to query that database.
+/// Dropped without [`Rig::stop`] (a failed assertion), it kills the server; either way it
+/// removes the server's data dir.
 struct Rig {
-    served: Served,
+    served: Option<Served>,
+    dir: std::path::PathBuf,
     pool: PgPool,
     runtime: tokio::runtime::Runtime,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if let Some(served) = self.served.take() {
+            served.kill9();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 impl Rig {
@@ -30,18 +42,23 @@ impl Rig {
         all.extend_from_slice(env);
         let served = serve(&dir, &all);
         Self {
-            served,
+            served: Some(served),
+            dir,
             pool,
             runtime,
         }
     }
 
+    fn served(&self) -> &Served {
+        self.served.as_ref().expect("running")
+    }
+
     fn pid(&self) -> u32 {
-        self.served.child.id()
+        self.served().child.id()
     }
 
     fn connect(&self) -> TcpStream {
-        TcpStream::connect(("127.0.0.1", self.served.port)).expect("connecting to zegolog")
+        TcpStream::connect(("127.0.0.1", self.served().port)).expect("connecting to zegolog")
     }
 
     fn logouts(&self) -> i64 {
@@ -73,8 +90,8 @@ impl Rig {
             .unwrap_or(0.0)
     }
 
-    fn stop(self) -> String {
-        let (exit, log) = self.served.terminate();
+    fn stop(mut self) -> String {
+        let (exit, log) = self.served.take().expect("running").terminate();
         assert!(exit.success(), "exit {exit}:\n{log}");
         log
     }
@@ -205,7 +222,7 @@ fn three_thousand_half_headers_are_closed_within_the_header_timeout_and_callback
     }
     let started = Instant::now();
     let (status, answer) = common::blocking_http::post_json(
-        &rig.served.url("/zego/callback"),
+        &rig.served().url("/zego/callback"),
         &common::signed(common::vendor_sample()),
     );
     let answered_in = started.elapsed();
