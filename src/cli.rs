@@ -114,6 +114,9 @@ pub struct ServeArgs {
     #[arg(long, env = "ZEGOLOG_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    #[command(flatten)]
+    pub clients: ClientArgs,
+
     /// The callback secret from the ZEGOCLOUD console, for every appid not in --secrets.
     /// Prefer the environment variable: flags show in the process list.
     #[arg(long, env = "ZEGOLOG_SECRET", hide_env_values = true)]
@@ -404,8 +407,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!("dashboard on at /dashboard (token required)");
     }
     tracing::info!(listen = %args.listen, "zegolog is receiving callbacks on POST /zego/callback");
-    let served = axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown_signal())
+    let metrics = state.metrics.clone();
+    let limits = args.clients.limits(args.max_connections);
+    let served = crate::http::serve(listener, app(state), limits, metrics, shutdown_signal())
         .await
         .context("serving HTTP");
     // Every request has been answered; let the writers finish and the spool drain.
@@ -442,4 +446,51 @@ fn init_tracing(format: LogFormat) {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// Timeouts and a bound for HTTP clients. ZEGOCLOUD's sender is a server that keeps a few
+/// connections open and sends each callback (under 2 KiB) whole, in well under a second: these
+/// defaults never touch it, and cut clients that hold connections without sending (slowloris).
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// Close a connection whose request headers have not all arrived this many seconds after it
+    /// was accepted (or after the first byte of its next request). 10 s is generous for a
+    /// header that fits in one packet, and short enough that connections which never finish
+    /// theirs cannot pile up.
+    #[arg(long, env = "ZEGOLOG_HEADER_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub header_timeout_secs: u64,
+
+    /// Answer 408 `request_timeout` and close the connection when a request's body has not all
+    /// arrived this many seconds after its headers. 10 s: a callback's body comes with its
+    /// headers, and the sender retries a failed callback 2, 4, 8, 16 and 32 s later.
+    #[arg(long, env = "ZEGOLOG_REQUEST_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub request_timeout_secs: u64,
+
+    /// Close a kept-alive connection after this many seconds without a request. 60 s keeps the
+    /// sender's connections warm between callbacks (no new TCP and TLS handshake for each) and
+    /// still frees an idle slot within a minute.
+    #[arg(long, env = "ZEGOLOG_IDLE_TIMEOUT_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub idle_timeout_secs: u64,
+
+    /// Most client connections open at once. Beyond it a new connection is not refused: it
+    /// waits in the kernel's listen backlog, in arrival order, until an open one closes (the
+    /// timeouts above guarantee that they do). 4096 is far above what the sender and a proxy
+    /// need, costs about 110 MiB at most (27 KiB each), and fits the open-files limit, which zegolog
+    /// raises to the hard limit at start (it warns if the bound does not fit).
+    #[arg(long, env = "ZEGOLOG_MAX_CLIENT_CONNECTIONS", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_client_connections: u32,
+}
+
+impl ClientArgs {
+    /// The limits to serve with, reserving descriptors for `database_connections` PostgreSQL
+    /// connections and a margin for the spool, logs and the private PostgreSQL's pipes.
+    pub fn limits(&self, database_connections: u32) -> crate::http::ClientLimits {
+        crate::http::ClientLimits {
+            header_timeout: Duration::from_secs(self.header_timeout_secs),
+            request_timeout: Duration::from_secs(self.request_timeout_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            max_connections: self.max_client_connections as usize,
+            reserved_fds: u64::from(database_connections) + 64,
+        }
+    }
 }

@@ -25,6 +25,12 @@ pub struct RejectLabels {
     pub reason: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TimeoutLabels {
+    /// header, idle or request.
+    pub kind: String,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -35,6 +41,8 @@ pub struct Metrics {
     spool_depth: Gauge,
     spool_bytes: Gauge,
     spool_degraded: Gauge,
+    client_connections: Gauge,
+    client_timeouts: Family<TimeoutLabels, Counter>,
 }
 
 /// Events with a label of their own; any other event is counted as `other`, so that a sender
@@ -86,6 +94,18 @@ impl Default for Metrics {
             "1 while the spool's file failed and is not reopened yet (callbacks go around it)",
             spool_degraded.clone(),
         );
+        let client_connections = Gauge::default();
+        registry.register(
+            "client_connections",
+            "Open HTTP client connections",
+            client_connections.clone(),
+        );
+        let client_timeouts = Family::<TimeoutLabels, Counter>::default();
+        registry.register(
+            "client_timeouts",
+            "Client connections closed by the header or idle timeout, and requests answered 408 by the request timeout",
+            client_timeouts.clone(),
+        );
         Self {
             registry,
             callbacks,
@@ -95,6 +115,8 @@ impl Default for Metrics {
             spool_depth,
             spool_bytes,
             spool_degraded,
+            client_connections,
+            client_timeouts,
         }
     }
 }
@@ -136,6 +158,23 @@ impl Metrics {
         self.spool_bytes
             .set(status.bytes.try_into().unwrap_or(i64::MAX));
         self.spool_degraded.set(i64::from(status.fault.is_some()));
+    }
+
+    pub fn client_connection_opened(&self) {
+        self.client_connections.inc();
+    }
+
+    pub fn client_connection_closed(&self) {
+        self.client_connections.dec();
+    }
+
+    /// `kind` is `header`, `idle` or `request`.
+    pub fn client_timeout(&self, kind: &'static str) {
+        self.client_timeouts
+            .get_or_create(&TimeoutLabels {
+                kind: kind.to_owned(),
+            })
+            .inc();
     }
 
     /// The whole registry in the Prometheus text exposition format.

@@ -23,6 +23,10 @@ pub enum ApiError {
     #[error("the body could not be read")]
     UnreadableBody,
     #[error(
+        "the request body did not arrive within {secs} s of its headers; the connection is closed"
+    )]
+    RequestTimeout { secs: u64 },
+    #[error(
         "content type {0:?} is neither application/json nor application/x-www-form-urlencoded"
     )]
     UnsupportedContentType(String),
@@ -46,6 +50,7 @@ impl ApiError {
         match self {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnreadableBody => "unreadable_body",
+            Self::RequestTimeout { .. } => "request_timeout",
             Self::UnsupportedContentType(_) => "unsupported_content_type",
             Self::Parse(ParseError::Empty) => "empty_body",
             Self::Parse(_) => "malformed_body",
@@ -67,6 +72,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::UnreadableBody
             | Self::UnsupportedContentType(_)
             | Self::Parse(_)
@@ -99,7 +105,7 @@ impl IntoResponse for ApiError {
             }),
         )
             .into_response();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
+        if status == StatusCode::PAYLOAD_TOO_LARGE || status == StatusCode::REQUEST_TIMEOUT {
             // The rest of the body is not read: the connection cannot carry another request.
             response
                 .headers_mut()

@@ -2,9 +2,11 @@
 //!
 //! A thin layer between the contract (`callback`, `signature`) and the store: it reads the body,
 //! asks the contract what it holds and whether it is authentic, asks the store to keep it, and
-//! turns each answer into a status and a JSON body.
+//! turns each answer into a status and a JSON body. [`serve`] is the accept loop that serves it
+//! with client timeouts and a connection bound.
 
 mod error;
+pub mod serve;
 
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 pub use error::{Answer, ApiError};
+pub use serve::{serve, ClientLimits};
 
 use crate::callback::{Encoding, Envelope, Fields, Payload, Received};
 use crate::dashboard::DashboardToken;

@@ -138,8 +138,15 @@ impl TestApp {
     pub async fn serve_state(state: AppState, pool: PgPool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let metrics = state.metrics.clone();
         let router = app(state);
-        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        // The binary's own accept loop, with its default client limits.
+        tokio::spawn(async move {
+            let limits = zegolog::http::ClientLimits::default();
+            zegolog::http::serve(listener, router, limits, metrics, std::future::pending())
+                .await
+                .unwrap()
+        });
         Self {
             addr,
             pool,
