@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -21,7 +22,7 @@ use crate::loadtest::LoadtestArgs;
 use crate::metrics::Metrics;
 use crate::signature::{Secrets, Verifier};
 use crate::spool::Spool;
-use crate::store::{PoolConfig, Store};
+use crate::store::{PoolConfig, ReusePolicy, Store, LEDGER_KEEP};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -164,6 +165,17 @@ pub struct ServeArgs {
     /// in the process list.
     #[arg(long, env = "ZEGOLOG_DASHBOARD_TOKEN", hide_env_values = true, value_parser = crate::dashboard::DashboardToken::parse)]
     pub dashboard_token: Option<crate::dashboard::DashboardToken>,
+
+    /// What to do with a callback whose (timestamp, nonce, signature) came first with another
+    /// body (a forged body on a captured signature, or two callbacks sharing a nonce by chance):
+    /// `quarantine` keeps it in callback_events with the reason and answers 2xx (at most 10
+    /// bodies per signature; later ones are only counted); `reject` answers 401
+    /// replayed_signature and stores nothing (found while draining the spool: quarantined, the
+    /// sender was answered already); `accept` stores it as usual and only counts it.
+    #[arg(long, env = "ZEGOLOG_ON_SIGNATURE_REUSE", default_value = "quarantine",
+          value_parser = clap::builder::PossibleValuesParser::new(ReusePolicy::NAMES)
+              .map(|s| s.parse::<ReusePolicy>().expect("one of the possible values")))]
+    pub on_signature_reuse: ReusePolicy,
 
     /// How often the rollups behind the daily views are compacted, in seconds.
     #[arg(long, env = "ZEGOLOG_COMPACT_EVERY_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
@@ -355,6 +367,11 @@ async fn maintain(store: Store, compact_every: Duration, retain_days: Option<u32
                 if let Err(e) = store.ensure_partitions().await {
                     tracing::warn!(error = %crate::http::error_chain(&e), "creating partitions ahead failed; retrying in an hour");
                 }
+                match store.prune_signature_ledger(LEDGER_KEEP).await {
+                    Ok(dropped) if !dropped.is_empty() => tracing::info!(?dropped, "old signature ledger partitions dropped"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %crate::http::error_chain(&e), "pruning the signature ledger failed; retrying in an hour"),
+                }
                 if let Some(days) = retain_days {
                     if let Err(e) = retain(&store, days).await {
                         tracing::warn!(error = %format!("{e:#}"), "retention failed; retrying in an hour");
@@ -376,7 +393,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         ..PoolConfig::default()
     };
     let result = async {
-        let store = migrate(&database.url, &pool).await?;
+        let store = migrate(&database.url, &pool)
+            .await?
+            .with_reuse_policy(args.on_signature_reuse);
+        tracing::info!(policy = args.on_signature_reuse.as_str(), "signature reuse policy");
         if verifier.is_insecure() {
             tracing::warn!("--insecure-skip-verify: callback signatures are NOT checked; anyone who can reach this port can write into the database");
         }

@@ -218,6 +218,7 @@ async fn write_batch(shared: &Shared, batch: Vec<Job>) {
                 shared.metrics.commit_seconds(started.elapsed());
                 for (received, outcome) in receiveds.iter().zip(&outcomes) {
                     shared.metrics.callback(&received.event, outcome.as_str());
+                    count_reuse(shared, *outcome, &received.event);
                 }
                 Ok(outcomes.into_iter().map(Ack::Written).collect())
             }
@@ -240,6 +241,20 @@ async fn write_batch(shared: &Shared, batch: Vec<Job>) {
                 let _ = reply.send(Err(error.clone()));
             }
         }
+    }
+}
+
+/// Counts a signature reuse in `/metrics` and logs it.
+fn count_reuse(shared: &Shared, outcome: Outcome, event: &str) {
+    if let Outcome::SignatureReuse(reuse) = outcome {
+        let policy = shared.store.reuse_policy().as_str();
+        shared.metrics.signature_reuse(policy, reuse.as_str());
+        tracing::warn!(
+            event,
+            policy,
+            action = reuse.as_str(),
+            "signature reuse: a signed (timestamp, nonce, signature) came again with another body"
+        );
     }
 }
 
@@ -305,12 +320,15 @@ async fn drain(shared: Arc<Shared>, batch_size: usize, stop: Arc<std::sync::atom
             Err(_) => return,
         };
         let (keys, receiveds): (Vec<u64>, Vec<Received>) = entries.into_iter().unzip();
-        match shared.store.write(&receiveds).await {
+        // Their senders were answered 2xx when they were spooled: a signature reuse found now
+        // cannot be refused any more, so it is quarantined under `reject`.
+        match shared.store.write_acknowledged(&receiveds).await {
             Ok(outcomes) => {
                 for (received, outcome) in receiveds.iter().zip(&outcomes) {
                     shared
                         .metrics
                         .callback(&received.event, &format!("drained_{}", outcome.as_str()));
+                    count_reuse(&shared, *outcome, &received.event);
                 }
                 let spool = spool.clone();
                 let removed = tokio::task::spawn_blocking(move || {

@@ -5,7 +5,7 @@
 //! # Layout
 //! - [`callback`]: the callback contract: body → fields → envelope → typed event. No HTTP, no SQL.
 //! - [`signature`]: the SHA-1 signature, secrets per appid, the timestamp window.
-//! - [`store`]: PostgreSQL: embedded migrations and idempotent batch writes. No HTTP.
+//! - [`store`]: PostgreSQL: embedded migrations, idempotent batch writes, the signature ledger. No HTTP.
 //! - [`ingest`]: group commit, and the way to the spool while PostgreSQL is down.
 //! - [`spool`]: the durable local spool (redb) callbacks wait in during an outage.
 //! - [`dashboard`]: `/dashboard`, the token-protected charts page and the JSON it reads from the views.
