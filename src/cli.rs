@@ -79,6 +79,44 @@ pub enum Command {
     /// Create or update a PostgreSQL role that can log in and read the analytics views, and
     /// nothing else (no raw tables, no writes).
     GrantAnalyst(crate::grant::GrantAnalystArgs),
+    /// List quarantined callbacks, or release the ones an operator judged genuine through the
+    /// normal write path (typed rows and rollups as for any callback, stored once).
+    Quarantine(QuarantineArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QuarantineArgs {
+    #[command(subcommand)]
+    pub command: QuarantineCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// Quarantined callbacks, newest first: id, received_at, event, appid, reason.
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// At most this many.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
+        limit: i64,
+    },
+    /// Store these quarantined callbacks (by id, from `quarantine list`) as if they had just
+    /// arrived unsigned, and clear their quarantine, in one transaction each. Releasing one
+    /// twice stores it once.
+    Release {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<i64>,
+    },
+}
+
+impl QuarantineCommand {
+    fn database(&self) -> &DatabaseArgs {
+        match self {
+            Self::List { database, .. } | Self::Release { database, .. } => database,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -285,6 +323,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let args = &args;
             with_database(&args.database, |url| async move {
                 crate::import::run(args, &url).await
+            })
+            .await
+        }
+        Command::Quarantine(args) => {
+            let args = &args;
+            with_database(args.command.database(), |url| async move {
+                let store = migrate(&url, &PoolConfig::default()).await?;
+                match &args.command {
+                    QuarantineCommand::List { limit, .. } => {
+                        let listed = crate::quarantine::list(&store, *limit).await?;
+                        print!("{listed}");
+                        Ok(())
+                    }
+                    QuarantineCommand::Release { ids, .. } => {
+                        let released = crate::quarantine::release(&store, ids).await?;
+                        print!("{released}");
+                        if released.all_released() {
+                            Ok(())
+                        } else {
+                            bail!("some callbacks were not released (see above)")
+                        }
+                    }
+                }
             })
             .await
         }

@@ -18,6 +18,7 @@
 //! - [`bench_queries`]: `zegolog bench-queries`, the views' standard queries timed on N seeded logouts.
 //! - [`report`]: `zegolog report`, an app's days, disconnect reasons and worst rooms and users as a table, CSV or JSON.
 //! - [`import`]: `zegolog import`, a JSON-lines file of callbacks backfilled through the live write path.
+//! - [`quarantine`]: `zegolog quarantine list|release`, quarantined callbacks, and releasing the genuine ones.
 //! - [`grant`]: `zegolog grant-analyst`, a login role that reads the views and nothing else.
 //! - [`cli`]: command-line and environment configuration, and the commands.
 //!
@@ -37,6 +38,7 @@ pub mod import;
 pub mod ingest;
 pub mod loadtest;
 pub mod metrics;
+pub mod quarantine;
 pub mod report;
 pub mod seed;
 pub mod signature;

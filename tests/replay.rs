@@ -1,6 +1,6 @@
 //! Replay protection: a captured (timestamp, nonce, signature) with a forged body never reaches
 //! the typed tables or the rollups, under each `--on-signature-reuse` policy, across instances,
-//! restarts and the spool; the ledger stays bounded.
+//! restarts and the spool; quarantined callbacks can be released, once; the ledger stays bounded.
 //!
 //! Real PostgreSQL, real HTTP, real signatures.
 
@@ -417,6 +417,78 @@ async fn reuse_spooled_during_an_outage_is_caught_when_drained() {
             .contains(r#"zegolog_signature_reuse_total{policy="reject",action="quarantined"} 2"#),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn released_callback_is_stored_once() {
+    let (url, pool) = migrated_database_url().await;
+    let app = TestApp::serve(
+        test_verifier(600),
+        Store::from_pool(pool.clone()),
+        pool.clone(),
+    )
+    .await;
+    let genuine = logout(1);
+    app.post_json(&genuine).await;
+    // Two genuine callbacks that shared a nonce by chance: the second is quarantined.
+    let unlucky = forged(&genuine, "unlucky");
+    assert_eq!(app.post_json(&unlucky).await.1["code"], "quarantined");
+    let id: i64 = sqlx::query_scalar(
+        "SELECT id FROM callback_events WHERE refused_reason LIKE 'signature reuse:%'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+
+    let quarantine = |args: &[&str]| {
+        let output = common::zegolog()
+            .arg("quarantine")
+            .args(args)
+            .args(["--database-url", &url])
+            .output()
+            .unwrap();
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (listed_ok, listed, _) = quarantine(&["list", "--limit", "5"]);
+    let (first_ok, first, first_err) = quarantine(&["release", &id.to_string()]);
+    let after_first = (logout_users(&pool).await, rollup_sessions(&pool).await);
+    let (second_ok, second, _) = quarantine(&["release", &id.to_string()]);
+    let (_, listed_after, _) = quarantine(&["list"]);
+
+    assert!(listed_ok);
+    assert!(
+        listed.contains(&id.to_string()) && listed.contains("signature reuse"),
+        "{listed}"
+    );
+    assert!(first_ok, "{first}{first_err}");
+    assert!(first.contains("released (stored"), "{first}");
+    assert_eq!(
+        after_first,
+        (vec!["888120154".to_owned(), "unlucky".to_owned()], 2)
+    );
+    assert!(!second_ok, "releasing again is reported: {second}");
+    assert!(second.contains("not quarantined"), "{second}");
+    assert_eq!(
+        (logout_users(&pool).await, rollup_sessions(&pool).await),
+        after_first,
+        "releasing twice stores once"
+    );
+    assert!(
+        listed_after.contains("no quarantined callbacks"),
+        "{listed_after}"
+    );
+    let reason: Option<String> =
+        sqlx::query_scalar("SELECT refused_reason FROM callback_events WHERE id = $1")
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(reason, None, "the archive row stays, no longer quarantined");
+    assert_eq!(app.count("callback_events").await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
