@@ -64,7 +64,9 @@ BEGIN
         RETURN name;
     END IF;
     -- No writer may put a row of this day into the default partition meanwhile (the new
-    -- partition's creation would then fail); the parent first, as writers lock it.
+    -- partition's creation would then fail); the parent first, as writers lock it. Writers
+    -- queue behind this lock: give up after a second rather than stall them (next hour).
+    PERFORM set_config('lock_timeout', '1s', true);
     LOCK TABLE signature_ledger IN SHARE ROW EXCLUSIVE MODE;
     CREATE TEMP TABLE zegolog_ledger_moving ON COMMIT DROP AS
         SELECT * FROM signature_ledger_default WHERE false;
@@ -103,6 +105,8 @@ DECLARE
     part record;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('zegolog_signature_ledger_partitions'));
+    -- Writers queue behind the parent's lock: give up after a second rather than stall them.
+    PERFORM set_config('lock_timeout', '1s', true);
     FOR part IN
         SELECT c.relname,
                (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz AS upper_bound
@@ -122,8 +126,6 @@ BEGIN
     DELETE FROM signature_ledger_default WHERE first_seen < cutoff;
 END
 $$;
-
-SELECT zegolog_ensure_ledger_partitions();
 
 -- ---------------------------------------------------------------------------------------------
 -- Data quality: signature reuses quarantined, as a column of their own (appended: CREATE OR
@@ -232,3 +234,6 @@ BEGIN
     FULL JOIN quarantine AS q ON q.day = c.day AND q.appid = c.appid;
 END
 $$;
+
+-- Last: the partition functions set a transaction-local lock_timeout.
+SELECT zegolog_ensure_ledger_partitions();
