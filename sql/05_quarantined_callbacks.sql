@@ -14,6 +14,9 @@
 --   LIMIT     200                at most this many callbacks (last line).
 --
 -- Notes: each row is one distinct business content (retries of it collapse into one row).
+--   A refused_reason starting with 'signature reuse:' is a body whose (timestamp, nonce,
+--   signature) came first with another body (digest named in the reason): a forged body, or two
+--   callbacks that shared a nonce by chance. `zegolog quarantine release ID` lets a genuine one in.
 --   body is jsonb; in psql, \x on (expanded display) makes long bodies readable.
 --   Run with: psql -f sql/05_quarantined_callbacks.sql
 WITH params AS (

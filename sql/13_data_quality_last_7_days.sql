@@ -5,7 +5,8 @@
 -- What it answers: per UTC day of receipt and app over the last 7 days: logouts received, and how
 --   many had a negative or zero duration, a logout_time more than a day ahead of or behind their
 --   arrival, no login event, plus the callbacks quarantined (authentic but unusable), with the
---   share of logouts without a login. Newest day first.
+--   share of logouts without a login, and how many of the quarantined were signature reuses (a
+--   body on a (timestamp, nonce, signature) that came first with another body). Newest day first.
 -- Source: function data_quality_daily_between(appid, from, to) (the view data_quality_daily over a window).
 --
 -- Parameters (edit the lines marked PARAMETER in the params CTE below):
@@ -15,7 +16,7 @@
 --
 -- Notes: days are days of arrival (received_at), not of logout. without_login is high when the
 --   room_login callback is not enabled in the console, or logins are lost; quarantined bodies are
---   listed by 05_quarantined_callbacks.sql. Run with: psql -f sql/13_data_quality_last_7_days.sql
+--   listed by 05_quarantined_callbacks.sql (and `zegolog quarantine list`). Run with: psql -f sql/13_data_quality_last_7_days.sql
 WITH params AS (
     SELECT
         interval '7 days' AS lookback,   -- PARAMETER: UTC days before today to cover
@@ -31,7 +32,8 @@ SELECT
     q.logout_far_past,
     q.without_login,
     round(q.without_login::numeric / nullif(q.logouts, 0), 4)::double precision AS without_login_share,
-    q.quarantined
+    q.quarantined,
+    q.signature_reuses
 FROM params AS p
 CROSS JOIN LATERAL data_quality_daily_between(
     p.app, date_trunc('day', now(), 'UTC') - p.lookback, now() + interval '1 second'

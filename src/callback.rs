@@ -574,6 +574,43 @@ pub struct Received {
     pub body: Value,
     pub encoding: Encoding,
     pub payload: Payload,
+    /// The verified (timestamp, nonce, signature) it came with, for the signature ledger;
+    /// `None` for callbacks nobody signed (`zegolog import`, a released quarantined callback,
+    /// `--insecure-skip-verify`) and for spool entries written before the ledger existed.
+    #[serde(default)]
+    pub signed: Option<SignedBy>,
+}
+
+/// The triple a callback's signature covers. The signature proves the sender knew the secret
+/// at `timestamp`, nothing about the body: the ledger makes one triple carry one body.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SignedBy {
+    /// The signed timestamp, unix seconds.
+    pub timestamp: i64,
+    pub nonce: String,
+    /// Lower-case hex, as the verifier compares it (so case changes do not make a new triple).
+    pub signature: String,
+}
+
+impl SignedBy {
+    /// The triple of a verified envelope. The nonce is part of an indexed key: U+0000 (which
+    /// PostgreSQL text cannot hold) is replaced, and a nonce beyond [`MAX_KEY_BYTES`] is kept
+    /// as its SHA-256, so that no triple is refused by the database.
+    pub fn of(envelope: &Envelope) -> Self {
+        let nonce = if envelope.nonce.len() > MAX_KEY_BYTES {
+            format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(envelope.nonce.as_bytes()))
+            )
+        } else {
+            envelope.nonce.replace('\0', "\u{FFFD}")
+        };
+        Self {
+            timestamp: envelope.timestamp_secs,
+            nonce,
+            signature: envelope.signature.to_ascii_lowercase(),
+        }
+    }
 }
 
 /// What an authenticated callback holds beyond the archive row.
@@ -621,7 +658,15 @@ impl Received {
             body,
             encoding,
             payload,
+            signed: None,
         }
+    }
+
+    /// The same callback, remembered in the signature ledger under its envelope's triple. Call
+    /// it only once the signature was verified.
+    pub fn signed_by(mut self, envelope: &Envelope) -> Self {
+        self.signed = Some(SignedBy::of(envelope));
+        self
     }
 }
 
@@ -756,6 +801,23 @@ mod tests {
             let err = RoomLogout::from_fields(1, &fields).unwrap_err();
             assert_eq!(err.field(), "logout_time", "{value}");
         }
+    }
+
+    #[test]
+    fn spool_entries_without_a_triple_still_decode() {
+        let fields = Fields::parse(VENDOR_SAMPLE.as_bytes(), Encoding::Json).unwrap();
+        let envelope = Envelope::from_fields(&fields).unwrap();
+        let mut envelope_upper = envelope.clone();
+        envelope_upper.signature = "ABCDEF".into();
+        let signed = Received::new(&envelope, &fields, Encoding::Json).signed_by(&envelope_upper);
+        assert_eq!(signed.signed.as_ref().unwrap().signature, "abcdef");
+        assert_eq!(signed.signed.as_ref().unwrap().timestamp, 1_499_676_978);
+        let mut old: serde_json::Map<String, Value> =
+            serde_json::from_slice(&serde_json::to_vec(&signed).unwrap()).unwrap();
+        old.remove("signed");
+        let decoded: Received = serde_json::from_value(Value::Object(old)).unwrap();
+        assert_eq!(decoded.signed, None);
+        assert_eq!(decoded.digest, signed.digest);
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use clap::builder::TypedValueParser as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -21,7 +22,7 @@ use crate::loadtest::LoadtestArgs;
 use crate::metrics::Metrics;
 use crate::signature::{Secrets, Verifier};
 use crate::spool::{Spool, SpoolLimits};
-use crate::store::{PoolConfig, Store};
+use crate::store::{PoolConfig, ReusePolicy, Store, LEDGER_KEEP};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -80,6 +81,44 @@ pub enum Command {
     /// Create or update a PostgreSQL role that can log in and read the analytics views, and
     /// nothing else (no raw tables, no writes).
     GrantAnalyst(crate::grant::GrantAnalystArgs),
+    /// List quarantined callbacks, or release the ones an operator judged genuine through the
+    /// normal write path (typed rows and rollups as for any callback, stored once).
+    Quarantine(QuarantineArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QuarantineArgs {
+    #[command(subcommand)]
+    pub command: QuarantineCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// Quarantined callbacks, newest first: id, received_at, event, appid, reason.
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// At most this many.
+        #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
+        limit: i64,
+    },
+    /// Store these quarantined callbacks (by id, from `quarantine list`) as if they had just
+    /// arrived unsigned, and clear their quarantine, in one transaction each. Releasing one
+    /// twice stores it once.
+    Release {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        #[arg(value_name = "ID", required = true)]
+        ids: Vec<i64>,
+    },
+}
+
+impl QuarantineCommand {
+    fn database(&self) -> &DatabaseArgs {
+        match self {
+            Self::List { database, .. } | Self::Release { database, .. } => database,
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -175,6 +214,17 @@ pub struct ServeArgs {
     #[arg(long, env = "ZEGOLOG_DASHBOARD_TOKEN", hide_env_values = true, value_parser = crate::dashboard::DashboardToken::parse)]
     pub dashboard_token: Option<crate::dashboard::DashboardToken>,
 
+    /// What to do with a callback whose (timestamp, nonce, signature) came first with another
+    /// body (a forged body on a captured signature, or two callbacks sharing a nonce by chance):
+    /// `quarantine` keeps it in callback_events with the reason and answers 2xx (at most 10
+    /// bodies per signature; later ones are only counted); `reject` answers 401
+    /// replayed_signature and stores nothing (found while draining the spool: quarantined, the
+    /// sender was answered already); `accept` stores it as usual and only counts it.
+    #[arg(long, env = "ZEGOLOG_ON_SIGNATURE_REUSE", default_value = "quarantine",
+          value_parser = clap::builder::PossibleValuesParser::new(ReusePolicy::NAMES)
+              .map(|s| s.parse::<ReusePolicy>().expect("one of the possible values")))]
+    pub on_signature_reuse: ReusePolicy,
+
     /// How often the rollups behind the daily views are compacted, in seconds.
     #[arg(long, env = "ZEGOLOG_COMPACT_EVERY_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub compact_every_secs: u64,
@@ -263,6 +313,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             })
             .await
         }
+        Command::Quarantine(args) => {
+            let args = &args;
+            let database = args.command.database().open().await?;
+            let result = async {
+                let store = migrate(&database).await?;
+                match &args.command {
+                    QuarantineCommand::List { limit, .. } => {
+                        let listed = crate::quarantine::list(&store, *limit).await?;
+                        print!("{listed}");
+                        Ok(())
+                    }
+                    QuarantineCommand::Release { ids, .. } => {
+                        let released = crate::quarantine::release(&store, ids).await?;
+                        print!("{released}");
+                        if released.all_released() {
+                            Ok(())
+                        } else {
+                            bail!("some callbacks were not released (see above)")
+                        }
+                    }
+                }
+            }
+            .await;
+            database.close().await;
+            result
+        }
         Command::GrantAnalyst(args) => {
             let args = &args;
             with_database(&args.database, |url| async move {
@@ -330,6 +406,11 @@ async fn maintain(store: Store, compact_every: Duration, retain_days: Option<u32
                 if let Err(e) = store.ensure_partitions().await {
                     tracing::warn!(error = %crate::error_chain(&e), "creating partitions ahead failed; retrying in an hour");
                 }
+                match store.prune_signature_ledger(LEDGER_KEEP).await {
+                    Ok(dropped) if !dropped.is_empty() => tracing::info!(?dropped, "old signature ledger partitions dropped"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %crate::error_chain(&e), "pruning the signature ledger failed; retrying in an hour"),
+                }
                 if let Some(days) = retain_days {
                     if let Err(e) = retain(&store, days).await {
                         tracing::warn!(error = %format!("{e:#}"), "retention failed; retrying in an hour");
@@ -358,9 +439,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         max_connections: args.max_connections,
         ..PoolConfig::default()
     };
+    tracing::info!(
+        policy = args.on_signature_reuse.as_str(),
+        "signature reuse policy"
+    );
     let bring_up = tokio::spawn(crate::database::bring_up(
         location,
         pool,
+        args.on_signature_reuse,
         backend.clone(),
         opened.clone(),
         Backoff::default(),

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::embedded_pg::{EmbeddedError, EmbeddedPostgres};
 use crate::error_chain;
-use crate::store::{PoolConfig, Store, StoreError};
+use crate::store::{PoolConfig, ReusePolicy, Store, StoreError};
 
 /// Where the database is: a URL, or the private PostgreSQL under a data dir.
 #[derive(Debug, Clone)]
@@ -238,13 +238,15 @@ impl Default for Backoff {
     }
 }
 
-/// Brings the database up in the background and publishes the store in `backend`: starts the
-/// private PostgreSQL if that is the location, connects, applies pending migrations, retrying
+/// Brings the database up in the background and publishes the store (writing with
+/// `reuse_policy`) in `backend`: starts the private PostgreSQL if that is the location,
+/// connects, applies pending migrations, retrying
 /// with backoff until it works. The opened [`Database`] is put in `opened` as soon as it is
 /// open, so that the caller can close it (stop the private PostgreSQL) at shutdown.
 pub async fn bring_up(
     location: Location,
     pool: PoolConfig,
+    reuse_policy: ReusePolicy,
     backend: Backend,
     opened: Arc<Mutex<Option<Database>>>,
     backoff: Backoff,
@@ -258,8 +260,9 @@ pub async fn bring_up(
                     backend.set_state(BackendState::Starting);
                 }
                 let database = Database::open(&location).await?;
-                let connected =
-                    Store::connect_lazy(&database.url, &pool).map_err(DatabaseError::InvalidUrl);
+                let connected = Store::connect_lazy(&database.url, &pool)
+                    .map(|store| store.with_reuse_policy(reuse_policy))
+                    .map_err(DatabaseError::InvalidUrl);
                 *opened.lock().unwrap() = Some(database);
                 store = Some(connected?);
             }

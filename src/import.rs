@@ -351,7 +351,8 @@ fn tally(summary: &mut ImportSummary, written: Result<Written, tokio::task::Join
                 match outcome {
                     Outcome::Stored => summary.stored += 1,
                     Outcome::Duplicate => summary.duplicate += 1,
-                    Outcome::Quarantined => {
+                    // Imported callbacks carry no signed triple: never a signature reuse.
+                    Outcome::Quarantined | Outcome::SignatureReuse(_) => {
                         summary.quarantined += 1;
                         if summary.quarantined_lines.len() < LISTED_LINES {
                             summary.quarantined_lines.push(*line);

@@ -24,7 +24,7 @@ use crate::database::Backend;
 use crate::error_chain;
 use crate::metrics::Metrics;
 use crate::spool::{Spool, SpoolError};
-use crate::store::{Outcome, StoreError};
+use crate::store::{Outcome, Store, StoreError};
 
 /// How callbacks are grouped into transactions.
 #[derive(Debug, Clone)]
@@ -276,8 +276,23 @@ async fn to_database(shared: &Shared, receiveds: &[Received]) -> Result<Vec<Ack>
     shared.metrics.commit_seconds(started.elapsed());
     for (received, outcome) in receiveds.iter().zip(&outcomes) {
         shared.metrics.callback(&received.event, outcome.as_str());
+        count_reuse(shared, store, *outcome, &received.event);
     }
     Ok(outcomes.into_iter().map(Ack::Written).collect())
+}
+
+/// Counts a signature reuse in `/metrics` and logs it.
+fn count_reuse(shared: &Shared, store: &Store, outcome: Outcome, event: &str) {
+    if let Outcome::SignatureReuse(reuse) = outcome {
+        let policy = store.reuse_policy().as_str();
+        shared.metrics.signature_reuse(policy, reuse.as_str());
+        tracing::warn!(
+            event,
+            policy,
+            action = reuse.as_str(),
+            "signature reuse: a signed (timestamp, nonce, signature) came again with another body"
+        );
+    }
 }
 
 async fn to_spool(shared: &Shared, receiveds: &[Received]) -> Result<Vec<Ack>, IngestError> {
@@ -364,12 +379,15 @@ async fn drain(shared: Arc<Shared>, batch_size: usize, stop: Arc<std::sync::atom
             continue;
         }
         let (keys, receiveds): (Vec<u64>, Vec<Received>) = entries.into_iter().unzip();
-        match store.write(&receiveds).await {
+        // Their senders were answered 2xx when they were spooled: a signature reuse found now
+        // cannot be refused any more, so it is quarantined under `reject`.
+        match store.write_acknowledged(&receiveds).await {
             Ok(outcomes) => {
                 for (received, outcome) in receiveds.iter().zip(&outcomes) {
                     shared
                         .metrics
                         .callback(&received.event, &format!("drained_{}", outcome.as_str()));
+                    count_reuse(&shared, store, *outcome, &received.event);
                 }
                 let spool = spool.clone();
                 let removed =

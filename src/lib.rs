@@ -5,7 +5,7 @@
 //! # Layout
 //! - [`callback`]: the callback contract: body → fields → envelope → typed event. No HTTP, no SQL.
 //! - [`signature`]: the SHA-1 signature, secrets per appid, the timestamp window.
-//! - [`store`]: PostgreSQL: embedded migrations and idempotent batch writes. No HTTP.
+//! - [`store`]: PostgreSQL: embedded migrations, idempotent batch writes, the signature ledger. No HTTP.
 //! - [`ingest`]: group commit, and the way to the spool while PostgreSQL is down.
 //! - [`spool`]: the durable local spool (redb) callbacks wait in during an outage.
 //! - [`dashboard`]: `/dashboard`, the token-protected charts page and the JSON it reads from the views.
@@ -19,6 +19,7 @@
 //! - [`bench_queries`]: `zegolog bench-queries`, the views' standard queries timed on N seeded logouts.
 //! - [`report`]: `zegolog report`, an app's days, disconnect reasons and worst rooms and users as a table, CSV or JSON.
 //! - [`import`]: `zegolog import`, a JSON-lines file of callbacks backfilled through the live write path.
+//! - [`quarantine`]: `zegolog quarantine list|release`, quarantined callbacks, and releasing the genuine ones.
 //! - [`grant`]: `zegolog grant-analyst`, a login role that reads the views and nothing else.
 //! - [`cli`]: command-line and environment configuration, and the commands.
 //!
@@ -39,6 +40,7 @@ pub mod import;
 pub mod ingest;
 pub mod loadtest;
 pub mod metrics;
+pub mod quarantine;
 pub mod report;
 pub mod seed;
 pub mod signature;

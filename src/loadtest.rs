@@ -803,7 +803,13 @@ impl Traffic {
     /// Event, appid, timestamp, nonce and signature; no separator after the last.
     fn envelope(&mut self, now: Clock, out: &mut Vec<u8>) {
         let timestamp = (now.unix_ms / 1000).to_string();
-        let nonce = self.rng.gen_range(100_000u32..1_000_000_000).to_string();
+        // 19 digits, as ZEGOCLOUD's stream callbacks show. With 6 to 9 digits, two logouts of
+        // the same second at thousands per second share a (timestamp, nonce) by chance now and
+        // then, and the signature ledger quarantines the second (as it must for a real sender).
+        let nonce = self
+            .rng
+            .gen_range(1_000_000_000_000_000_000u64..10_000_000_000_000_000_000)
+            .to_string();
         let signature = sign(&self.secret, &timestamp, &nonce);
         out.extend_from_slice(self.shape.head.as_bytes());
         // Digits and lower-case hex: the same bytes in JSON and in a form.

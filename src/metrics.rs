@@ -31,11 +31,20 @@ pub struct TimeoutLabels {
     pub kind: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReuseLabels {
+    /// The configured `--on-signature-reuse` policy.
+    pub policy: String,
+    /// What was done: quarantined, over_bound (counted only), rejected, accepted.
+    pub action: String,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     pub callbacks: Family<CallbackLabels, Counter>,
     pub rejected: Family<RejectLabels, Counter>,
+    pub signature_reuse: Family<ReuseLabels, Counter>,
     batch_sizes: Histogram,
     commit_seconds: Histogram,
     spool_depth: Gauge,
@@ -63,6 +72,12 @@ impl Default for Metrics {
             "rejected_requests",
             "Requests answered with a client error, by reason",
             rejected.clone(),
+        );
+        let signature_reuse = Family::<ReuseLabels, Counter>::default();
+        registry.register(
+            "signature_reuse",
+            "Callbacks whose (timestamp, nonce, signature) came first with another body, by policy and action",
+            signature_reuse.clone(),
         );
         let batch_sizes = Histogram::new(exponential_buckets(1.0, 2.0, 12));
         registry.register(
@@ -110,6 +125,7 @@ impl Default for Metrics {
             registry,
             callbacks,
             rejected,
+            signature_reuse,
             batch_sizes,
             commit_seconds,
             spool_depth,
@@ -140,6 +156,15 @@ impl Metrics {
         self.rejected
             .get_or_create(&RejectLabels {
                 reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn signature_reuse(&self, policy: &str, action: &str) {
+        self.signature_reuse
+            .get_or_create(&ReuseLabels {
+                policy: policy.to_owned(),
+                action: action.to_owned(),
             })
             .inc();
     }

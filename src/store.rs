@@ -23,16 +23,127 @@ pub enum Outcome {
     Duplicate,
     /// Authentic but unusable: archived with the reason in `callback_events.refused_reason`.
     Quarantined,
+    /// Its (timestamp, nonce, signature) came first with another body: see [`Reuse`].
+    SignatureReuse(Reuse),
 }
 
 impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Stored => "stored",
-            Self::Duplicate => "duplicate",
-            Self::Quarantined => "quarantined",
+            Self::Stored | Self::SignatureReuse(Reuse::Accepted { stored: true }) => "stored",
+            Self::Duplicate | Self::SignatureReuse(Reuse::Accepted { stored: false }) => {
+                "duplicate"
+            }
+            Self::Quarantined | Self::SignatureReuse(Reuse::Quarantined | Reuse::OverBound) => {
+                "quarantined"
+            }
+            Self::SignatureReuse(Reuse::Rejected) => "replayed_signature",
         }
     }
+}
+
+/// What was done with a callback whose signed triple the ledger holds with another body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// Kept in `callback_events` with the reuse and the first digest in `refused_reason`, in no
+    /// typed table and no rollup (policy `quarantine`, and every policy when draining the spool
+    /// would otherwise reject).
+    Quarantined,
+    /// Beyond [`QUARANTINE_PER_SIGNATURE`] bodies of its triple: counted only, nothing written.
+    OverBound,
+    /// Nothing written; the sender is answered 401 (policy `reject`).
+    Rejected,
+    /// Stored as usual (policy `accept`); `stored` tells new from duplicate.
+    Accepted { stored: bool },
+}
+
+impl Reuse {
+    /// The metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Quarantined => "quarantined",
+            Self::OverBound => "over_bound",
+            Self::Rejected => "rejected",
+            Self::Accepted { .. } => "accepted",
+        }
+    }
+}
+
+/// What to do with another body under a signed triple already in the ledger (`zegolog serve
+/// --on-signature-reuse`). The same triple with the same body is a retry under every policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReusePolicy {
+    /// Keep it out of the typed tables, in `callback_events` with the reason; answer 2xx.
+    #[default]
+    Quarantine,
+    /// Write nothing; answer 401 `replayed_signature`.
+    Reject,
+    /// Store it as usual; only count it.
+    Accept,
+}
+
+impl ReusePolicy {
+    pub const NAMES: [&'static str; 3] = ["quarantine", "reject", "accept"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Quarantine => "quarantine",
+            Self::Reject => "reject",
+            Self::Accept => "accept",
+        }
+    }
+
+    /// The policy for a callback whose sender was already answered 2xx (drained from the
+    /// spool): it can no longer be refused, so `reject` quarantines.
+    pub fn acknowledged(self) -> Self {
+        match self {
+            Self::Reject => Self::Quarantine,
+            other => other,
+        }
+    }
+}
+
+impl std::str::FromStr for ReusePolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "quarantine" => Ok(Self::Quarantine),
+            "reject" => Ok(Self::Reject),
+            "accept" => Ok(Self::Accept),
+            other => Err(format!(
+                "`{other}` is not one of quarantine, reject, accept"
+            )),
+        }
+    }
+}
+
+/// Most bodies one signed triple can put in quarantine; later reuses of it are only counted
+/// (answered 2xx all the same), so that one captured triple cannot fill the disk.
+pub const QUARANTINE_PER_SIGNATURE: i32 = 10;
+
+/// How long the signature ledger remembers a triple, at least: far beyond the default skew
+/// window (600 s) plus the sender's retries (~62 s). Daily partitions older go whole.
+pub const LEDGER_KEEP: Duration = Duration::from_secs(2 * 24 * 3600);
+
+/// One quarantined callback, as `zegolog quarantine list` shows it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct QuarantinedCallback {
+    pub id: i64,
+    pub received_at: DateTime<Utc>,
+    pub event: String,
+    pub appid: i64,
+    pub reason: String,
+}
+
+/// A quarantined callback's archive row, locked for release.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct QuarantinedBody {
+    pub id: i64,
+    /// The stored fields as JSON text.
+    pub body: String,
+    pub content_type: String,
+    pub reason: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +178,7 @@ impl Default for PoolConfig {
 pub struct Store {
     pool: PgPool,
     write_deadline: Duration,
+    reuse_policy: ReusePolicy,
 }
 
 impl Store {
@@ -85,7 +197,18 @@ impl Store {
         Self {
             pool,
             write_deadline: Duration::from_millis(1800),
+            reuse_policy: ReusePolicy::default(),
         }
+    }
+
+    /// The same store, applying this policy to signature reuses.
+    pub fn with_reuse_policy(mut self, policy: ReusePolicy) -> Self {
+        self.reuse_policy = policy;
+        self
+    }
+
+    pub fn reuse_policy(&self) -> ReusePolicy {
+        self.reuse_policy
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -130,7 +253,22 @@ impl Store {
     /// Stores a batch of authenticated callbacks in one statement, hence one transaction, and
     /// says for each what happened. Nothing is written unless everything is.
     pub async fn write(&self, batch: &[Received]) -> Result<Vec<Outcome>, StoreError> {
-        tokio::time::timeout(self.write_deadline, self.write_retrying(batch))
+        self.write_with(batch, self.reuse_policy).await
+    }
+
+    /// [`Store::write`] for callbacks whose senders were already answered 2xx (drained from
+    /// the spool): a signature reuse is quarantined rather than rejected.
+    pub async fn write_acknowledged(&self, batch: &[Received]) -> Result<Vec<Outcome>, StoreError> {
+        self.write_with(batch, self.reuse_policy.acknowledged())
+            .await
+    }
+
+    async fn write_with(
+        &self,
+        batch: &[Received],
+        policy: ReusePolicy,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        tokio::time::timeout(self.write_deadline, self.write_retrying(batch, policy))
             .await
             .map_err(|_| StoreError::Timeout(self.write_deadline))?
     }
@@ -139,11 +277,15 @@ impl Store {
     /// batch is retried in place a few times (with a short random pause) before it counts as a
     /// failed write. The statement's key order makes deadlocks between batches impossible;
     /// this covers what else may take row locks (an operator's session, say).
-    async fn write_retrying(&self, batch: &[Received]) -> Result<Vec<Outcome>, StoreError> {
+    async fn write_retrying(
+        &self,
+        batch: &[Received],
+        policy: ReusePolicy,
+    ) -> Result<Vec<Outcome>, StoreError> {
         const ATTEMPTS: u32 = 4;
         let mut attempt = 1;
         loop {
-            match self.write_isolating(batch).await {
+            match self.write_isolating(batch, policy).await {
                 Err(StoreError::Database(e)) if is_transient_conflict(&e) && attempt < ATTEMPTS => {
                     tracing::warn!(error = %e, attempt, "the batch lost a race with another transaction; retrying it");
                     let pause = rand::random::<u64>() % (20 * u64::from(attempt)) + 1;
@@ -158,13 +300,18 @@ impl Store {
     /// One callback the database refuses must neither fail the others of its batch nor come
     /// back forever: on a data error the batch is written one callback at a time, and a
     /// callback refused alone is quarantined with PostgreSQL's reason, its body kept as text.
-    async fn write_isolating(&self, batch: &[Received]) -> Result<Vec<Outcome>, StoreError> {
-        match self.write_unbounded(batch).await {
+    async fn write_isolating(
+        &self,
+        batch: &[Received],
+        policy: ReusePolicy,
+    ) -> Result<Vec<Outcome>, StoreError> {
+        match write_statement(&self.pool, batch, policy).await {
             Err(StoreError::Database(e)) if is_data_error(&e) => {
                 tracing::warn!(error = %e, size = batch.len(), "the database refused a batch; writing it one by one");
                 let mut outcomes = Vec::with_capacity(batch.len());
                 for received in batch {
-                    match self.write_unbounded(std::slice::from_ref(received)).await {
+                    match write_statement(&self.pool, std::slice::from_ref(received), policy).await
+                    {
                         Ok(outcome) => outcomes.extend(outcome),
                         Err(StoreError::Database(e)) if is_data_error(&e) => {
                             outcomes.push(self.quarantine(received, &e).await?);
@@ -202,99 +349,6 @@ impl Store {
         Ok(Outcome::Quarantined)
     }
 
-    async fn write_unbounded(&self, batch: &[Received]) -> Result<Vec<Outcome>, StoreError> {
-        let c = Columns::new(batch);
-        let rows: Vec<Written> = sqlx::query_as(WRITE_BATCH)
-            .bind(c.digest)
-            .bind(c.event)
-            .bind(c.appid)
-            .bind(c.body)
-            .bind(c.content_type)
-            .bind(c.refused_reason)
-            .bind(c.logout.appid)
-            .bind(c.logout.room_id)
-            .bind(c.logout.room_seq)
-            .bind(c.logout.user_account)
-            .bind(c.logout.user_nickname)
-            .bind(c.logout.session_id)
-            .bind(c.logout.login_time)
-            .bind(c.logout.logout_time)
-            .bind(c.logout.reason)
-            .bind(c.logout.user_role)
-            .bind(c.logout.user_update_seq)
-            .bind(c.login.appid)
-            .bind(c.login.room_id)
-            .bind(c.login.room_name)
-            .bind(c.login.room_seq)
-            .bind(c.login.user_account)
-            .bind(c.login.user_nickname)
-            .bind(c.login.session_id)
-            .bind(c.login.login_time)
-            .bind(c.login.user_role)
-            .bind(c.login.auth_level)
-            .bind(c.login.relogin)
-            .bind(c.login.user_update_seq)
-            .bind(c.room.appid)
-            .bind(c.room.room_id)
-            .bind(c.room.room_session_id)
-            .bind(c.room.event)
-            .bind(c.room.at)
-            .bind(c.room.creator)
-            .bind(c.room.close_reason)
-            .fetch_all(&self.pool)
-            .await?;
-
-        // What was new: the first callback of the batch with a new key gets `Stored`, any later
-        // one with the same key (and every earlier delivery's retry) `Duplicate`. A logout is
-        // new when its row is; any other event when its archive row is.
-        let mut new_events = HashSet::new();
-        let mut new_logouts = HashSet::new();
-        for row in rows {
-            match row {
-                Written {
-                    appid: None,
-                    key: Some(digest),
-                    ..
-                } => {
-                    new_events.insert(digest);
-                }
-                Written {
-                    appid: Some(appid),
-                    key: Some(session_id),
-                    logout_time: Some(logout_time),
-                    room_id: Some(room_id),
-                    user_account: Some(user_account),
-                } => {
-                    new_logouts.insert((appid, session_id, logout_time, room_id, user_account));
-                }
-                other => tracing::error!(?other, "the write statement returned an unexpected row"),
-            }
-        }
-        Ok(batch
-            .iter()
-            .map(|received| {
-                let new = match &received.payload {
-                    Payload::Refused(_) => return Outcome::Quarantined,
-                    Payload::Logout(l) => new_logouts.remove(&(
-                        l.appid,
-                        l.session_id.to_string(),
-                        l.logout_time,
-                        l.room_id.clone(),
-                        l.user_account.clone(),
-                    )),
-                    Payload::Login(_) | Payload::Room(_) | Payload::Other => {
-                        new_events.remove(&hex::encode(received.digest))
-                    }
-                };
-                if new {
-                    Outcome::Stored
-                } else {
-                    Outcome::Duplicate
-                }
-            })
-            .collect())
-    }
-
     /// Folds the rollup rows appended by recent writes into the rollup tables and recomputes the
     /// daily concurrency they touch (`zegolog_compact_rollups()`, idempotent).
     pub async fn compact_rollups(&self) -> Result<(), StoreError> {
@@ -304,12 +358,88 @@ impl Store {
         Ok(())
     }
 
-    /// Creates the monthly partitions of `room_logouts` from last month to three months ahead.
+    /// Creates the monthly partitions of `room_logouts` from last month to three months ahead,
+    /// and the daily partitions of the signature ledger from yesterday to two days ahead.
     pub async fn ensure_partitions(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT zegolog_ensure_partitions()")
             .execute(&self.pool)
             .await?;
+        sqlx::query("SELECT zegolog_ensure_ledger_partitions()")
+            .execute(&self.pool)
+            .await?;
         Ok(())
+    }
+
+    /// Drops the daily partitions of the signature ledger that ended more than `keep` ago, and
+    /// the rows of its default partition first seen before then; returns the partitions dropped.
+    pub async fn prune_signature_ledger(&self, keep: Duration) -> Result<Vec<String>, StoreError> {
+        let keep_secs = i64::try_from(keep.as_secs()).unwrap_or(i64::MAX);
+        Ok(sqlx::query_scalar(
+            "SELECT zegolog_prune_signature_ledger(make_interval(secs => $1::double precision))",
+        )
+        .bind(keep_secs as f64)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The quarantined callbacks (`refused_reason` set), newest first.
+    pub async fn quarantined(&self, limit: i64) -> Result<Vec<QuarantinedCallback>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, received_at, event, appid, refused_reason AS reason
+             FROM callback_events
+             WHERE refused_reason IS NOT NULL
+             ORDER BY received_at DESC, id DESC
+             LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Releases one quarantined callback in one transaction: locks its archive row, lets
+    /// `prepare` turn the stored body into a callback (or say why it cannot be released), writes
+    /// that through the normal batch write (typed rows and rollups exactly as for any callback;
+    /// the archive row is already there) and clears `refused_reason`. `Ok(None)`: no quarantined
+    /// callback has this id (never had, or already released: releasing twice stores once).
+    pub async fn release<F>(
+        &self,
+        id: i64,
+        prepare: F,
+    ) -> Result<Option<Result<(QuarantinedBody, Outcome), String>>, StoreError>
+    where
+        F: FnOnce(&QuarantinedBody) -> Result<Received, String>,
+    {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<QuarantinedBody> = sqlx::query_as(
+            "SELECT id, body::text AS body, content_type, refused_reason AS reason
+             FROM callback_events
+             WHERE id = $1 AND refused_reason IS NOT NULL
+             FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let received = match prepare(&row) {
+            Ok(received) => received,
+            Err(why) => return Ok(Some(Err(why))),
+        };
+        let outcome = write_statement(
+            &mut *tx,
+            std::slice::from_ref(&received),
+            ReusePolicy::Accept,
+        )
+        .await?
+        .pop()
+        .unwrap_or(Outcome::Duplicate);
+        sqlx::query("UPDATE callback_events SET refused_reason = NULL WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(Ok((row, outcome))))
     }
 
     /// Drops the monthly partitions of `room_logouts` that end before `cutoff` (and older rows
@@ -336,6 +466,138 @@ fn is_transient_conflict(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Runs [`WRITE_BATCH`] for a batch on a pool or inside a transaction, and says for each
+/// callback what happened.
+async fn write_statement<'e, E: sqlx::PgExecutor<'e>>(
+    executor: E,
+    batch: &[Received],
+    policy: ReusePolicy,
+) -> Result<Vec<Outcome>, StoreError> {
+    let c = Columns::new(batch);
+    let rows: Vec<Written> = sqlx::query_as(WRITE_BATCH)
+        .bind(c.digest)
+        .bind(c.event)
+        .bind(c.appid)
+        .bind(c.body)
+        .bind(c.content_type)
+        .bind(c.refused_reason)
+        .bind(c.logout.appid)
+        .bind(c.logout.room_id)
+        .bind(c.logout.room_seq)
+        .bind(c.logout.user_account)
+        .bind(c.logout.user_nickname)
+        .bind(c.logout.session_id)
+        .bind(c.logout.login_time)
+        .bind(c.logout.logout_time)
+        .bind(c.logout.reason)
+        .bind(c.logout.user_role)
+        .bind(c.logout.user_update_seq)
+        .bind(c.login.appid)
+        .bind(c.login.room_id)
+        .bind(c.login.room_name)
+        .bind(c.login.room_seq)
+        .bind(c.login.user_account)
+        .bind(c.login.user_nickname)
+        .bind(c.login.session_id)
+        .bind(c.login.login_time)
+        .bind(c.login.user_role)
+        .bind(c.login.auth_level)
+        .bind(c.login.relogin)
+        .bind(c.login.user_update_seq)
+        .bind(c.room.appid)
+        .bind(c.room.room_id)
+        .bind(c.room.room_session_id)
+        .bind(c.room.event)
+        .bind(c.room.at)
+        .bind(c.room.creator)
+        .bind(c.room.close_reason)
+        .bind(c.signed_at)
+        .bind(c.nonce)
+        .bind(c.signature)
+        .bind(policy.as_str())
+        .bind(QUARANTINE_PER_SIGNATURE)
+        .bind(c.logout.pos)
+        .bind(c.login.pos)
+        .bind(c.room.pos)
+        .fetch_all(executor)
+        .await?;
+
+    // What was new: the first callback of the batch with a new key gets `Stored`, any later
+    // one with the same key (and every earlier delivery's retry) `Duplicate`. A logout is
+    // new when its row is; any other event when its archive row is. A callback whose triple
+    // the ledger holds with another body is a reuse, whatever else.
+    let mut new_events = HashSet::new();
+    let mut new_logouts = HashSet::new();
+    let mut reuses = std::collections::HashMap::new();
+    for row in rows {
+        match row {
+            Written {
+                pos: Some(pos),
+                quarantined: Some(quarantined),
+                ..
+            } => {
+                reuses.insert(pos, quarantined);
+            }
+            Written {
+                appid: None,
+                key: Some(digest),
+                pos: None,
+                ..
+            } => {
+                new_events.insert(digest);
+            }
+            Written {
+                appid: Some(appid),
+                key: Some(session_id),
+                logout_time: Some(logout_time),
+                room_id: Some(room_id),
+                user_account: Some(user_account),
+                pos: None,
+                quarantined: None,
+            } => {
+                new_logouts.insert((appid, session_id, logout_time, room_id, user_account));
+            }
+            other => tracing::error!(?other, "the write statement returned an unexpected row"),
+        }
+    }
+    Ok(batch
+        .iter()
+        .enumerate()
+        .map(|(i, received)| {
+            let reuse = reuses.get(&(i as i64 + 1)).copied();
+            let reuse = match (policy, reuse) {
+                (_, None) => None,
+                (ReusePolicy::Quarantine, Some(true)) => {
+                    return Outcome::SignatureReuse(Reuse::Quarantined)
+                }
+                (ReusePolicy::Quarantine, Some(false)) => {
+                    return Outcome::SignatureReuse(Reuse::OverBound)
+                }
+                (ReusePolicy::Reject, Some(_)) => return Outcome::SignatureReuse(Reuse::Rejected),
+                (ReusePolicy::Accept, Some(_)) => Some(()),
+            };
+            let new = match &received.payload {
+                Payload::Refused(_) => return Outcome::Quarantined,
+                Payload::Logout(l) => new_logouts.remove(&(
+                    l.appid,
+                    l.session_id.to_string(),
+                    l.logout_time,
+                    l.room_id.clone(),
+                    l.user_account.clone(),
+                )),
+                Payload::Login(_) | Payload::Room(_) | Payload::Other => {
+                    new_events.remove(&hex::encode(received.digest))
+                }
+            };
+            match (reuse, new) {
+                (Some(()), stored) => Outcome::SignatureReuse(Reuse::Accepted { stored }),
+                (None, true) => Outcome::Stored,
+                (None, false) => Outcome::Duplicate,
+            }
+        })
+        .collect())
+}
+
 /// Errors about the data of a statement (SQLSTATE classes 22 data exception, 23 integrity
 /// constraint, 54 program limit exceeded), as opposed to an unreachable or failing server.
 fn is_data_error(error: &sqlx::Error) -> bool {
@@ -357,13 +619,69 @@ fn is_data_error(error: &sqlx::Error) -> bool {
 /// order and never deadlock.
 /// Arrays are bound whole and UNNESTed, so a batch of any size is one statement; u64 ids
 /// travel as text and are cast to numeric: no float, no i64.
+///
+/// The signature ledger comes first: every signed triple of the batch is upserted (`ON
+/// CONFLICT DO UPDATE ... RETURNING`, which returns the latest committed row, also one a
+/// concurrent transaction inserted after this statement's snapshot: `DO NOTHING` and a join
+/// would miss it). The batch's triples are grouped first, because `DO UPDATE` cannot touch one
+/// row twice in one statement, and inserted in key order, as every other table, so that
+/// concurrent batches lock in one order. A callback whose digest is not its triple's ledger
+/// digest is a reuse (`reused`): under `quarantine` and `reject` its typed rows are left out
+/// (`blocked`), hence its rollups too; under `quarantine` its body is archived with the reason
+/// while the triple's count allows; under `reject` nothing of it is written. Callbacks are
+/// numbered by their position in the batch (`pos`, 1-based), which the typed arrays carry too.
 const WRITE_BATCH: &str = r#"
-WITH events AS (
+WITH input AS (
+    SELECT *
+    FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+                $37::timestamptz[], $38::text[], $39::text[])
+        WITH ORDINALITY AS t(digest, event, appid, body, content_type, refused_reason,
+                             signed_at, nonce, signature, pos)
+), triples AS (
+    SELECT signed_at, nonce, signature,
+           (array_agg(appid ORDER BY pos))[1] AS appid,
+           (array_agg(digest ORDER BY pos))[1] AS digest,
+           count(DISTINCT digest) - 1 AS others
+    FROM input
+    WHERE signature IS NOT NULL
+    GROUP BY signed_at, nonce, signature
+), ledger AS (
+    INSERT INTO signature_ledger AS l (signed_at, nonce, signature, appid, digest, reuses)
+    SELECT signed_at, nonce, signature, appid, digest, others
+    FROM triples
+    ORDER BY signed_at, nonce, signature
+    ON CONFLICT ON CONSTRAINT signature_ledger_key DO UPDATE
+    SET reuses = l.reuses + excluded.reuses + (excluded.digest <> l.digest)::int
+    RETURNING l.signed_at, l.nonce, l.signature, l.digest, l.reuses
+), reused AS (
+    -- The n-th other body of its triple, over every batch so far: the count before this
+    -- statement plus the rank of its digest among this batch's other bodies.
+    SELECT i.pos, l.digest AS first_digest,
+           l.reuses - t.others - (t.digest <> l.digest)::int
+           + dense_rank() OVER (PARTITION BY i.signed_at, i.nonce, i.signature
+                                ORDER BY i.first_pos) AS nth
+    FROM (SELECT *, min(pos) OVER (PARTITION BY signed_at, nonce, signature, digest) AS first_pos
+          FROM input WHERE signature IS NOT NULL) AS i
+    JOIN ledger AS l USING (signed_at, nonce, signature)
+    JOIN triples AS t USING (signed_at, nonce, signature)
+    WHERE i.digest <> l.digest
+), verdicts AS (
+    SELECT pos, first_digest, ($40 = 'quarantine' AND nth <= $41) AS quarantined
+    FROM reused
+), blocked AS (
+    SELECT pos FROM verdicts WHERE $40 <> 'accept'
+), events AS (
     INSERT INTO callback_events (digest, event, appid, body, content_type, refused_reason)
-    SELECT digest, event, appid, body::jsonb, content_type, refused_reason
-    FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[])
-        AS t(digest, event, appid, body, content_type, refused_reason)
-    ORDER BY digest
+    SELECT i.digest, i.event, i.appid, i.body::jsonb, i.content_type,
+           CASE WHEN v.quarantined
+                THEN format('signature reuse: this (timestamp, nonce, signature) came first with another body (digest %s); kept out of the typed tables',
+                            encode(v.first_digest, 'hex'))
+                ELSE i.refused_reason END
+    FROM input AS i
+    LEFT JOIN verdicts AS v USING (pos)
+    WHERE v.pos IS NULL OR v.quarantined OR $40 = 'accept'
+    -- Key order; of two copies of one body, the genuine one first (it keeps the archive row).
+    ORDER BY i.digest, v.pos IS NOT NULL, i.pos
     ON CONFLICT (digest) DO NOTHING
     RETURNING encode(digest, 'hex') AS digest
 ), logouts AS (
@@ -372,9 +690,11 @@ WITH events AS (
     SELECT appid, room_id, room_seq::numeric, user_account, user_nickname, session_id::numeric,
            login_time, logout_time, reason, user_role, user_update_seq
     FROM unnest($7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-                $13::timestamptz[], $14::timestamptz[], $15::int[], $16::int[], $17::bigint[])
+                $13::timestamptz[], $14::timestamptz[], $15::int[], $16::int[], $17::bigint[],
+                $42::bigint[])
         AS t(appid, room_id, room_seq, user_account, user_nickname, session_id,
-             login_time, logout_time, reason, user_role, user_update_seq)
+             login_time, logout_time, reason, user_role, user_update_seq, pos)
+    WHERE NOT EXISTS (SELECT 1 FROM blocked AS b WHERE b.pos = t.pos)
     ORDER BY appid, session_id::numeric, logout_time, room_id, user_account
     ON CONFLICT ON CONSTRAINT room_logouts_natural_key DO NOTHING
     RETURNING appid, session_id::text AS session_id, login_time, logout_time, room_id,
@@ -385,17 +705,20 @@ WITH events AS (
     SELECT appid, room_id, room_name, room_seq::numeric, user_account, user_nickname,
            session_id::numeric, login_time, user_role, auth_level, relogin, user_update_seq
     FROM unnest($18::bigint[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[],
-                $24::text[], $25::timestamptz[], $26::int[], $27::int[], $28::int[], $29::bigint[])
+                $24::text[], $25::timestamptz[], $26::int[], $27::int[], $28::int[], $29::bigint[],
+                $43::bigint[])
         AS t(appid, room_id, room_name, room_seq, user_account, user_nickname,
-             session_id, login_time, user_role, auth_level, relogin, user_update_seq)
+             session_id, login_time, user_role, auth_level, relogin, user_update_seq, pos)
+    WHERE NOT EXISTS (SELECT 1 FROM blocked AS b WHERE b.pos = t.pos)
     ORDER BY appid, room_id, user_account, session_id::numeric, login_time
     ON CONFLICT ON CONSTRAINT room_logins_natural_key DO NOTHING
 ), rooms AS (
     INSERT INTO room_lifecycle_events (appid, room_id, room_session_id, event, at, creator, close_reason)
     SELECT appid, room_id, room_session_id::numeric, event, at, creator, close_reason
     FROM unnest($30::bigint[], $31::text[], $32::text[], $33::text[], $34::timestamptz[],
-                $35::text[], $36::int[])
-        AS t(appid, room_id, room_session_id, event, at, creator, close_reason)
+                $35::text[], $36::int[], $44::bigint[])
+        AS t(appid, room_id, room_session_id, event, at, creator, close_reason, pos)
+    WHERE NOT EXISTS (SELECT 1 FROM blocked AS b WHERE b.pos = t.pos)
     ORDER BY appid, room_id, room_session_id::numeric, event
     ON CONFLICT ON CONSTRAINT room_lifecycle_events_key DO NOTHING
 ), durations AS (
@@ -418,13 +741,16 @@ WITH events AS (
     GROUP BY 1, 2, 3
 )
 SELECT NULL::bigint AS appid, digest AS key, NULL::timestamptz AS logout_time,
-       NULL AS room_id, NULL AS user_account
+       NULL AS room_id, NULL AS user_account, NULL::bigint AS pos, NULL::boolean AS quarantined
 FROM events
 UNION ALL
-SELECT appid, session_id, logout_time, room_id, user_account FROM logouts
+SELECT appid, session_id, logout_time, room_id, user_account, NULL, NULL FROM logouts
+UNION ALL
+SELECT NULL, encode(first_digest, 'hex'), NULL, NULL, NULL, pos, quarantined FROM verdicts
 "#;
 
-/// One row of the write statement: an archived digest, or a new logout's natural key.
+/// One row of the write statement: an archived digest, a new logout's natural key, or a
+/// signature reuse (its position, the first body's digest, whether it was quarantined).
 #[derive(Debug, sqlx::FromRow)]
 struct Written {
     appid: Option<i64>,
@@ -432,6 +758,8 @@ struct Written {
     logout_time: Option<DateTime<Utc>>,
     room_id: Option<String>,
     user_account: Option<String>,
+    pos: Option<i64>,
+    quarantined: Option<bool>,
 }
 
 /// A batch turned inside out: one array per column, as UNNEST wants them.
@@ -443,6 +771,9 @@ struct Columns {
     body: Vec<String>,
     content_type: Vec<&'static str>,
     refused_reason: Vec<Option<String>>,
+    signed_at: Vec<Option<DateTime<Utc>>>,
+    nonce: Vec<Option<String>>,
+    signature: Vec<Option<String>>,
     logout: LogoutColumns,
     login: LoginColumns,
     room: RoomColumns,
@@ -450,6 +781,8 @@ struct Columns {
 
 #[derive(Default)]
 struct LoginColumns {
+    /// Position of the callback in the batch, 1-based.
+    pos: Vec<i64>,
     appid: Vec<i64>,
     room_id: Vec<String>,
     room_name: Vec<Option<String>>,
@@ -466,6 +799,8 @@ struct LoginColumns {
 
 #[derive(Default)]
 struct RoomColumns {
+    /// Position of the callback in the batch, 1-based.
+    pos: Vec<i64>,
     appid: Vec<i64>,
     room_id: Vec<String>,
     room_session_id: Vec<String>,
@@ -477,6 +812,8 @@ struct RoomColumns {
 
 #[derive(Default)]
 struct LogoutColumns {
+    /// Position of the callback in the batch, 1-based.
+    pos: Vec<i64>,
     appid: Vec<i64>,
     room_id: Vec<String>,
     room_seq: Vec<Option<String>>,
@@ -493,8 +830,13 @@ struct LogoutColumns {
 impl Columns {
     fn new(batch: &[Received]) -> Self {
         let mut c = Self::default();
-        for received in batch {
+        for (i, received) in batch.iter().enumerate() {
+            let pos = i as i64 + 1;
             c.digest.push(received.digest.to_vec());
+            let signed = received.signed.as_ref();
+            c.signed_at.push(signed.map(|s| signed_at(s.timestamp)));
+            c.nonce.push(signed.map(|s| s.nonce.clone()));
+            c.signature.push(signed.map(|s| s.signature.clone()));
             c.event.push(received.event.clone());
             c.appid.push(received.appid);
             c.body.push(received.body.to_string());
@@ -504,9 +846,9 @@ impl Columns {
                 _ => None,
             });
             match &received.payload {
-                Payload::Logout(l) => c.logout.push(l),
-                Payload::Login(l) => c.login.push(l),
-                Payload::Room(r) => c.room.push(r),
+                Payload::Logout(l) => c.logout.push(pos, l),
+                Payload::Login(l) => c.login.push(pos, l),
+                Payload::Room(r) => c.room.push(pos, r),
                 Payload::Other | Payload::Refused(_) => {}
             }
         }
@@ -514,8 +856,15 @@ impl Columns {
     }
 }
 
+/// The signed timestamp as a time, within what PostgreSQL and chrono both hold (1970 to 9999):
+/// with the skew check off a sender may sign any number, and the ledger must not refuse it.
+fn signed_at(unix_secs: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(unix_secs.clamp(0, 253_402_300_799), 0).unwrap_or_default()
+}
+
 impl LogoutColumns {
-    fn push(&mut self, l: &RoomLogout) {
+    fn push(&mut self, pos: i64, l: &RoomLogout) {
+        self.pos.push(pos);
         self.appid.push(l.appid);
         self.room_id.push(l.room_id.clone());
         self.room_seq.push(l.room_seq.map(|s| s.to_string()));
@@ -531,7 +880,8 @@ impl LogoutColumns {
 }
 
 impl LoginColumns {
-    fn push(&mut self, l: &RoomLogin) {
+    fn push(&mut self, pos: i64, l: &RoomLogin) {
+        self.pos.push(pos);
         self.appid.push(l.appid);
         self.room_id.push(l.room_id.clone());
         self.room_name.push(l.room_name.clone());
@@ -548,7 +898,8 @@ impl LoginColumns {
 }
 
 impl RoomColumns {
-    fn push(&mut self, r: &RoomLifecycle) {
+    fn push(&mut self, pos: i64, r: &RoomLifecycle) {
+        self.pos.push(pos);
         self.appid.push(r.appid);
         self.room_id.push(r.room_id.clone());
         self.room_session_id.push(r.room_session_id.to_string());

@@ -1329,14 +1329,21 @@ impl Generator {
         } else {
             json!(timestamp)
         };
+        // Odd nonces, each made unique with a random suffix: the same timestamp and nonce with
+        // another body is a signature reuse, which the ledger keeps out of the typed tables
+        // (tests/replay.rs); here every authentic callback has a triple of its own.
+        let unique = self.rng.gen::<u64>();
         let nonce = match self.rng.gen_range(0..6) {
-            0 => raw_number(&self.rng.gen::<u32>().to_string()),
+            0 => raw_number(&unique.to_string()),
             1 => {
                 let len = self.rng.gen_range(1..33);
-                json!(self.alphanumeric(len))
+                json!(format!("{}{unique}", self.alphanumeric(len)))
             }
-            2 => json!(self.pick(&["张三", "a b+c", "n&o=p", "%41"])),
-            _ => json!(self.rng.gen::<u32>().to_string()),
+            2 => json!(format!(
+                "{}{unique}",
+                self.pick(&["张三", "a b+c", "n&o=p", "%41"])
+            )),
+            _ => json!(unique.to_string()),
         };
         let signature = sign(secret, &value_text(&timestamp), &value_text(&nonce));
         let signature = if self.chance(0.15) {

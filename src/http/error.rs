@@ -36,6 +36,8 @@ pub enum ApiError {
     Field(#[from] FieldError),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error("this (timestamp, nonce, signature) was already used by a callback with another body; nothing was stored")]
+    ReplayedSignature,
     #[error("{0}; the callback was not stored, retry later")]
     Unavailable(Arc<IngestError>),
     #[error("no route for this method and path")]
@@ -59,6 +61,7 @@ impl ApiError {
             Self::Auth(AuthError::UnknownAppid(_)) => "unknown_appid",
             Self::Auth(AuthError::BadSignature) => "bad_signature",
             Self::Auth(AuthError::StaleTimestamp { .. }) => "stale_timestamp",
+            Self::ReplayedSignature => "replayed_signature",
             Self::Unavailable(e) => match **e {
                 IngestError::SpoolFull => "spool_full",
                 IngestError::ShuttingDown => "shutting_down",
@@ -77,7 +80,7 @@ impl ApiError {
             | Self::UnsupportedContentType(_)
             | Self::Parse(_)
             | Self::Field(_) => StatusCode::BAD_REQUEST,
-            Self::Auth(_) => StatusCode::UNAUTHORIZED,
+            Self::Auth(_) | Self::ReplayedSignature => StatusCode::UNAUTHORIZED,
             Self::Unavailable(_) | Self::Internal => StatusCode::SERVICE_UNAVAILABLE,
             Self::NotFound => StatusCode::NOT_FOUND,
         }

@@ -30,7 +30,7 @@ use crate::database::{Backend, BackendState};
 use crate::ingest::{Ack, BatchConfig, Ingest};
 use crate::metrics::Metrics;
 use crate::signature::Verifier;
-use crate::store::{Outcome, Store};
+use crate::store::{Outcome, Reuse, Store};
 
 /// Bodies above this size are refused with 413: real callbacks are well under 2 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -158,7 +158,11 @@ async fn handle_callback(
         );
     }
 
-    let received = Received::new(&envelope, &fields, encoding);
+    let mut received = Received::new(&envelope, &fields, encoding);
+    if !state.verifier.is_insecure() {
+        // Verified: the signature ledger makes this triple carry this body only.
+        received = received.signed_by(&envelope);
+    }
     if let Payload::Refused(reason) = &received.payload {
         tracing::warn!(event = %envelope.event, appid = envelope.appid, %reason, "authentic callback quarantined");
     }
@@ -168,8 +172,21 @@ async fn handle_callback(
         .await
         .map_err(ApiError::Unavailable)?;
     let message = match ack {
-        Ack::Written(Outcome::Stored) => "stored",
-        Ack::Written(Outcome::Duplicate) => "already stored by an earlier delivery",
+        Ack::Written(Outcome::SignatureReuse(Reuse::Rejected)) => {
+            return Err(ApiError::ReplayedSignature)
+        }
+        Ack::Written(Outcome::SignatureReuse(Reuse::Quarantined)) => {
+            "this signature came first with another body; kept for investigation, do not retry"
+        }
+        Ack::Written(Outcome::SignatureReuse(Reuse::OverBound)) => {
+            "this signature came first with another body; counted, not kept, do not retry"
+        }
+        Ack::Written(
+            Outcome::Stored | Outcome::SignatureReuse(Reuse::Accepted { stored: true }),
+        ) => "stored",
+        Ack::Written(
+            Outcome::Duplicate | Outcome::SignatureReuse(Reuse::Accepted { stored: false }),
+        ) => "already stored by an earlier delivery",
         Ack::Written(Outcome::Quarantined) => {
             "authentic but not usable; kept for investigation, do not retry"
         }

@@ -243,7 +243,7 @@ pub fn signed(mut callback: Value) -> Value {
 }
 
 pub fn sign_with(callback: &mut Value, secret: &str, timestamp: &str) {
-    let nonce = rand::random::<u32>().to_string();
+    let nonce = rand::random::<u64>().to_string();
     callback["timestamp"] = json!(timestamp);
     callback["signature"] = json!(sign(secret, timestamp, &nonce));
     callback["nonce"] = json!(nonce);
