@@ -431,3 +431,65 @@ async fn three_instances_receiving_the_same_callbacks_never_deadlock() {
         .unwrap();
     common::assert_rollups_equal_raw_rows(&db).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upkeep_run_by_several_instances_at_once_neither_fails_nor_deadlocks() {
+    use zegolog::store::{Store, LEDGER_KEEP};
+    let (_url, db) = migrated_database_url().await;
+    let store = Store::from_pool(db.clone());
+    // Rows for the compaction to fold, some in the default partition (far past) for retention
+    // and partition creation to move or delete.
+    let app = common::TestApp::serve(common::test_verifier(600), store.clone(), db.clone()).await;
+    for n in 0..200 {
+        let mut callback = logout("upkeep", n);
+        if n % 4 == 0 {
+            let old_ms = chrono::Utc::now().timestamp_millis() - 400 * 86_400_000 + n as i64;
+            callback["login_time"] = json!((old_ms - 5_000).to_string());
+            callback["logout_time"] = json!(old_ms.to_string());
+        }
+        assert_eq!(app.post_json(&signed(callback)).await.0, 200);
+    }
+    let deadlocks_before: i64 = sqlx::query_scalar(
+        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+
+    // Four "instances" each run every upkeep step, five times, all at once.
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for _ in 0..5 {
+                    store.compact_rollups().await?;
+                    store.ensure_partitions().await?;
+                    store.prune_signature_ledger(LEDGER_KEEP).await?;
+                    let cutoff = chrono::Utc::now() - chrono::Duration::days(300);
+                    store.drop_partitions_before(cutoff).await?;
+                }
+                Ok::<_, zegolog::store::StoreError>(())
+            })
+        })
+        .collect();
+    for run in runs {
+        let result = run.await.unwrap();
+        assert!(
+            result.is_ok(),
+            "{:?}",
+            result.err().map(|e| zegolog::error_chain(&e))
+        );
+    }
+
+    let deadlocks_after: i64 = sqlx::query_scalar(
+        "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(deadlocks_after, deadlocks_before);
+    // Retention took the far-past logouts, and kept the recent ones.
+    assert_eq!(logouts_of_run(&db, "upkeep").await, 150);
+    store.compact_rollups().await.unwrap();
+    common::assert_rollups_equal_raw_rows(&db).await;
+}
