@@ -9,14 +9,17 @@
 //! ending with a check of the role's effective rights (through `PUBLIC` and role memberships
 //! too); if anything beyond the views is readable or writable, nothing is committed.
 //!
-//! The password is hashed here (SCRAM-SHA-256, as `psql`'s `\password` does), so PostgreSQL
-//! receives and may log only the verifier, never the password.
+//! The password is hashed here (SCRAM-SHA-256, as `psql`'s `\password` does, with RustCrypto's
+//! reviewed `pbkdf2` and `hmac`), so PostgreSQL receives and may log only the verifier, never
+//! the password.
 //!
 //! Errors are `anyhow`: this is command-line glue, like [`crate::cli`].
 
 use std::fmt;
 
 use anyhow::{bail, Context};
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::PgConnectOptions;
@@ -518,54 +521,21 @@ fn scram_keys(password: &[u8], salt: &[u8], iterations: u32) -> ([u8; 32], [u8; 
 }
 
 fn hmac_sha256(key: &[u8], message: &[&[u8]]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
     for part in message {
-        inner.update(part);
+        mac.update(part);
     }
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
+    mac.finalize().into_bytes().into()
 }
 
 /// PBKDF2 with HMAC-SHA-256, one 32-byte block: all SCRAM-SHA-256 needs.
 fn pbkdf2_hmac_sha256(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
-    let mut u = hmac_sha256(password, &[salt, &1u32.to_be_bytes()]);
-    let mut result = u;
-    for _ in 1..iterations {
-        u = hmac_sha256(password, &[&u]);
-        for (r, b) in result.iter_mut().zip(u) {
-            *r ^= b;
-        }
-    }
-    result
+    pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password, salt, iterations)
 }
 
 /// Standard base64 with padding.
 fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
 #[cfg(test)]
@@ -573,25 +543,9 @@ mod tests {
     use super::*;
 
     fn base64_decode(text: &str) -> Vec<u8> {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let bits: Vec<u8> = text
-            .bytes()
-            .filter(|&b| b != b'=')
-            .map(|b| ALPHABET.iter().position(|&a| a == b).unwrap() as u8)
-            .collect();
-        let mut out = Vec::new();
-        let mut acc = 0u32;
-        let mut n = 0;
-        for six in bits {
-            acc = acc << 6 | u32::from(six);
-            n += 6;
-            if n >= 8 {
-                n -= 8;
-                out.push((acc >> n) as u8);
-            }
-        }
-        out
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .unwrap()
     }
 
     #[test]
