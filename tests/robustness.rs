@@ -259,9 +259,9 @@ fn check_received(
             prop_assert_ne!(envelope.event.as_str(), RoomLogout::EVENT);
         }
     }
-    // The spool keeps callbacks as JSON: what goes in must come out whole. (Except, for now, a
-    // body nested deeper than serde_json reads back: see the ignored
-    // `a_callback_nested_127_deep_survives_the_spool`.)
+    // The spool keeps callbacks as JSON: what goes in must come out whole. Bodies nested from
+    // `SPOOL_NESTING_BUG` levels on are the business of `a_callback_nested_127_deep_survives_the_spool`,
+    // the regression test of the fix (the body is spooled as JSON text).
     if nesting(&received.body) < SPOOL_NESTING_BUG {
         let spooled = serde_json::to_vec(&received).unwrap();
         let back: Received = serde_json::from_slice(&spooled).unwrap();
@@ -270,7 +270,7 @@ fn check_received(
     Ok(())
 }
 
-/// The body nesting from which the spool's copy of a callback no longer decodes.
+/// The body nesting from which the spool's copy of a callback did not decode before the fix.
 const SPOOL_NESTING_BUG: usize = 126;
 
 /// How deeply a JSON value nests: a scalar 0, `[]` 1, `[[]]` 2.
@@ -1420,7 +1420,7 @@ impl Generator {
     }
 
     /// A value of the wrong type for most fields. `bounded` keeps it within what PostgreSQL
-    /// can store (see the ignored tests at the end for what it cannot).
+    /// can store (see the regression tests at the end for what it cannot).
     fn junk_value(&mut self, bounded: bool) -> Value {
         let choices = if bounded { 26 } else { 30 };
         match self.rng.gen_range(0..choices) {
@@ -2136,7 +2136,7 @@ async fn ten_thousand_random_and_mutated_requests_never_5xx_and_store_only_authe
 }
 
 // -------------------------------------------------------------------------------------------
-// Known bugs, found by the tests above; not fixed yet, hence ignored.
+// Regressions: bugs the tests above found, each fixed, each with its test.
 // -------------------------------------------------------------------------------------------
 
 /// The real router over a fresh database, with the ingest configured by the test.
