@@ -673,3 +673,38 @@ async fn in_app_chat_room_create_is_archived_as_its_own_kind() {
         (StatusCode::OK, Some("quarantined"))
     );
 }
+
+/// A login written by a transaction that did not see the logout (simulated by inserting it
+/// behind the write path) is paired by the sweep that runs with each rollup compaction.
+#[tokio::test]
+async fn a_login_that_raced_its_logout_is_paired_by_the_compaction_sweep() {
+    let app = TestApp::spawn().await;
+    let now = chrono::Utc::now().timestamp_millis();
+    post_ok(&app, &old_docs_logout("r", "u", now - MINUTE_MS, 0)).await;
+    sqlx::query(
+        "INSERT INTO room_logins (appid, room_id, user_account, session_id, login_time)
+         VALUES (1, 'r', 'u', 0, to_timestamp($1 / 1000.0))",
+    )
+    .bind((now - 3 * MINUTE_MS) as f64)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(session_of(&app, "u").await.2, None);
+
+    compact(&app).await;
+
+    assert_eq!(
+        session_of(&app, "u").await,
+        (
+            Some(now - 3 * MINUTE_MS),
+            Some(2 * MINUTE_MS),
+            Some("login".into())
+        )
+    );
+    common::assert_rollups_equal_raw_rows(&app.pool).await;
+    assert_concurrency_equals_raw_rows(&app).await;
+    // Run again: nothing more to pair, nothing added twice.
+    compact(&app).await;
+    common::assert_rollups_equal_raw_rows(&app.pool).await;
+    assert_concurrency_equals_raw_rows(&app).await;
+}
