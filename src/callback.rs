@@ -102,13 +102,26 @@ impl FieldError {
 pub struct Fields(BTreeMap<String, Value>);
 
 /// Fields left out of the business digest: a retry may change them and still be the same callback.
-const SIGNATURE_FIELDS: [&str; 3] = ["timestamp", "nonce", "signature"];
+/// Other ZEGOCLOUD products spell them in PascalCase.
+const SIGNATURE_FIELDS: [&str; 6] = [
+    "timestamp",
+    "nonce",
+    "signature",
+    "Timestamp",
+    "Nonce",
+    "Signature",
+];
 
 impl Fields {
     /// Parses a request body in the given encoding.
     pub fn parse(body: &[u8], encoding: Encoding) -> Result<Self, ParseError> {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Err(ParseError::Empty);
+        }
+        if let Some(json) = url_encoded_json(body) {
+            // "The callback data format is JSON, you need to decode it with UrlDecode": a JSON
+            // object URL-encoded as a whole, whatever the content type says. Decoded once.
+            return serde_json::from_slice(&json).map_err(|e| ParseError::Json(e.to_string()));
         }
         match encoding {
             Encoding::Json => {
@@ -120,6 +133,16 @@ impl Fields {
 
     pub fn get(&self, name: &str) -> Option<&Value> {
         self.0.get(name)
+    }
+
+    /// The first of these names the callback has a field for, else the first name (for the
+    /// error that says it is missing).
+    fn first_present(&self, names: &[&'static str]) -> &'static str {
+        names
+            .iter()
+            .copied()
+            .find(|name| self.0.contains_key(*name))
+            .unwrap_or(names[0])
     }
 
     /// A scalar field as text: a JSON string as is, a JSON number as the digits sent.
@@ -349,6 +372,38 @@ impl<'de> Deserialize<'de> for Fields {
     }
 }
 
+/// A body that is a JSON object URL-encoded as a whole (`%7B%22event%22...`), decoded once
+/// (`+` is a space, as URL encoders write it); `None` for any other body.
+fn url_encoded_json(body: &[u8]) -> Option<Vec<u8>> {
+    let start = body.iter().position(|b| !b.is_ascii_whitespace())?;
+    let rest = &body[start..];
+    if rest.len() < 3 || !rest[..3].eq_ignore_ascii_case(b"%7B") {
+        return None;
+    }
+    let plus_as_space: Vec<u8> = rest
+        .iter()
+        .map(|&b| if b == b'+' { b' ' } else { b })
+        .collect();
+    Some(percent_encoding::percent_decode(&plus_as_space).collect())
+}
+
+/// The names each envelope field goes by: ZEGOCLOUD's RTC callbacks in snake case, its other
+/// products (cloud recording, AI agent, speech recognition, whiteboard, ...) in PascalCase or
+/// with `app_id`. The first one present is used.
+const EVENT_NAMES: [&str; 2] = ["event", "Event"];
+const APPID_NAMES: [&str; 5] = ["appid", "Appid", "AppId", "AppID", "app_id"];
+const TIMESTAMP_NAMES: [&str; 2] = ["timestamp", "Timestamp"];
+const NONCE_NAMES: [&str; 2] = ["nonce", "Nonce"];
+const SIGNATURE_NAMES: [&str; 2] = ["signature", "Signature"];
+
+/// A signed timestamp above this is in milliseconds (AI agent, speech recognition): as seconds
+/// it would be after the year 5138, as milliseconds it is after March 1973.
+const MS_TIMESTAMP_ABOVE: i64 = 100_000_000_000;
+
+/// The event name of a cloud recording callback, which has a numeric `event_type` and no
+/// `event`: `cloud_recording:<event_type>`.
+pub const CLOUD_RECORDING_PREFIX: &str = "cloud_recording:";
+
 /// The fields every event carries and the signature covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
@@ -363,14 +418,25 @@ pub struct Envelope {
 }
 
 impl Envelope {
+    /// Reads the envelope under any of the names ZEGOCLOUD's products use (see
+    /// [`EVENT_NAMES`] and the others). A timestamp in milliseconds is recognised by its
+    /// magnitude: `timestamp` keeps the text as sent (the signature covers it),
+    /// `timestamp_secs` is in seconds.
     pub fn from_fields(fields: &Fields) -> Result<Self, FieldError> {
-        let timestamp = fields.required_text("timestamp")?.into_owned();
-        let timestamp_secs = timestamp.parse().map_err(|_| FieldError::Invalid {
+        let timestamp_field = fields.first_present(&TIMESTAMP_NAMES);
+        let timestamp = fields.required_text(timestamp_field)?.into_owned();
+        let timestamp_number: i64 = timestamp.parse().map_err(|_| FieldError::Invalid {
             field: "timestamp",
             expected: "unix seconds",
             value: timestamp.clone(),
         })?;
-        let appid: i64 = fields.required_integer("appid", "a non-negative integer")?;
+        let timestamp_secs = if timestamp_number > MS_TIMESTAMP_ABOVE {
+            timestamp_number.div_euclid(1000)
+        } else {
+            timestamp_number
+        };
+        let appid: i64 = fields
+            .required_integer(fields.first_present(&APPID_NAMES), "a non-negative integer")?;
         if appid < 0 {
             return Err(FieldError::Invalid {
                 field: "appid",
@@ -378,13 +444,25 @@ impl Envelope {
                 value: appid.to_string(),
             });
         }
+        let event = match fields.text(fields.first_present(&EVENT_NAMES))? {
+            Some(event) => event.into_owned(),
+            // Cloud recording: a numeric event_type instead of an event name.
+            None => match fields.integer::<i64>("event_type", "an integer")? {
+                Some(kind) => format!("{CLOUD_RECORDING_PREFIX}{kind}"),
+                None => return Err(FieldError::Missing("event")),
+            },
+        };
         Ok(Self {
-            event: fields.required_text("event")?.into_owned(),
+            event,
             appid,
             timestamp,
             timestamp_secs,
-            nonce: fields.required_text("nonce")?.into_owned(),
-            signature: fields.required_text("signature")?.into_owned(),
+            nonce: fields
+                .required_text(fields.first_present(&NONCE_NAMES))?
+                .into_owned(),
+            signature: fields
+                .required_text(fields.first_present(&SIGNATURE_NAMES))?
+                .into_owned(),
         })
     }
 }
@@ -398,7 +476,9 @@ pub struct RoomLogout {
     pub user_account: String,
     pub user_nickname: Option<String>,
     pub session_id: u64,
-    pub login_time: DateTime<Utc>,
+    /// `None` for the room_logout of the 2022-2023 docs, which has no login_time: the store
+    /// pairs it with its room_login.
+    pub login_time: Option<DateTime<Utc>>,
     pub logout_time: DateTime<Utc>,
     pub reason: Option<i32>,
     pub user_role: Option<i32>,
@@ -427,7 +507,7 @@ impl RoomLogout {
             user_account: key_text(fields, "user_account")?,
             user_nickname: fields.text("user_nickname")?.map(Cow::into_owned),
             session_id: fields.required_integer("session_id", U64)?,
-            login_time: unix_ms(fields, "login_time")?,
+            login_time: optional_unix_ms(fields, "login_time")?,
             logout_time: unix_ms(fields, "logout_time")?,
             reason: fields.integer("reason", I32)?,
             user_role: fields.integer("user_role", I32)?,
@@ -451,6 +531,13 @@ pub struct RoomLogin {
     pub auth_level: Option<i32>,
     pub relogin: Option<i32>,
     pub user_update_seq: Option<i64>,
+    /// The user's terminal type (since 2026), a numeric string: 0 TT_NONE ... 7
+    /// TT_MINI_PROGRAM, 32 TT_UNKNOWN (decoded in SQL by `zegolog_platform_name`).
+    #[serde(default)]
+    pub term_type: Option<i32>,
+    /// Free text the client passed at login.
+    #[serde(default)]
+    pub callback_data: Option<String>,
 }
 
 impl RoomLogin {
@@ -472,6 +559,8 @@ impl RoomLogin {
             auth_level: fields.integer("auth_level", I32)?,
             relogin: fields.integer("relogin", I32)?,
             user_update_seq: fields.integer("user_update_seq", "a 64-bit integer")?,
+            term_type: fields.integer("term_type", I32)?,
+            callback_data: fields.text("callback_data")?.map(Cow::into_owned),
         })
     }
 }
@@ -542,6 +631,17 @@ fn key_text(fields: &Fields, field: &'static str) -> Result<String, FieldError> 
         });
     }
     Ok(text.into_owned())
+}
+
+/// [`unix_ms`] for a field that may be absent.
+fn optional_unix_ms(
+    fields: &Fields,
+    field: &'static str,
+) -> Result<Option<DateTime<Utc>>, FieldError> {
+    match fields.text(field)? {
+        None => Ok(None),
+        Some(_) => unix_ms(fields, field).map(Some),
+    }
 }
 
 /// A time in unix milliseconds, between 1970 and the end of year 9999.
@@ -634,6 +734,7 @@ impl Received {
         let typed = match envelope.event.as_str() {
             RoomLogout::EVENT => RoomLogout::from_fields(appid, fields).map(Payload::Logout),
             RoomLogin::EVENT => RoomLogin::from_fields(appid, fields).map(Payload::Login),
+            "room_create" if is_chat_room_create(fields) => Ok(Payload::Other),
             "room_create" => RoomLifecycle::created(appid, fields).map(Payload::Room),
             "room_close" => RoomLifecycle::closed(appid, fields).map(Payload::Room),
             _ => Ok(Payload::Other),
@@ -670,6 +771,14 @@ impl Received {
     }
 }
 
+/// In-app chat (ZIM) sends a `room_create` of its own: no `room_session_id`, an
+/// `operator_account` (and `room_name`). It is authentic and whole, only not an RTC room
+/// lifecycle: it is archived as sent (event `room_create`, payload [`Payload::Other`]).
+/// An RTC room_create without room_session_id and without operator_account stays refused.
+pub fn is_chat_room_create(fields: &Fields) -> bool {
+    fields.get("room_session_id").is_none() && fields.get("operator_account").is_some()
+}
+
 mod json_text {
     use serde::{Deserialize, Deserializer, Serializer};
     use serde_json::Value;
@@ -703,7 +812,7 @@ mod tests {
         assert_eq!(logout.room_seq, Some(6_085_791_336_856_668_982));
         assert_eq!(logout.session_id, 792_462_300_429_684_736);
         assert_eq!(
-            (logout.logout_time - logout.login_time).num_milliseconds(),
+            (logout.logout_time - logout.login_time.unwrap()).num_milliseconds(),
             4326
         );
         assert_eq!(logout.reason, Some(0));

@@ -1102,7 +1102,8 @@ mod tests {
                     *reasons.entry(logout.reason.unwrap()).or_insert(0) += 1;
                     *roles.entry(logout.user_role.unwrap()).or_insert(0) += 1;
                     *rooms.entry(logout.room_id.clone()).or_insert(0) += 1;
-                    durations.push((logout.logout_time - logout.login_time).num_milliseconds());
+                    durations
+                        .push((logout.logout_time - logout.login_time.unwrap()).num_milliseconds());
                     high_seq += usize::from(logout.room_seq.unwrap() > 1 << 63);
                     non_ascii += usize::from(!logout.user_nickname.unwrap().is_ascii());
                     assert!(logout.logout_time.timestamp_millis() <= now.unix_ms as i64);

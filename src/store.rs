@@ -350,8 +350,13 @@ impl Store {
     }
 
     /// Folds the rollup rows appended by recent writes into the rollup tables and recomputes the
-    /// daily concurrency they touch (`zegolog_compact_rollups()`, idempotent).
+    /// daily concurrency they touch (`zegolog_compact_rollups()`, idempotent). First, pairs the
+    /// logouts without login_time received in the last ten minutes whose login was written by a
+    /// concurrent transaction (`zegolog_pair_recent_logouts()`, see migration 0009).
     pub async fn compact_rollups(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT zegolog_pair_recent_logouts()")
+            .execute(&self.pool)
+            .await?;
         sqlx::query("SELECT zegolog_compact_rollups()")
             .execute(&self.pool)
             .await?;
@@ -519,6 +524,8 @@ async fn write_statement<'e, E: sqlx::PgExecutor<'e>>(
         .bind(c.logout.pos)
         .bind(c.login.pos)
         .bind(c.room.pos)
+        .bind(c.login.term_type)
+        .bind(c.login.callback_data)
         .fetch_all(executor)
         .await?;
 
@@ -630,6 +637,16 @@ fn is_data_error(error: &sqlx::Error) -> bool {
 /// (`blocked`), hence its rollups too; under `quarantine` its body is archived with the reason
 /// while the triple's count allows; under `reject` nothing of it is written. Callbacks are
 /// numbered by their position in the batch (`pos`, 1-based), which the typed arrays carry too.
+///
+/// A logout without `login_time` (the 2022-2023 docs) is paired with its login, the latest of
+/// the same appid, room_id, user_account and session_id at or before it: at its insert with
+/// the logins stored or in the batch (`paired_login_time`), or later by the new logins of a
+/// batch (`to_pair`, `paired`: an UPDATE of the logout row, in key order after every insert,
+/// which only moves a pairing to a later login). Rollup contributions are those of
+/// `zegolog_logout_rollup()` / `zegolog_logout_concurrency()` (migration 0009), the one place
+/// that says what a logout adds: a new logout adds its own, a paired one the difference
+/// between its new and its old state (`changes`), so its reason is counted once and its
+/// duration once, whatever the order in which the logout, its login and their retries arrive.
 const WRITE_BATCH: &str = r#"
 WITH input AS (
     SELECT *
@@ -684,34 +701,87 @@ WITH input AS (
     ORDER BY i.digest, v.pos IS NOT NULL, i.pos
     ON CONFLICT (digest) DO NOTHING
     RETURNING encode(digest, 'hex') AS digest
-), logouts AS (
-    INSERT INTO room_logouts (appid, room_id, room_seq, user_account, user_nickname, session_id,
-                              login_time, logout_time, reason, user_role, user_update_seq)
-    SELECT appid, room_id, room_seq::numeric, user_account, user_nickname, session_id::numeric,
-           login_time, logout_time, reason, user_role, user_update_seq
+), logout_input AS (
+    SELECT *
     FROM unnest($7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
                 $13::timestamptz[], $14::timestamptz[], $15::int[], $16::int[], $17::bigint[],
                 $42::bigint[])
         AS t(appid, room_id, room_seq, user_account, user_nickname, session_id,
              login_time, logout_time, reason, user_role, user_update_seq, pos)
     WHERE NOT EXISTS (SELECT 1 FROM blocked AS b WHERE b.pos = t.pos)
-    ORDER BY appid, session_id::numeric, logout_time, room_id, user_account
-    ON CONFLICT ON CONSTRAINT room_logouts_natural_key DO NOTHING
-    RETURNING appid, session_id::text AS session_id, login_time, logout_time, room_id,
-              user_account, reason
-), logins AS (
-    INSERT INTO room_logins (appid, room_id, room_name, room_seq, user_account, user_nickname,
-                             session_id, login_time, user_role, auth_level, relogin, user_update_seq)
-    SELECT appid, room_id, room_name, room_seq::numeric, user_account, user_nickname,
-           session_id::numeric, login_time, user_role, auth_level, relogin, user_update_seq
+), login_input AS (
+    SELECT *
     FROM unnest($18::bigint[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[],
                 $24::text[], $25::timestamptz[], $26::int[], $27::int[], $28::int[], $29::bigint[],
-                $43::bigint[])
+                $43::bigint[], $45::int[], $46::text[])
         AS t(appid, room_id, room_name, room_seq, user_account, user_nickname,
-             session_id, login_time, user_role, auth_level, relogin, user_update_seq, pos)
+             session_id, login_time, user_role, auth_level, relogin, user_update_seq, pos,
+             term_type, callback_data)
     WHERE NOT EXISTS (SELECT 1 FROM blocked AS b WHERE b.pos = t.pos)
+), logouts AS (
+    -- A logout without login_time is paired at once with the latest login at or before it
+    -- that this statement can see: stored, or in this batch.
+    INSERT INTO room_logouts (appid, room_id, room_seq, user_account, user_nickname, session_id,
+                              login_time, paired_login_time, logout_time, reason, user_role,
+                              user_update_seq)
+    SELECT t.appid, t.room_id, t.room_seq::numeric, t.user_account, t.user_nickname,
+           t.session_id::numeric, t.login_time,
+           CASE WHEN t.login_time IS NULL THEN greatest(
+               (SELECT max(i.login_time) FROM room_logins AS i
+                WHERE i.appid = t.appid AND i.room_id = t.room_id
+                  AND i.user_account = t.user_account AND i.session_id = t.session_id::numeric
+                  AND i.login_time <= t.logout_time),
+               (SELECT max(b.login_time) FROM login_input AS b
+                WHERE b.appid = t.appid AND b.room_id = t.room_id
+                  AND b.user_account = t.user_account
+                  AND b.session_id::numeric = t.session_id::numeric
+                  AND b.login_time <= t.logout_time))
+           END,
+           t.logout_time, t.reason, t.user_role, t.user_update_seq
+    FROM logout_input AS t
+    ORDER BY t.appid, t.session_id::numeric, t.logout_time, t.room_id, t.user_account
+    ON CONFLICT ON CONSTRAINT room_logouts_natural_key DO NOTHING
+    RETURNING appid, session_id::text AS session_id, login_time, paired_login_time, logout_time,
+              room_id, user_account, reason
+), logins AS (
+    INSERT INTO room_logins (appid, room_id, room_name, room_seq, user_account, user_nickname,
+                             session_id, login_time, user_role, auth_level, relogin, user_update_seq,
+                             term_type, callback_data)
+    SELECT appid, room_id, room_name, room_seq::numeric, user_account, user_nickname,
+           session_id::numeric, login_time, user_role, auth_level, relogin, user_update_seq,
+           term_type, callback_data
+    FROM login_input
     ORDER BY appid, room_id, user_account, session_id::numeric, login_time
     ON CONFLICT ON CONSTRAINT room_logins_natural_key DO NOTHING
+    RETURNING appid, room_id, user_account, session_id, login_time
+), to_pair AS (
+    -- The stored logouts without login_time that a new login pairs with: its login is the
+    -- latest new one at or before the logout, when later than the one it has (a retried
+    -- login is not new; an earlier re-login does not move it). Locked in key order, as every
+    -- write here; rechecked on the locked row, so that two statements never pair one logout
+    -- from the same old state.
+    SELECT o.appid, o.session_id, o.logout_time, o.room_id, o.user_account, o.reason,
+           o.paired_login_time AS old_login, n.login_time AS new_login
+    FROM room_logouts AS o
+    JOIN (SELECT x.appid, x.session_id, x.logout_time, x.room_id, x.user_account,
+                 max(n.login_time) AS login_time
+          FROM logins AS n
+          JOIN room_logouts AS x
+            ON x.appid = n.appid AND x.room_id = n.room_id AND x.user_account = n.user_account
+           AND x.session_id = n.session_id AND x.login_time IS NULL
+           AND n.login_time <= x.logout_time
+          GROUP BY 1, 2, 3, 4, 5) AS n
+      USING (appid, session_id, logout_time, room_id, user_account)
+    WHERE o.login_time IS NULL
+      AND (o.paired_login_time IS NULL OR n.login_time > o.paired_login_time)
+    ORDER BY o.appid, o.session_id, o.logout_time, o.room_id, o.user_account
+    FOR UPDATE OF o
+), paired AS (
+    UPDATE room_logouts AS o SET paired_login_time = p.new_login
+    FROM to_pair AS p
+    WHERE o.appid = p.appid AND o.session_id = p.session_id AND o.logout_time = p.logout_time
+      AND o.room_id = p.room_id AND o.user_account = p.user_account
+    RETURNING o.appid, o.room_id, o.reason, o.logout_time, p.old_login, p.new_login
 ), rooms AS (
     INSERT INTO room_lifecycle_events (appid, room_id, room_session_id, event, at, creator, close_reason)
     SELECT appid, room_id, room_session_id::numeric, event, at, creator, close_reason
@@ -721,23 +791,27 @@ WITH input AS (
     WHERE NOT EXISTS (SELECT 1 FROM blocked AS b WHERE b.pos = t.pos)
     ORDER BY appid, room_id, room_session_id::numeric, event
     ON CONFLICT ON CONSTRAINT room_lifecycle_events_key DO NOTHING
+), changes AS (
+    -- Rollup contributions: each new logout's, and for each logout paired now the difference
+    -- between its contribution with the new login and with the old one (none: the
+    -- no-duration bucket), so that its reason counts once whatever the order of arrival.
+    SELECT appid, room_id, reason, logout_time, coalesce(login_time, paired_login_time) AS login_at,
+           1 AS sign
+    FROM logouts
+    UNION ALL
+    SELECT appid, room_id, reason, logout_time, new_login, 1 FROM paired
+    UNION ALL
+    SELECT appid, room_id, reason, logout_time, old_login, -1 FROM paired
 ), durations AS (
     INSERT INTO logout_rollup_pending (day, appid, reason, bucket, sessions, total_ms, max_ms)
-    SELECT (logout_time AT TIME ZONE 'UTC')::date, appid, zegolog_reason_name(reason),
-           zegolog_duration_bucket(ms), count(*), sum(ms), max(ms)
-    FROM (SELECT *, (extract(EPOCH FROM logout_time - login_time) * 1000)::bigint AS ms
-          FROM logouts) AS l
+    SELECT r.day, r.appid, r.reason, r.bucket, sum(c.sign * r.sessions), sum(c.sign * r.total_ms),
+           coalesce(max(r.max_ms) FILTER (WHERE c.sign > 0), -9223372036854775808)
+    FROM changes AS c, zegolog_logout_rollup(c.appid, c.reason, c.login_at, c.logout_time) AS r
     GROUP BY 1, 2, 3, 4
 ), concurrency AS (
     INSERT INTO concurrency_pending (appid, room_id, minute, delta)
-    SELECT appid, room_id, minute, sum(delta)
-    FROM (
-        SELECT appid, room_id, date_trunc('minute', login_time, 'UTC') AS minute, 1 AS delta
-        FROM logouts WHERE logout_time >= login_time
-        UNION ALL
-        SELECT appid, room_id, date_trunc('minute', logout_time, 'UTC') + interval '1 minute', -1
-        FROM logouts WHERE logout_time >= login_time
-    ) AS d
+    SELECT d.appid, d.room_id, d.minute, sum(c.sign * d.delta)
+    FROM changes AS c, zegolog_logout_concurrency(c.appid, c.room_id, c.login_at, c.logout_time) AS d
     GROUP BY 1, 2, 3
 )
 SELECT NULL::bigint AS appid, digest AS key, NULL::timestamptz AS logout_time,
@@ -795,6 +869,8 @@ struct LoginColumns {
     auth_level: Vec<Option<i32>>,
     relogin: Vec<Option<i32>>,
     user_update_seq: Vec<Option<i64>>,
+    term_type: Vec<Option<i32>>,
+    callback_data: Vec<Option<String>>,
 }
 
 #[derive(Default)]
@@ -820,7 +896,7 @@ struct LogoutColumns {
     user_account: Vec<String>,
     user_nickname: Vec<Option<String>>,
     session_id: Vec<String>,
-    login_time: Vec<DateTime<Utc>>,
+    login_time: Vec<Option<DateTime<Utc>>>,
     logout_time: Vec<DateTime<Utc>>,
     reason: Vec<Option<i32>>,
     user_role: Vec<Option<i32>>,
@@ -894,6 +970,8 @@ impl LoginColumns {
         self.auth_level.push(l.auth_level);
         self.relogin.push(l.relogin);
         self.user_update_seq.push(l.user_update_seq);
+        self.term_type.push(l.term_type);
+        self.callback_data.push(l.callback_data.clone());
     }
 }
 

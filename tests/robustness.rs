@@ -296,10 +296,16 @@ fn check_logout(logout: &RoomLogout, fields: &Fields, appid: i64) -> Result<(), 
         logout.room_seq,
         text("room_seq").and_then(|t| t.parse().ok())
     );
-    for (time, name) in [
-        (logout.login_time, "login_time"),
-        (logout.logout_time, "logout_time"),
-    ] {
+    prop_assert_eq!(
+        logout.login_time.map(|t| t.timestamp_millis()),
+        text("login_time").and_then(|t| t.parse().ok())
+    );
+    for (time, name) in logout
+        .login_time
+        .map(|t| (t, "login_time"))
+        .into_iter()
+        .chain([(logout.logout_time, "logout_time")])
+    {
         let ms = time.timestamp_millis();
         prop_assert!((0..=MAX_UNIX_MS).contains(&ms), "{} = {}", name, ms);
         prop_assert_eq!(Some(ms), text(name).and_then(|t| t.parse().ok()));
@@ -746,10 +752,10 @@ proptest! {
         let raw = |n: i64| if quoted { json_string(&n.to_string()) } else { n.to_string() };
         let body = logout_json(&[("login_time", &raw(login)), ("logout_time", &raw(logout))]);
         let logout_row = RoomLogout::from_fields(1, &parse_json(&body)?).unwrap();
-        prop_assert_eq!(logout_row.login_time.timestamp_millis(), login);
+        prop_assert_eq!(logout_row.login_time.unwrap().timestamp_millis(), login);
         prop_assert_eq!(logout_row.logout_time.timestamp_millis(), logout);
         prop_assert_eq!(
-            (logout_row.logout_time - logout_row.login_time).num_milliseconds(),
+            (logout_row.logout_time - logout_row.login_time.unwrap()).num_milliseconds(),
             logout - login
         );
     }

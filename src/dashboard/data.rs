@@ -139,6 +139,7 @@ pub async fn histogram(pool: &PgPool, range: Range) -> Result<Histogram, sqlx::E
     let buckets: Vec<(f64, i64)> = sqlx::query_as(
         "SELECT zegolog_bucket_ms(bucket) AS ms, sum(sessions)::bigint AS sessions \
          FROM logout_rollup_all WHERE appid = $1 AND day BETWEEN $2 AND $3 \
+           AND bucket <> zegolog_no_duration_bucket() \
          GROUP BY bucket ORDER BY bucket",
     )
     .bind(range.appid)

@@ -30,6 +30,10 @@ pub enum ApiError {
         "content type {0:?} is neither application/json nor application/x-www-form-urlencoded"
     )]
     UnsupportedContentType(String),
+    #[error("content encoding {0:?} is not supported: send the body as is, or gzip it")]
+    UnsupportedContentEncoding(String),
+    #[error("the body does not decode as its Content-Encoding says: {0}")]
+    InvalidContentEncoding(String),
     #[error(transparent)]
     Parse(#[from] ParseError),
     #[error(transparent)]
@@ -54,6 +58,8 @@ impl ApiError {
             Self::UnreadableBody => "unreadable_body",
             Self::RequestTimeout { .. } => "request_timeout",
             Self::UnsupportedContentType(_) => "unsupported_content_type",
+            Self::UnsupportedContentEncoding(_) => "unsupported_content_encoding",
+            Self::InvalidContentEncoding(_) => "invalid_content_encoding",
             Self::Parse(ParseError::Empty) => "empty_body",
             Self::Parse(_) => "malformed_body",
             Self::Field(FieldError::Missing(_)) => "missing_field",
@@ -76,7 +82,9 @@ impl ApiError {
         match self {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::UnsupportedContentEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::UnreadableBody
+            | Self::InvalidContentEncoding(_)
             | Self::UnsupportedContentType(_)
             | Self::Parse(_)
             | Self::Field(_) => StatusCode::BAD_REQUEST,

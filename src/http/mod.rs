@@ -137,6 +137,7 @@ async fn handle_callback(
         },
         _ => ApiError::UnreadableBody,
     })?;
+    let body = decode_content_encoding(headers, body)?;
     let encoding = match headers.get(header::CONTENT_TYPE) {
         None => Encoding::sniff(&body),
         Some(value) => {
@@ -198,6 +199,34 @@ async fn handle_callback(
         code: ack.as_str(),
         message: message.to_owned(),
     })
+}
+
+/// Undoes a `Content-Encoding` (none, `identity`, `gzip` or `x-gzip`; anything else is 415).
+/// A gzip body is inflated up to [`MAX_BODY_BYTES`] and no further: a body that inflates
+/// beyond is refused with 413 as soon as the limit is passed, without inflating the rest.
+fn decode_content_encoding(headers: &HeaderMap, body: Bytes) -> Result<Bytes, ApiError> {
+    use std::io::Read;
+    let Some(value) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(body);
+    };
+    let text = String::from_utf8_lossy(value.as_bytes()).trim().to_owned();
+    if text.is_empty() || text.eq_ignore_ascii_case("identity") {
+        return Ok(body);
+    }
+    if !(text.eq_ignore_ascii_case("gzip") || text.eq_ignore_ascii_case("x-gzip")) {
+        return Err(ApiError::UnsupportedContentEncoding(text));
+    }
+    let mut inflated = Vec::with_capacity(body.len().saturating_mul(4).min(MAX_BODY_BYTES));
+    flate2::read::MultiGzDecoder::new(&body[..])
+        .take(MAX_BODY_BYTES as u64 + 1)
+        .read_to_end(&mut inflated)
+        .map_err(|e| ApiError::InvalidContentEncoding(e.to_string()))?;
+    if inflated.len() > MAX_BODY_BYTES {
+        return Err(ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        });
+    }
+    Ok(Bytes::from(inflated))
 }
 
 /// `GET /healthz`: the process is up and serving.

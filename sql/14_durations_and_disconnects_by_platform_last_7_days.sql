@@ -1,0 +1,45 @@
+-- 14_durations_and_disconnects_by_platform_last_7_days.sql
+--
+-- Who runs it: product / quality, to see whether one platform (say the mini program, or the
+--   web) has shorter sessions or more abnormal disconnects than the others.
+-- What it answers: per UTC day, app and platform of the session's login (room_login
+--   term_type, decoded by zegolog_platform_name): sessions, how many have a known duration,
+--   median and 90th percentile duration in seconds (exact), and the count and share of
+--   abnormal disconnects (heartbeat_timeout, connection_lost), for the last 7 days.
+-- Source: view session_durations (platform, duration_ms, reason); the same figures for all
+--   time are in view platform_daily.
+--
+-- Parameters (edit the lines marked PARAMETER in the params CTE below):
+--   lookback   interval '7 days'   how many UTC days before today to cover; e.g. interval '30 days'.
+--   app        NULL                NULL = every app; put an appid to restrict, e.g. 1234567890::bigint.
+--
+-- Notes: platform is 'unknown' for logins before 2026 (no term_type), for term_type 32
+--   (TT_UNKNOWN), and for a session whose login zegolog never received. A logout of the
+--   2022-2023 docs (no login_time) has no duration until its room_login arrives: it counts in
+--   sessions and disconnects, not in the percentiles. The time filter is on logout_at, so it
+--   uses the (appid, logout_time) index. Days without sessions are absent.
+--   Run with: psql -f sql/14_durations_and_disconnects_by_platform_last_7_days.sql
+WITH params AS (
+    SELECT
+        interval '7 days' AS lookback,   -- PARAMETER: UTC days before today to cover
+        NULL::bigint AS app              -- PARAMETER: NULL = all apps, or an appid
+)
+SELECT
+    (s.logout_at AT TIME ZONE 'UTC')::date AS day,
+    s.appid,
+    s.platform,
+    count(*) AS sessions,
+    count(s.duration_ms) AS sessions_with_duration,
+    (percentile_disc(0.5) WITHIN GROUP (ORDER BY s.duration_ms))::double precision / 1000 AS p50_s,
+    (percentile_disc(0.9) WITHIN GROUP (ORDER BY s.duration_ms))::double precision / 1000 AS p90_s,
+    count(*) FILTER (WHERE s.reason IN ('heartbeat_timeout', 'connection_lost')) AS abnormal,
+    round(
+        count(*) FILTER (WHERE s.reason IN ('heartbeat_timeout', 'connection_lost'))::numeric / count(*),
+        4
+    )::double precision AS abnormal_share
+FROM session_durations AS s
+CROSS JOIN params AS p
+WHERE s.logout_at >= date_trunc('day', now(), 'UTC') - p.lookback
+    AND (p.app IS NULL OR s.appid = p.app)
+GROUP BY 1, 2, 3
+ORDER BY day DESC, s.appid, s.platform;
