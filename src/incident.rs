@@ -468,7 +468,7 @@ mod tests {
             .find(|t| t.reason == "connection_lost")
             .unwrap();
         assert_eq!(lost.logouts, 70);
-        assert!((lost.share - 70.0 / 185.0).abs() < 1e-12);
+        assert!((lost.share - 70.0 / 184.0).abs() < 1e-12);
         assert!((lost.peak_lift.unwrap() - 7.5).abs() < 1e-9);
     }
 }
