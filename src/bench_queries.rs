@@ -6,6 +6,8 @@
 //!    `VACUUM (ANALYZE)`, as autovacuum would leave the tables.
 //! 3. Each view's standard query ([`standard_queries`]) once to warm the cache, then `--runs`
 //!    times: the median and the fastest run, rows fetched included.
+//!    The incident view's queries ([`crate::incident::bench_sql`]) come last, over windows
+//!    pointed at the seed's incident hour and over the last 24 hours ([`incident_windows`]).
 //! 4. Each documented query in `sql/`, once.
 //!
 //! `--no-seed` reuses the database of an earlier `--keep` run.
@@ -20,7 +22,10 @@ use anyhow::{bail, Context};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
+use chrono::{DateTime, Utc};
+
 use crate::embedded_pg::EmbeddedPostgres;
+use crate::incident::{Bucket, Window};
 use crate::seed::{SeedOptions, SeedReport};
 use crate::store::Store;
 
@@ -29,6 +34,9 @@ pub const BENCH_DB: &str = "zegolog_bench_queries";
 
 /// The response time the daily views must meet over 30 days.
 const DAILY_TARGET: Duration = Duration::from_millis(100);
+
+/// The response time each query of the incident view must meet, over 24 hours too.
+const INCIDENT_TARGET: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchQueriesArgs {
@@ -83,6 +91,9 @@ pub struct QueryParams {
     pub appid: i64,
     pub room_id: String,
     pub user_account: String,
+    /// The app's latest logout: the incident queries' windows end here or are pointed at the
+    /// seed's incident hour, which ends 5 to 6 hours before it.
+    pub last_logout: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone)]
@@ -104,7 +115,7 @@ pub fn standard_queries(p: &QueryParams) -> Vec<BenchQuery> {
     let days = "day > (now() AT TIME ZONE 'UTC')::date - 30";
     let query =
         |name: String, sql: String, target: Option<Duration>| BenchQuery { name, sql, target };
-    vec![
+    let mut queries = vec![
         query(
             format!("session_duration_daily: appid {app}, 30 days"),
             format!(
@@ -198,6 +209,29 @@ pub fn standard_queries(p: &QueryParams) -> Vec<BenchQuery> {
             ),
             None,
         ),
+    ];
+    queries.extend(
+        incident_windows(p)
+            .iter()
+            .flat_map(|w| crate::incident::bench_sql(w, 10))
+            .map(|(name, sql)| query(name, sql, Some(INCIDENT_TARGET))),
+    );
+    queries
+}
+
+/// The incident view's windows: the hour after the seed's incident hour began (1-minute
+/// buckets), 6 hours holding it (5-minute buckets), and the 24 hours up to the latest logout
+/// (1-minute buckets, the most rows).
+pub fn incident_windows(p: &QueryParams) -> Vec<Window> {
+    let hour = chrono::Duration::hours(1);
+    let last = p.last_logout;
+    let top_of_hour = last - chrono::Duration::seconds(last.timestamp().rem_euclid(3600));
+    let incident_end = top_of_hour - hour * 5;
+    let h = |n: u64| Duration::from_secs(n * 3600);
+    vec![
+        Window::ending(p.appid, h(1), Bucket::OneMinute, incident_end),
+        Window::ending(p.appid, h(6), Bucket::FiveMinutes, incident_end + hour),
+        Window::ending(p.appid, h(24), Bucket::OneMinute, last),
     ]
 }
 
@@ -229,11 +263,17 @@ pub async fn pick_params(conn: &mut PgConnection) -> anyhow::Result<QueryParams>
     .bind(appid)
     .fetch_optional(&mut *conn)
     .await?;
-    match (room_id, user_account) {
-        (Some(room_id), Some(user_account)) => Ok(QueryParams {
+    let last_logout: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT max(logout_time) FROM room_logouts WHERE appid = $1")
+            .bind(appid)
+            .fetch_one(&mut *conn)
+            .await?;
+    match (room_id, user_account, last_logout) {
+        (Some(room_id), Some(user_account), Some(last_logout)) => Ok(QueryParams {
             appid,
             room_id,
             user_account,
+            last_logout,
         }),
         _ => bail!("appid {appid} has rollups but no rooms or logouts: compact the rollups"),
     }

@@ -3,7 +3,8 @@
 //!
 //! The page is a few files embedded in the binary (`src/dashboard/`: HTML, CSS and plain
 //! JavaScript that draws inline SVG): no front-end build step, nothing fetched from outside, so
-//! it works on a machine without internet. The figures come from the rollup-backed views; the
+//! it works on a machine without internet. `/dashboard/incident` is the incident page (the
+//! last hours in minutes), in `src/dashboard/incident.rs`. The figures come from the rollup-backed views; the
 //! SQL is in `src/dashboard/data.rs`, which knows nothing of HTTP.
 //!
 //! # Access
@@ -24,6 +25,7 @@
 //!   `Content-Security-Policy` (only this origin's script, style and data).
 
 mod data;
+mod incident;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
@@ -247,6 +249,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/dashboard/api/durations", get(api_durations))
         .route("/dashboard/api/reasons", get(api_reasons))
         .route("/dashboard/api/concurrency", get(api_concurrency))
+        .merge(incident::routes())
         .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
 }
 
@@ -257,7 +260,8 @@ async fn authorize(State(state): State<AppState>, request: Request, next: Next) 
         Ok(Access::Granted) => next.run(request).await,
         Ok(Access::SetCookie(cookie)) => redirect_without_token(request.uri(), &cookie),
         Err(error) => {
-            if request.uri().path() == "/dashboard" && accepts_html(request.headers()) {
+            let page = matches!(request.uri().path(), "/dashboard" | "/dashboard/incident");
+            if page && accepts_html(request.headers()) {
                 let mut response = (
                     error.status(),
                     [(header::CONTENT_TYPE, "text/html; charset=utf-8")],

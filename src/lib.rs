@@ -9,6 +9,7 @@
 //! - [`ingest`]: group commit, and the way to the spool while PostgreSQL is down.
 //! - [`spool`]: the durable local spool (redb) callbacks wait in during an outage.
 //! - [`dashboard`]: `/dashboard`, the token-protected charts page and the JSON it reads from the views.
+//! - [`incident`]: the incident view's figures (last hours, per-minute reasons and lift, worst rooms), no HTTP.
 //! - [`http`]: the axum router, the callback handler and the JSON error answers.
 //! - [`metrics`]: Prometheus counters.
 //! - [`database`]: opening a database for a command; bringing it up in the background for `serve`.
@@ -37,6 +38,7 @@ pub mod embedded_pg;
 pub mod grant;
 pub mod http;
 pub mod import;
+pub mod incident;
 pub mod ingest;
 pub mod loadtest;
 pub mod metrics;

@@ -23,6 +23,10 @@ use sqlx::{Connection, PgConnection};
 
 use crate::cli::DatabaseArgs;
 
+mod incident;
+
+pub use incident::{IncidentQuery, IncidentReport};
+
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
     #[command(flatten)]
@@ -54,6 +58,23 @@ pub struct ReportArgs {
     /// How many rooms and how many users to list.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub top: u32,
+
+    /// The incident view instead of days: the last hours up to --until (`1h`, `6h`, `24h`, or
+    /// minutes such as `90m`; at most 24h), per bucket: logouts by reason with each reason's lift
+    /// against its usual share, users online, and the worst rooms and users. Sections
+    /// buckets, lift, online, rooms, users.
+    #[arg(long, value_name = "DURATION", value_parser = crate::incident::parse_last,
+          conflicts_with_all = ["from", "to"])]
+    pub last: Option<std::time::Duration>,
+
+    /// Bucket width with --last: `1m` or `5m`.
+    #[arg(long, value_parser = crate::incident::Bucket::parse, default_value = "5m", requires = "last")]
+    pub bucket: crate::incident::Bucket,
+
+    /// End of the --last window (RFC 3339, e.g. 2024-05-01T10:00:00Z), rounded up to a bucket
+    /// boundary. Default: now.
+    #[arg(long, value_name = "TIME", requires = "last")]
+    pub until: Option<DateTime<chrono::FixedOffset>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -74,10 +95,24 @@ pub enum SectionName {
     Rooms,
     /// Users with the most abnormal disconnects.
     Users,
+    /// With --last: per bucket and reason, logouts, share, usual share and lift.
+    Buckets,
+    /// With --last: per reason over the window, share, usual share, lift and peak lift.
+    Lift,
+    /// With --last: per bucket, the most and fewest users online in a minute.
+    Online,
 }
 
 impl SectionName {
     pub const ALL: [Self; 4] = [Self::Daily, Self::Reasons, Self::Rooms, Self::Users];
+    /// The sections of `report --last`.
+    pub const INCIDENT: [Self; 5] = [
+        Self::Buckets,
+        Self::Lift,
+        Self::Online,
+        Self::Rooms,
+        Self::Users,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -85,6 +120,9 @@ impl SectionName {
             Self::Reasons => "reasons",
             Self::Rooms => "rooms",
             Self::Users => "users",
+            Self::Buckets => "buckets",
+            Self::Lift => "lift",
+            Self::Online => "online",
         }
     }
 }
@@ -151,6 +189,35 @@ impl ReportQuery {
 
 /// `zegolog report` on the database at `database_url`, printed on standard output.
 pub async fn run(args: &ReportArgs, database_url: &str) -> anyhow::Result<()> {
+    if let Some(last) = args.last {
+        let query = IncidentQuery {
+            appid: args.appid,
+            last,
+            bucket: args.bucket,
+            until: args.until.map_or_else(Utc::now, |t| t.with_timezone(&Utc)),
+            top: args.top,
+        };
+        if let Some(section) = args.section.filter(|s| !SectionName::INCIDENT.contains(s)) {
+            bail!(
+                "--section {} is a section of the daily report; with --last the sections are \
+                 buckets, lift, online, rooms and users",
+                section.as_str()
+            );
+        }
+        let mut conn = connect(database_url).await?;
+        let report = IncidentReport::load(&mut conn, &query).await?;
+        let _ = conn.close().await;
+        let mut out = std::io::stdout().lock();
+        report.render(args.format, args.section, &mut out)?;
+        out.flush()?;
+        return Ok(());
+    }
+    if let Some(section) = args.section.filter(|s| !SectionName::ALL.contains(s)) {
+        bail!(
+            "--section {} is a section of the incident report: add --last (say --last 6h)",
+            section.as_str()
+        );
+    }
     let query = ReportQuery::new(
         args.appid,
         args.from,
@@ -158,18 +225,22 @@ pub async fn run(args: &ReportArgs, database_url: &str) -> anyhow::Result<()> {
         args.top,
         Utc::now().date_naive(),
     )?;
-    let options: PgConnectOptions = database_url
-        .parse()
-        .context("the database URL is not valid")?;
-    let mut conn = PgConnection::connect_with(&options.application_name("zegolog report"))
-        .await
-        .context("connecting to PostgreSQL")?;
+    let mut conn = connect(database_url).await?;
     let report = Report::load(&mut conn, &query).await?;
     let _ = conn.close().await;
     let mut out = std::io::stdout().lock();
     report.render(args.format, args.section, &mut out)?;
     out.flush()?;
     Ok(())
+}
+
+async fn connect(database_url: &str) -> anyhow::Result<PgConnection> {
+    let options: PgConnectOptions = database_url
+        .parse()
+        .context("the database URL is not valid")?;
+    PgConnection::connect_with(&options.application_name("zegolog report"))
+        .await
+        .context("connecting to PostgreSQL")
 }
 
 /// A loaded report: its range and its sections.
@@ -217,6 +288,7 @@ impl Report {
             SectionName::Reasons => &self.reasons,
             SectionName::Rooms => &self.rooms,
             SectionName::Users => &self.users,
+            SectionName::Buckets | SectionName::Lift | SectionName::Online => &EMPTY,
         }
     }
 
@@ -276,6 +348,7 @@ impl Report {
 
     fn title(&self, name: SectionName) -> String {
         match name {
+            SectionName::Buckets | SectionName::Lift | SectionName::Online => String::new(),
             SectionName::Daily => {
                 "Sessions per day (durations in seconds; percentiles nearest rank, within 1%)"
                     .into()
@@ -530,6 +603,11 @@ async fn offenders(
 // One grid, three formats
 // ---------------------------------------------------------------------------------------------
 
+static EMPTY: Grid = Grid {
+    columns: Vec::new(),
+    rows: Vec::new(),
+};
+
 /// One section: named columns and typed cells.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grid {
@@ -559,6 +637,11 @@ pub enum Cell {
     Number(Option<f64>),
     /// A fraction between 0 and 1: a percentage in a table, the fraction in CSV and JSON.
     Share(f64),
+    /// A share that may be unknown (a usual share where there was no baseline).
+    MaybeShare(Option<f64>),
+    /// A lift: `×2.50` in a table, the number in CSV and JSON; `None` ("new") when there is no
+    /// usual share to divide by.
+    Lift(Option<f64>),
     Text(String),
     Date(NaiveDate),
     Time(Option<DateTime<Utc>>),
@@ -573,7 +656,12 @@ impl Cell {
             Self::Int(n) => n.to_string(),
             Self::Number(Some(s)) => format!("{s:.1}"),
             Self::Number(None) | Self::Time(None) => "-".to_owned(),
-            Self::Share(share) => format!("{:.1}%", share * 100.0),
+            Self::Share(share) | Self::MaybeShare(Some(share)) => {
+                format!("{:.1}%", share * 100.0)
+            }
+            Self::MaybeShare(None) => "-".to_owned(),
+            Self::Lift(Some(lift)) => format!("×{lift:.2}"),
+            Self::Lift(None) => "new".to_owned(),
             Self::Text(text) => terminal_safe(text, TABLE_TEXT_CHARS),
             Self::Date(day) => day.to_string(),
             Self::Time(Some(at)) => at.format("%Y-%m-%d %H:%M:%S").to_string(),
@@ -581,7 +669,10 @@ impl Cell {
     }
 
     fn is_numeric(&self) -> bool {
-        matches!(self, Self::Int(_) | Self::Number(_) | Self::Share(_))
+        matches!(
+            self,
+            Self::Int(_) | Self::Number(_) | Self::Share(_) | Self::MaybeShare(_) | Self::Lift(_)
+        )
     }
 
     fn csv_text(&self) -> String {
@@ -590,6 +681,9 @@ impl Cell {
             Self::Number(Some(s)) => s.to_string(),
             Self::Number(None) | Self::Time(None) => String::new(),
             Self::Share(share) => share.to_string(),
+            Self::MaybeShare(share) | Self::Lift(share) => {
+                share.map(|s| s.to_string()).unwrap_or_default()
+            }
             Self::Text(text) => text.clone(),
             Self::Date(day) => day.to_string(),
             Self::Time(Some(at)) => rfc3339(at),
@@ -601,6 +695,7 @@ impl Cell {
             Self::Int(n) => json!(n),
             Self::Number(s) => json!(s),
             Self::Share(share) => json!(share),
+            Self::MaybeShare(share) | Self::Lift(share) => json!(share),
             Self::Text(text) => json!(text),
             Self::Date(day) => json!(day.to_string()),
             Self::Time(at) => json!(at.as_ref().map(rfc3339)),

@@ -339,6 +339,7 @@
     document.body.setAttribute('data-appid', params.appid);
     setStatus('Loading…');
     history.replaceState(null, '', 'dashboard?' + new URLSearchParams(params).toString());
+    byId('to-incident').setAttribute('href', 'dashboard/incident?' + new URLSearchParams({ appid: params.appid }).toString());
     const days = daysBetween(params.from, params.to);
     try {
       const [histogram, durations, reasons, concurrency] = await Promise.all([
