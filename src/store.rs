@@ -722,12 +722,13 @@ WITH input AS (
     ORDER BY appid, room_id, room_session_id::numeric, event
     ON CONFLICT ON CONSTRAINT room_lifecycle_events_key DO NOTHING
 ), durations AS (
+    -- The day cut (reporting time zone), bucket and sums: zegolog_logout_contributions (0010).
     INSERT INTO logout_rollup_pending (day, appid, reason, bucket, sessions, total_ms, max_ms)
-    SELECT (logout_time AT TIME ZONE 'UTC')::date, appid, zegolog_reason_name(reason),
-           zegolog_duration_bucket(ms), count(*), sum(ms), max(ms)
-    FROM (SELECT *, (extract(EPOCH FROM logout_time - login_time) * 1000)::bigint AS ms
-          FROM logouts) AS l
-    GROUP BY 1, 2, 3, 4
+    SELECT c.*
+    FROM (SELECT array_agg(appid) AS appid, array_agg(reason) AS reason,
+                 array_agg(login_time) AS login_time, array_agg(logout_time) AS logout_time
+          FROM logouts) AS l,
+         zegolog_logout_contributions(l.appid, l.reason, l.login_time, l.logout_time) AS c
 ), concurrency AS (
     INSERT INTO concurrency_pending (appid, room_id, minute, delta)
     SELECT appid, room_id, minute, sum(delta)
