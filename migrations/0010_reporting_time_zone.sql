@@ -37,6 +37,9 @@
 CREATE TABLE zegolog_settings (
     singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
     time_zone text    NOT NULL DEFAULT 'UTC',
+    -- False until someone chose the zone: a new, empty database then takes the zone of the
+    -- first instance that starts on it.
+    chosen    boolean NOT NULL DEFAULT false,
     changed_at timestamptz NOT NULL DEFAULT now()
 );
 
@@ -394,7 +397,7 @@ BEGIN
     -- Fold what is pending (its days are in the old zone, its minutes in none).
     PERFORM zegolog_compact_rollups();
 
-    UPDATE zegolog_settings SET time_zone = p_zone, changed_at = now();
+    UPDATE zegolog_settings SET time_zone = p_zone, chosen = true, changed_at = now();
     DELETE FROM logout_rollup;
     DELETE FROM app_concurrency_day;
     DELETE FROM room_concurrency_day;
