@@ -242,7 +242,7 @@ impl Report {
             Format::Table => {
                 writeln!(
                     out,
-                    "zegolog report: {}, {} to {} (days in {}, both included)",
+                    "zegolog report: {}, {} to {} ({} days, both included)",
                     self.query.scope(),
                     self.query.from,
                     self.query.to,
