@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use std::io::IsTerminal as _;
+
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
@@ -64,6 +66,12 @@ pub struct BenchQueriesArgs {
     /// Leave the database (and a temporary private PostgreSQL's directory) in place.
     #[arg(long)]
     pub keep: bool,
+
+    /// The reporting time zone to cut days in (an IANA name). A fresh database takes it before
+    /// seeding; with --no-seed a database in another zone is moved to it first (its rollups
+    /// rebuilt, with the time it took).
+    #[arg(long, default_value = crate::time_zone::DEFAULT)]
+    pub time_zone: String,
 
     /// Do not seed: time the queries on the database `zegolog_bench_queries` as it is (from an
     /// earlier `--keep` run). Needs DATABASE_URL or --data-dir.
@@ -112,7 +120,8 @@ pub fn standard_queries(p: &QueryParams) -> Vec<BenchQuery> {
     let app = p.appid;
     let room = quote(&p.room_id);
     let user = quote(&p.user_account);
-    let days = "day > (now() AT TIME ZONE 'UTC')::date - 30";
+    // Days of the reporting time zone, as the dashboard and the report ask for them.
+    let days = "day > zegolog_local_day(now()) - 30";
     let query =
         |name: String, sql: String, target: Option<Duration>| BenchQuery { name, sql, target };
     let mut queries = vec![
@@ -122,6 +131,15 @@ pub fn standard_queries(p: &QueryParams) -> Vec<BenchQuery> {
                 "SELECT * FROM session_duration_daily WHERE appid = {app} AND {days} ORDER BY day"
             ),
             Some(DAILY_TARGET),
+        ),
+        query(
+            format!("session_duration_daily_in(another zone): appid {app}, 30 days, from raw rows"),
+            format!(
+                "SELECT * FROM session_duration_daily_in( \
+                 CASE WHEN zegolog_time_zone() = 'UTC' THEN 'Asia/Kolkata' ELSE 'UTC' END, \
+                 zegolog_local_day(now()) - 29, zegolog_local_day(now())) WHERE appid = {app}"
+            ),
+            None,
         ),
         query(
             format!("logout_reasons_daily: appid {app}, 30 days"),
@@ -378,10 +396,12 @@ async fn bench(args: &BenchQueriesArgs, server_url: &str, db_url: &str) -> anyho
         .context("DATABASE_URL is not a PostgreSQL URL")?;
     let seeded = if args.no_seed {
         migrate(db_url).await?;
+        set_time_zone(db_url, &args.time_zone).await?;
         None
     } else {
         recreate_database(&server).await?;
         migrate(db_url).await?;
+        set_time_zone(db_url, &args.time_zone).await?;
         let mut options = SeedOptions::new(args.events);
         options.apps = args.apps;
         options.days = args.days;
@@ -401,6 +421,23 @@ async fn bench(args: &BenchQueriesArgs, server_url: &str, db_url: &str) -> anyho
             .await?;
     }
     result
+}
+
+/// Moves the benchmark database to `zone` if it is in another one (instant on a new database).
+async fn set_time_zone(db_url: &str, zone: &str) -> anyhow::Result<()> {
+    let options: PgConnectOptions = db_url.parse()?;
+    let mut conn = PgConnection::connect_with(&options).await?;
+    let current: String = sqlx::query_scalar("SELECT zegolog_time_zone()")
+        .fetch_one(&mut conn)
+        .await?;
+    let _ = conn.close().await;
+    if current != zone {
+        let changed =
+            crate::time_zone::change(db_url, zone, std::io::stderr().is_terminal()).await?;
+        println!("{changed}");
+    }
+    println!("reporting time zone: {zone}");
+    Ok(())
 }
 
 async fn measure(

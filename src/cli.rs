@@ -57,7 +57,10 @@ pub enum Command {
     /// callbacks are spooled until it is ready.
     Serve(ServeArgs),
     /// Apply pending database migrations, then exit.
-    Migrate(DatabaseArgs),
+    Migrate(MigrateArgs),
+    /// Show the deployment's reporting time zone (in which every daily view, rollup, report and
+    /// the dashboard cut their days), or change it, which rebuilds the rollups from the raw rows.
+    TimeZone(TimeZoneCommandArgs),
     /// Drop whole monthly partitions of room_logouts older than --retain-days (never a long
     /// DELETE), with their rollups.
     Retain(RetainArgs),
@@ -133,10 +136,58 @@ pub struct DatabaseArgs {
     pub data_dir: PathBuf,
 }
 
+/// The reporting time zone an instance expects the database to cut its days in.
+#[derive(Debug, Clone, Args)]
+pub struct TimeZoneArgs {
+    /// The deployment's reporting time zone, an IANA name (Asia/Shanghai, America/New_York):
+    /// days of every daily view, rollup, report and the dashboard are its days. It is kept in
+    /// the database; an instance started with another one than the database's refuses to start
+    /// (change it with `zegolog time-zone set NAME`). A new, empty database takes it.
+    #[arg(long, env = "ZEGOLOG_TIME_ZONE", default_value = crate::time_zone::DEFAULT)]
+    pub time_zone: String,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub zone: TimeZoneArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct TimeZoneCommandArgs {
+    #[command(subcommand)]
+    pub command: TimeZoneCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TimeZoneCommand {
+    /// Print the database's reporting time zone.
+    Show {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Make NAME the reporting time zone and rebuild every rollup from the raw rows in it, day
+    /// by day with a progress bar, in one transaction. Safe while `serve` runs: compaction and
+    /// the writers' rollup step wait for it (callbacks go to the spool meanwhile); the views
+    /// show the old days until it commits. Restart the instances with --time-zone NAME after.
+    Set {
+        #[command(flatten)]
+        database: DatabaseArgs,
+        /// An IANA time zone name, as in pg_timezone_names.
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
+}
+
 #[derive(Debug, Args)]
 pub struct RetainArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub zone: TimeZoneArgs,
 
     /// Keep logouts of the last this many days; older monthly partitions are dropped whole
     /// (a month goes once all of it is older than this).
@@ -148,6 +199,9 @@ pub struct RetainArgs {
 pub struct ServeArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
+
+    #[command(flatten)]
+    pub zone: TimeZoneArgs,
 
     /// Address and port to listen on.
     #[arg(long, env = "ZEGOLOG_LISTEN", default_value = "127.0.0.1:8080")]
@@ -273,15 +327,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Migrate(args) => {
-            let database = args.open().await?;
-            let result = migrate(&database).await;
+            let database = args.database.open().await?;
+            let result = migrate_in(&database, &args.zone.time_zone).await;
             database.close().await;
             result.map(drop)
         }
+        Command::TimeZone(args) => time_zone(args).await,
         Command::Retain(args) => {
             let database = args.database.open().await?;
             let result = async {
-                let store = migrate(&database).await?;
+                let store = migrate_in(&database, &args.zone.time_zone).await?;
                 retain(&store, args.retain_days).await
             }
             .await;
@@ -360,6 +415,50 @@ where
     let result = command(database.url.clone()).await;
     database.close().await;
     result
+}
+
+/// `zegolog time-zone show|set`.
+async fn time_zone(args: TimeZoneCommandArgs) -> anyhow::Result<()> {
+    match args.command {
+        TimeZoneCommand::Show { database } => {
+            let database = database.open().await?;
+            let result = async {
+                let store = migrate(&database).await?;
+                let zone = crate::time_zone::database_zone(store.pool()).await?;
+                println!("{zone}");
+                anyhow::Ok(())
+            }
+            .await;
+            database.close().await;
+            result
+        }
+        TimeZoneCommand::Set { database, name } => {
+            let database = database.open().await?;
+            let result = async {
+                migrate(&database).await?;
+                let changed =
+                    crate::time_zone::change(&database.url, &name, std::io::stderr().is_terminal())
+                        .await?;
+                println!("{changed}");
+                println!(
+                    "start every instance with --time-zone {name} (or ZEGOLOG_TIME_ZONE={name})"
+                );
+                anyhow::Ok(())
+            }
+            .await;
+            database.close().await;
+            result
+        }
+    }
+}
+
+/// [`migrate`], then the check that the database cuts its days in `time_zone`.
+pub async fn migrate_in(database: &Database, time_zone: &str) -> anyhow::Result<Store> {
+    let store = migrate(database).await?;
+    crate::database::check_time_zone(&store, time_zone)
+        .await
+        .map_err(|e| anyhow::anyhow!(crate::error_chain(&e)))?;
+    Ok(store)
 }
 
 /// Migrates the database of a command (not `serve`, which does it in the background), with a
@@ -443,14 +542,37 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         policy = args.on_signature_reuse.as_str(),
         "signature reuse policy"
     );
-    let bring_up = tokio::spawn(crate::database::bring_up(
-        location,
-        pool,
-        args.on_signature_reuse,
-        backend.clone(),
-        opened.clone(),
-        Backoff::default(),
-    ));
+    // A database this instance must not use (another reporting time zone) stops serve.
+    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<String>();
+    let bring_up = tokio::spawn({
+        let up = crate::database::bring_up(
+            location,
+            pool,
+            args.on_signature_reuse,
+            args.zone.time_zone.clone(),
+            backend.clone(),
+            opened.clone(),
+            Backoff::default(),
+        );
+        async move {
+            if let Err(error) = up.await {
+                let _ = fatal_tx.send(crate::error_chain(&error));
+            }
+        }
+    });
+    let fatal = Arc::new(std::sync::Mutex::new(None::<String>));
+    let shutdown = {
+        let fatal = fatal.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown_signal() => {}
+                Ok(error) = fatal_rx => {
+                    tracing::error!(%error, "stopping: the database cannot be used by this instance");
+                    *fatal.lock().unwrap() = Some(error);
+                }
+            }
+        }
+    };
 
     let spool = match args.spool_max_mb {
         0 => None,
@@ -495,7 +617,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(listen = %args.listen, "zegolog is receiving callbacks on POST /zego/callback");
     let metrics = state.metrics.clone();
     let limits = args.clients.limits(args.max_connections);
-    let served = crate::http::serve(listener, app(state), limits, metrics, shutdown_signal())
+    let served = crate::http::serve(listener, app(state), limits, metrics, shutdown)
         .await
         .context("serving HTTP");
     // Every request has been answered; let the writers finish and the spool drain.
@@ -505,6 +627,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let database = opened.lock().unwrap().take();
     if let Some(database) = database {
         database.close().await;
+    }
+    if let Some(error) = fatal.lock().unwrap().take() {
+        bail!(error);
     }
     served
 }

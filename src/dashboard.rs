@@ -34,7 +34,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use chrono::{Days, NaiveDate, Utc};
+use chrono::{Days, NaiveDate};
 use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -487,15 +487,30 @@ impl FilterParams {
 
 type Filter = Result<Query<FilterParams>, QueryRejection>;
 
-fn range_of(filter: Filter) -> Result<Range, DashboardError> {
-    filter?.0.range(Utc::now().date_naive())
+/// The range asked for, with "today" and the answer's days in the deployment's reporting
+/// time zone (kept in the database), and that zone's name.
+async fn range_of(state: &AppState, filter: Filter) -> Result<Zoned, DashboardError> {
+    let params = filter?.0;
+    let (time_zone, today) = data::today(pool(state)?).await?;
+    Ok(Zoned {
+        range: params.range(today)?,
+        time_zone,
+    })
 }
 
-fn answer(range: Range, key: &str, value: impl serde::Serialize) -> Json<serde_json::Value> {
+/// A range of days and the time zone they are days of.
+struct Zoned {
+    range: Range,
+    time_zone: String,
+}
+
+fn answer(zoned: Zoned, key: &str, value: impl serde::Serialize) -> Json<serde_json::Value> {
+    let range = zoned.range;
     let mut body = json!({
         "appid": range.appid,
         "from": range.from,
         "to": range.to,
+        "time_zone": zoned.time_zone,
     });
     body[key] = json!(value);
     Json(body)
@@ -516,9 +531,9 @@ async fn api_histogram(
     State(state): State<AppState>,
     filter: Filter,
 ) -> Result<Json<serde_json::Value>, DashboardError> {
-    let range = range_of(filter)?;
-    let histogram = data::histogram(pool(&state)?, range).await?;
-    Ok(answer(range, "histogram", histogram))
+    let zoned = range_of(&state, filter).await?;
+    let histogram = data::histogram(pool(&state)?, zoned.range).await?;
+    Ok(answer(zoned, "histogram", histogram))
 }
 
 /// `GET /dashboard/api/durations`: `{"appid", "from", "to", "days": [{"day", "sessions",
@@ -527,9 +542,9 @@ async fn api_durations(
     State(state): State<AppState>,
     filter: Filter,
 ) -> Result<Json<serde_json::Value>, DashboardError> {
-    let range = range_of(filter)?;
-    let days = data::durations(pool(&state)?, range).await?;
-    Ok(answer(range, "days", days))
+    let zoned = range_of(&state, filter).await?;
+    let days = data::durations(pool(&state)?, zoned.range).await?;
+    Ok(answer(zoned, "days", days))
 }
 
 /// `GET /dashboard/api/reasons`: `{"appid", "from", "to", "rows": [{"day", "reason",
@@ -538,9 +553,9 @@ async fn api_reasons(
     State(state): State<AppState>,
     filter: Filter,
 ) -> Result<Json<serde_json::Value>, DashboardError> {
-    let range = range_of(filter)?;
-    let rows = data::reasons(pool(&state)?, range).await?;
-    Ok(answer(range, "rows", rows))
+    let zoned = range_of(&state, filter).await?;
+    let rows = data::reasons(pool(&state)?, zoned.range).await?;
+    Ok(answer(zoned, "rows", rows))
 }
 
 /// `GET /dashboard/api/concurrency`: `{"appid", "from", "to", "days": [{"day",
@@ -549,9 +564,9 @@ async fn api_concurrency(
     State(state): State<AppState>,
     filter: Filter,
 ) -> Result<Json<serde_json::Value>, DashboardError> {
-    let range = range_of(filter)?;
-    let days = data::concurrency(pool(&state)?, range).await?;
-    Ok(answer(range, "days", days))
+    let zoned = range_of(&state, filter).await?;
+    let days = data::concurrency(pool(&state)?, zoned.range).await?;
+    Ok(answer(zoned, "days", days))
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 use crate::embedded_pg::{EmbeddedError, EmbeddedPostgres};
 use crate::error_chain;
 use crate::store::{PoolConfig, ReusePolicy, Store, StoreError};
+use crate::time_zone::{self, ZoneError};
 
 /// Where the database is: a URL, or the private PostgreSQL under a data dir.
 #[derive(Debug, Clone)]
@@ -37,6 +38,18 @@ pub enum DatabaseError {
     ReadMigrations(#[source] StoreError),
     #[error("applying database migrations")]
     Migrate(#[source] StoreError),
+    #[error("checking the reporting time zone")]
+    TimeZone(#[source] ZoneError),
+}
+
+impl DatabaseError {
+    /// An error that no retry can fix: the instance must stop (a time zone mismatch).
+    pub fn is_fatal(&self) -> bool {
+        matches!(
+            self,
+            Self::TimeZone(ZoneError::Mismatch { .. } | ZoneError::Unknown(_))
+        )
+    }
 }
 
 /// An open database: its URL, and the private PostgreSQL to stop at the end, if it is one.
@@ -110,6 +123,13 @@ pub async fn migrate(store: &Store) -> Result<(), DatabaseError> {
     Ok(())
 }
 
+/// Checks that the database cuts its days in `time_zone` (a new database takes it).
+pub async fn check_time_zone(store: &Store, time_zone: &str) -> Result<(), DatabaseError> {
+    time_zone::check(store.pool(), time_zone)
+        .await
+        .map_err(DatabaseError::TimeZone)
+}
+
 /// Where [`bring_up`] is on its way to a usable database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackendState {
@@ -121,6 +141,8 @@ pub enum BackendState {
     Retrying { error: String },
     /// Migrated and taking writes (a later outage is the writers' business: they spool).
     Ready,
+    /// Given up: the database cannot be used by this instance as configured (`serve` stops).
+    Failed { error: String },
 }
 
 impl BackendState {
@@ -131,6 +153,7 @@ impl BackendState {
             Self::Connecting => "connecting",
             Self::Retrying { .. } => "database_unreachable",
             Self::Ready => "ready",
+            Self::Failed { .. } => "failed",
         }
     }
 }
@@ -212,6 +235,9 @@ impl Backend {
             BackendState::Ready => {
                 tracing::info!("the database is ready: writing callbacks to PostgreSQL")
             }
+            BackendState::Failed { error } => {
+                tracing::error!(%error, "the database cannot be used as configured; stopping")
+            }
         }
     }
 }
@@ -240,17 +266,21 @@ impl Default for Backoff {
 
 /// Brings the database up in the background and publishes the store (writing with
 /// `reuse_policy`) in `backend`: starts the private PostgreSQL if that is the location,
-/// connects, applies pending migrations, retrying
+/// connects, applies pending migrations and checks the reporting time zone, retrying
 /// with backoff until it works. The opened [`Database`] is put in `opened` as soon as it is
 /// open, so that the caller can close it (stop the private PostgreSQL) at shutdown.
+///
+/// Returns an error only when no retry can help (the database cuts its days in another time
+/// zone than `time_zone`): the caller must stop, since every instance has to agree.
 pub async fn bring_up(
     location: Location,
     pool: PoolConfig,
     reuse_policy: ReusePolicy,
+    time_zone: String,
     backend: Backend,
     opened: Arc<Mutex<Option<Database>>>,
     backoff: Backoff,
-) {
+) -> Result<(), DatabaseError> {
     let mut wait = backoff.first;
     let mut store: Option<Store> = None;
     loop {
@@ -267,12 +297,20 @@ pub async fn bring_up(
                 store = Some(connected?);
             }
             backend.set_state(BackendState::Connecting);
-            migrate(store.as_ref().expect("connected above")).await
+            let connected = store.as_ref().expect("connected above");
+            migrate(connected).await?;
+            check_time_zone(connected, &time_zone).await
         };
         match attempt.await {
             Ok(()) => {
                 backend.publish(store.take().expect("connected above"));
-                return;
+                return Ok(());
+            }
+            Err(error) if error.is_fatal() => {
+                backend.set_state(BackendState::Failed {
+                    error: error_chain(&error),
+                });
+                return Err(error);
             }
             Err(error) => {
                 backend.set_state(BackendState::Retrying {

@@ -12,6 +12,7 @@
 //! - [`incident`]: the incident view's figures (last hours, per-minute reasons and lift, worst rooms), no HTTP.
 //! - [`http`]: the axum router, the callback handler and the JSON error answers.
 //! - [`metrics`]: Prometheus counters.
+//! - [`time_zone`]: the deployment's reporting time zone: the check at start, the change that rebuilds the rollups.
 //! - [`database`]: opening a database for a command; bringing it up in the background for `serve`.
 //! - [`embedded_pg`]: the private PostgreSQL zegolog runs when no database URL is given.
 //! - [`loadtest`]: `zegolog loadtest`: realistic signed callback traffic, and a check of what got stored.
@@ -48,6 +49,7 @@ pub mod seed;
 pub mod signature;
 pub mod spool;
 pub mod store;
+pub mod time_zone;
 
 /// `error: cause: cause`, for logs.
 pub fn error_chain(error: &dyn std::error::Error) -> String {

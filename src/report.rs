@@ -1,4 +1,5 @@
-//! `zegolog report`: the essentials of an app (or all apps) over a range of UTC days, for people
+//! `zegolog report`: the essentials of an app (or all apps) over a range of days (in the
+//! deployment's reporting time zone), for people
 //! who do not open psql: daily session counts and duration percentiles, disconnect reasons with
 //! their shares, and the rooms and users with the most abnormal disconnects.
 //!
@@ -32,16 +33,20 @@ pub struct ReportArgs {
     #[command(flatten)]
     pub database: DatabaseArgs,
 
+    #[command(flatten)]
+    pub zone: crate::cli::TimeZoneArgs,
+
     /// Only this application (ZEGOCLOUD appid). Without it: every app, each on its own rows.
     #[arg(long)]
     pub appid: Option<i64>,
 
-    /// First UTC day of the report, included (YYYY-MM-DD). Default: six days before --to
-    /// (seven days in all).
+    /// First day of the report (in the reporting time zone), included (YYYY-MM-DD). Default:
+    /// six days before --to (seven days in all).
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub from: Option<NaiveDate>,
 
-    /// Last UTC day of the report, included (YYYY-MM-DD). Default: today (UTC).
+    /// Last day of the report (in the reporting time zone), included (YYYY-MM-DD). Default:
+    /// today there.
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub to: Option<NaiveDate>,
 
@@ -167,18 +172,6 @@ impl ReportQuery {
         })
     }
 
-    /// Midnight UTC starting `from`, and midnight UTC after `to`: the half-open time range.
-    fn time_range(&self) -> anyhow::Result<(DateTime<Utc>, DateTime<Utc>)> {
-        let end = self
-            .to
-            .checked_add_days(Days::new(1))
-            .context("--to is too late")?;
-        Ok((
-            self.from.and_hms_opt(0, 0, 0).unwrap().and_utc(),
-            end.and_hms_opt(0, 0, 0).unwrap().and_utc(),
-        ))
-    }
-
     fn scope(&self) -> String {
         match self.appid {
             Some(appid) => format!("appid {appid}"),
@@ -218,14 +211,21 @@ pub async fn run(args: &ReportArgs, database_url: &str) -> anyhow::Result<()> {
             section.as_str()
         );
     }
-    let query = ReportQuery::new(
-        args.appid,
-        args.from,
-        args.to,
-        args.top,
-        Utc::now().date_naive(),
-    )?;
     let mut conn = connect(database_url).await?;
+    // Days are the deployment's: refuse to report another zone's under its name.
+    let (zone, today): (String, NaiveDate) =
+        sqlx::query_as("SELECT zegolog_time_zone(), zegolog_local_day(now())")
+            .fetch_one(&mut conn)
+            .await
+            .context("reading the reporting time zone (is the database migrated?)")?;
+    if zone != args.zone.time_zone {
+        return Err(crate::time_zone::ZoneError::Mismatch {
+            database: zone,
+            wanted: args.zone.time_zone.clone(),
+        }
+        .into());
+    }
+    let query = ReportQuery::new(args.appid, args.from, args.to, args.top, today)?;
     let report = Report::load(&mut conn, &query).await?;
     let _ = conn.close().await;
     let mut out = std::io::stdout().lock();
@@ -247,6 +247,8 @@ async fn connect(database_url: &str) -> anyhow::Result<PgConnection> {
 #[derive(Debug, Clone)]
 pub struct Report {
     pub query: ReportQuery,
+    /// The reporting time zone the days are cut in.
+    pub time_zone: String,
     pub daily: Grid,
     pub reasons: Grid,
     pub rooms: Grid,
@@ -260,6 +262,10 @@ impl Report {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .execute(&mut *tx)
             .await?;
+        let time_zone: String = sqlx::query_scalar("SELECT zegolog_time_zone()")
+            .fetch_one(&mut *tx)
+            .await
+            .context("reading the reporting time zone (is the database migrated?)")?;
         let daily = daily(&mut tx, query)
             .await
             .context("reading session_duration_daily (is the database migrated?)")?;
@@ -275,6 +281,7 @@ impl Report {
         tx.commit().await?;
         Ok(Self {
             query: query.clone(),
+            time_zone,
             daily,
             reasons,
             rooms,
@@ -307,10 +314,11 @@ impl Report {
             Format::Table => {
                 writeln!(
                     out,
-                    "zegolog report: {}, {} to {} (UTC days, both included)",
+                    "zegolog report: {}, {} to {} ({} days, both included)",
                     self.query.scope(),
                     self.query.from,
-                    self.query.to
+                    self.query.to,
+                    self.time_zone
                 )?;
                 for name in names {
                     writeln!(out)?;
@@ -337,6 +345,7 @@ impl Report {
                 object.insert("appid".into(), json!(self.query.appid));
                 object.insert("from".into(), json!(self.query.from.to_string()));
                 object.insert("to".into(), json!(self.query.to.to_string()));
+                object.insert("time_zone".into(), json!(self.time_zone));
                 for name in names {
                     object.insert(name.as_str().into(), self.section(name).to_json());
                 }
@@ -551,15 +560,17 @@ async fn offenders(
                     'connection_lost', 'kicked_out', 'token_expired')) AS unknown,
                 max(logout_at) FILTER (WHERE reason <> 'normal') AS last_abnormal_at
          FROM session_durations
-         WHERE logout_at >= $1 AND logout_at < $2{filter}
+         WHERE logout_at >= $1::date::timestamp AT TIME ZONE zegolog_time_zone()
+           AND logout_at < ($2::date + 1)::timestamp AT TIME ZONE zegolog_time_zone(){filter}
          GROUP BY appid, {column}
          HAVING count(*) FILTER (WHERE reason <> 'normal') > 0
          ORDER BY abnormal DESC, appid, key
          LIMIT {limit_param}",
         filter = app_filter(query),
     );
-    let (start, end) = query.time_range()?;
-    let q = sqlx::query_as::<_, OffenderRow>(&sql).bind(start).bind(end);
+    let q = sqlx::query_as::<_, OffenderRow>(&sql)
+        .bind(query.from)
+        .bind(query.to);
     let rows = bind_app(q, query)
         .bind(i64::from(query.top))
         .fetch_all(&mut *conn)

@@ -803,6 +803,7 @@ WITH input AS (
     UNION ALL
     SELECT appid, room_id, reason, logout_time, old_login, -1 FROM paired
 ), durations AS (
+    -- The day cut (reporting time zone, 0010), bucket and sums: zegolog_logout_rollup.
     INSERT INTO logout_rollup_pending (day, appid, reason, bucket, sessions, total_ms, max_ms)
     SELECT r.day, r.appid, r.reason, r.bucket, sum(c.sign * r.sessions), sum(c.sign * r.total_ms),
            coalesce(max(r.max_ms) FILTER (WHERE c.sign > 0), -9223372036854775808)

@@ -363,7 +363,7 @@
       byId('tile-abnormal').textContent = logouts ? percent((logouts - normal) / logouts) : '–';
       byId('tile-peak').textContent = peak ? formatCount(peak.peak_users) : '–';
       if (peak) byId('tile-peak').setAttribute('title', peak.day);
-      setStatus(`appid ${params.appid}, ${params.from} to ${params.to} (UTC): ${formatCount(h.sessions)} sessions`);
+      setStatus(`appid ${params.appid}, ${params.from} to ${params.to} (days in ${histogram.time_zone || 'UTC'}): ${formatCount(h.sessions)} sessions`);
       document.body.setAttribute('data-state', 'ready');
     } catch (error) {
       setStatus(error.message, true);

@@ -2,14 +2,14 @@
 //!
 //! Every figure comes from the rollup-backed views of `migrations/0003` (`logout_rollup_all`,
 //! `session_duration_daily`, `logout_reasons_daily`, `peak_concurrency_daily`), filtered on one
-//! app and a range of UTC days, so a query costs the same at ten million logouts as at ten
+//! app and a range of days (of the deployment's reporting time zone), so a query costs the same at ten million logouts as at ten
 //! thousand. Durations are therefore known to within 1% (the rollups' log-scale buckets).
 
 use chrono::NaiveDate;
 use serde::Serialize;
 use sqlx::PgPool;
 
-/// One app and an inclusive range of UTC days.
+/// One app and an inclusive range of days (of the reporting time zone).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Range {
     pub appid: i64,
@@ -24,6 +24,13 @@ pub struct AppSummary {
     pub sessions: i64,
     pub first_day: NaiveDate,
     pub last_day: NaiveDate,
+}
+
+/// The reporting time zone and today's date there.
+pub async fn today(pool: &PgPool) -> Result<(String, NaiveDate), sqlx::Error> {
+    sqlx::query_as("SELECT zegolog_time_zone(), zegolog_local_day(now())")
+        .fetch_one(pool)
+        .await
 }
 
 /// Every app with at least one logout, the busiest first.

@@ -280,6 +280,7 @@ pub fn zegolog() -> Command {
         "ZEGOLOG_SECRETS",
         "ZEGOLOG_LISTEN",
         "ZEGOLOG_DATA_DIR",
+        "ZEGOLOG_TIME_ZONE",
     ] {
         command.env_remove(var);
     }
@@ -476,12 +477,22 @@ impl Drop for OwnPostgres {
 }
 
 /// The daily duration and reason views, which read the rollups, equal a recomputation from the
-/// raw rows (percentiles within the rollups' 1%).
+/// raw rows (percentiles within the rollups' 1%), days cut in the database's reporting time zone
+/// (UTC unless changed: then exactly the UTC days of before).
 pub async fn assert_rollups_equal_raw_rows(pool: &PgPool) {
+    let zone: String = sqlx::query_scalar("SELECT zegolog_time_zone()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_rollups_equal_raw_rows_in(pool, &zone).await;
+}
+
+/// [`assert_rollups_equal_raw_rows`] with the raw rows' days cut in `zone`.
+pub async fn assert_rollups_equal_raw_rows_in(pool: &PgPool, zone: &str) {
     let mismatches: Vec<(String, String)> = sqlx::query_as(
         r#"
         WITH raw AS (
-            SELECT (logout_at AT TIME ZONE 'UTC')::date AS day, appid, count(*) AS sessions,
+            SELECT (logout_at AT TIME ZONE $1)::date AS day, appid, count(*) AS sessions,
                    sum(duration_ms) / 60000.0 AS total_minutes, max(duration_ms) / 1000.0 AS max_s,
                    percentile_disc(0.5) WITHIN GROUP (ORDER BY duration_ms) / 1000.0 AS p50_s,
                    percentile_disc(0.9) WITHIN GROUP (ORDER BY duration_ms) / 1000.0 AS p90_s,
@@ -498,6 +509,7 @@ pub async fn assert_rollups_equal_raw_rows(pool: &PgPool) {
            OR abs(d.p99_s - raw.p99_s) > 0.01 * abs(raw.p99_s)
         "#,
     )
+    .bind(zone)
     .fetch_all(pool)
     .await
     .unwrap();
@@ -506,8 +518,8 @@ pub async fn assert_rollups_equal_raw_rows(pool: &PgPool) {
     let reason_mismatches: i64 = sqlx::query_scalar(
         r#"
         WITH raw AS (
-            SELECT (logout_at AT TIME ZONE 'UTC')::date AS day, appid, reason, count(*) AS logouts,
-                   count(*)::float8 / sum(count(*)) OVER (PARTITION BY (logout_at AT TIME ZONE 'UTC')::date, appid) AS share,
+            SELECT (logout_at AT TIME ZONE $1)::date AS day, appid, reason, count(*) AS logouts,
+                   count(*)::float8 / sum(count(*)) OVER (PARTITION BY (logout_at AT TIME ZONE $1)::date, appid) AS share,
                    percentile_disc(0.5) WITHIN GROUP (ORDER BY duration_ms) / 1000.0 AS median_s
             FROM session_durations GROUP BY 1, 2, 3
         )
@@ -517,6 +529,7 @@ pub async fn assert_rollups_equal_raw_rows(pool: &PgPool) {
            OR abs(d.median_duration_s - raw.median_s) > 0.01 * abs(raw.median_s)
         "#,
     )
+    .bind(zone)
     .fetch_one(pool)
     .await
     .unwrap();
