@@ -4,10 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{Days, NaiveDate, Utc};
+use common::browser::{attribute_of, chromium, screenshot_path};
 use common::{signed, test_verifier, vendor_sample, TestApp};
 use reqwest::header;
 use reqwest::StatusCode;
@@ -461,65 +461,6 @@ fn assert_within_1_percent(got: f64, exact: f64) {
 
 // ---- end to end, in a real browser ------------------------------------------------------------
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-/// Runs Debian's Chromium headless on `url` with `extra` arguments; returns its standard output.
-async fn chromium(url: &str, extra: &[&str]) -> String {
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: the dashboard's end-to-end test needs Debian's Chromium. \
-         Install it with `apt-get install chromium` (CI does)."
-    );
-    let profile = tempfile::tempdir().unwrap();
-    let mut command = tokio::process::Command::new(CHROMIUM);
-    command
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-quic",
-            "--no-first-run",
-            "--hide-scrollbars",
-            "--virtual-time-budget=10000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(extra)
-        .arg(url)
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
-        .await
-        .expect("chromium did not finish within 120 s")
-        .expect("starting chromium");
-    assert!(
-        output.status.success(),
-        "chromium failed ({}):\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-/// The value of `attribute` on the element with `id` in serialized HTML.
-fn attribute_of(html: &str, id: &str, attribute: &str) -> Option<String> {
-    let start = html.find(&format!(r#"id="{id}""#))?;
-    let tag_start = html[..start].rfind('<')?;
-    let tag = &html[tag_start..tag_start + html[tag_start..].find('>')?];
-    let key = format!(r#"{attribute}=""#);
-    let at = tag.find(&key)? + key.len();
-    Some(tag[at..at + tag[at..].find('"')?].to_owned())
-}
-
-fn screenshot_path() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("dashboard-screenshot.png")
-}
-
 #[tokio::test]
 async fn page_renders_the_charts_with_data_in_headless_chromium() {
     let (app, sessions, today) = seeded_app().await;
@@ -575,7 +516,7 @@ async fn page_renders_the_charts_with_data_in_headless_chromium() {
     );
     assert!(!dom.contains(TOKEN), "the token stays out of the page");
 
-    let path = screenshot_path();
+    let path = screenshot_path("dashboard-screenshot.png");
     let _ = std::fs::remove_file(&path);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     chromium(

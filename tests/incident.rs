@@ -6,10 +6,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Days, NaiveDate, Utc};
+use common::browser::{attribute_of, body_attribute, chromium, screenshot_path};
 use common::{signed, test_verifier, vendor_sample, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -410,63 +410,6 @@ fn report_last_parses_on_the_command_line() {
 
 // ---- in a real browser --------------------------------------------------------------------
 
-const CHROMIUM: &str = "/usr/bin/chromium";
-
-async fn chromium(url: &str, extra: &[&str]) -> String {
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: the incident page's end-to-end test needs Debian's Chromium \
-         (`apt-get install chromium`)."
-    );
-    let profile = tempfile::tempdir().unwrap();
-    let mut command = tokio::process::Command::new(CHROMIUM);
-    command
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--hide-scrollbars",
-            // Less than the 30 s refresh: the page is read after its first load.
-            "--virtual-time-budget=10000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.path().display()))
-        .args(extra)
-        .arg(url)
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(120), command.output())
-        .await
-        .expect("chromium did not finish within 120 s")
-        .expect("starting chromium");
-    assert!(
-        output.status.success(),
-        "chromium failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn attribute_of(html: &str, id: &str, attribute: &str) -> Option<String> {
-    let start = html.find(&format!(r#"id="{id}""#))?;
-    let tag_start = html[..start].rfind('<')?;
-    let tag = &html[tag_start..tag_start + html[tag_start..].find('>')?];
-    let key = format!(r#"{attribute}=""#);
-    let at = tag.find(&key)? + key.len();
-    Some(tag[at..at + tag[at..].find('"')?].replace("&amp;", "&"))
-}
-
-fn body_attribute(html: &str, attribute: &str) -> Option<String> {
-    let tag_start = html.find("<body")?;
-    let tag = &html[tag_start..tag_start + html[tag_start..].find('>')?];
-    let key = format!(r#"{attribute}=""#);
-    let at = tag.find(&key)? + key.len();
-    Some(tag[at..at + tag[at..].find('"')?].replace("&amp;", "&"))
-}
-
 #[tokio::test]
 async fn incident_page_shows_the_spike_its_lift_and_the_worst_rooms_in_chromium() {
     let app = seeded_app().await;
@@ -553,7 +496,7 @@ async fn incident_page_shows_the_spike_its_lift_and_the_worst_rooms_in_chromium(
         Some(format!("{d}T11:30:00.000Z"))
     );
 
-    let path = screenshot_path();
+    let path = screenshot_path("incident-screenshot.png");
     let _ = std::fs::remove_file(&path);
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     chromium(
@@ -568,11 +511,4 @@ async fn incident_page_shows_the_spike_its_lift_and_the_worst_rooms_in_chromium(
     assert!(png.starts_with(b"\x89PNG"));
     assert!(png.len() > 20_000, "the screenshot is suspiciously small");
     println!("incident screenshot: {}", path.display());
-}
-
-fn screenshot_path() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("incident-screenshot.png")
 }
