@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{
@@ -15,10 +14,6 @@ use common::{
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use zegolog::http::AppState;
-use zegolog::ingest::{BatchConfig, Ingest};
-use zegolog::metrics::Metrics;
-use zegolog::spool::Spool;
 use zegolog::store::{PoolConfig, ReusePolicy, Store, LEDGER_KEEP, QUARANTINE_PER_SIGNATURE};
 
 /// A genuine, signed logout of session `n`.
@@ -345,16 +340,7 @@ async fn app_with_spool(policy: ReusePolicy) -> Outage {
         .unwrap()
         .with_reuse_policy(policy);
     store.migrate().await.unwrap();
-    let spool = Arc::new(Spool::open(&pg.dir.join("spool.redb"), 64 << 20).unwrap());
-    let metrics = Arc::new(Metrics::default());
-    let (ingest, _tasks) = Ingest::start(
-        store.clone(),
-        Some(spool),
-        BatchConfig::default(),
-        metrics.clone(),
-    );
-    let state = AppState::with_ingest(test_verifier(600), ingest, metrics);
-    let app = TestApp::serve_state(state, store.pool().clone()).await;
+    let app = TestApp::serve_with_spool(store, &pg.dir.join("spool.redb"), 64 << 20).await;
     Outage { pg, app }
 }
 

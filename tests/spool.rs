@@ -5,16 +5,11 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{signed, test_verifier, vendor_sample, OwnPostgres, TestApp};
+use common::{signed, vendor_sample, OwnPostgres, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
-use zegolog::http::AppState;
-use zegolog::ingest::{BatchConfig, Ingest};
-use zegolog::metrics::Metrics;
-use zegolog::spool::Spool;
 use zegolog::store::{PoolConfig, Store};
 
 struct Outage {
@@ -26,16 +21,7 @@ async fn app_with_spool(max_spool_bytes: u64) -> Outage {
     let pg = OwnPostgres::start("zegolog-spool-").await;
     let store = Store::connect_lazy(&pg.url(), &PoolConfig::default()).unwrap();
     store.migrate().await.unwrap();
-    let spool = Arc::new(Spool::open(&pg.dir.join("spool.redb"), max_spool_bytes).unwrap());
-    let metrics = Arc::new(Metrics::default());
-    let (ingest, _tasks) = Ingest::start(
-        store.clone(),
-        Some(spool),
-        BatchConfig::default(),
-        metrics.clone(),
-    );
-    let state = AppState::with_ingest(test_verifier(600), ingest, metrics);
-    let app = TestApp::serve_state(state, store.pool().clone()).await;
+    let app = TestApp::serve_with_spool(store, &pg.dir.join("spool.redb"), max_spool_bytes).await;
     Outage { pg, app }
 }
 

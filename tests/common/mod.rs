@@ -157,6 +157,22 @@ impl TestApp {
         }
     }
 
+    /// The real router over `store`, with a durable spool of `max_spool_bytes` at `spool_path`
+    /// and the default group commit.
+    pub async fn serve_with_spool(store: Store, spool_path: &Path, max_spool_bytes: u64) -> Self {
+        use std::sync::Arc;
+        use zegolog::ingest::{BatchConfig, Ingest};
+        use zegolog::metrics::Metrics;
+        use zegolog::spool::Spool;
+        let spool = Arc::new(Spool::open(spool_path, max_spool_bytes).unwrap());
+        let metrics = Arc::new(Metrics::default());
+        let pool = store.pool().clone();
+        let (ingest, _tasks) =
+            Ingest::start(store, Some(spool), BatchConfig::default(), metrics.clone());
+        let state = AppState::with_ingest(test_verifier(600), ingest, metrics);
+        Self::serve_state(state, pool).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
