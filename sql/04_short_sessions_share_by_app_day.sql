@@ -2,26 +2,26 @@
 --
 -- Who runs it: product / quality, to watch for users who join and leave almost at once (failed
 --   joins, crashes, bad first experience).
--- What it answers: per UTC day and app: number of sessions, how many lasted less than 10 seconds,
+-- What it answers: per day (in the reporting time zone, zegolog_time_zone()) and app: number of sessions, how many lasted less than 10 seconds,
 --   and their share, for the last 30 days (today so far included).
 -- Source: view session_durations.
 --
 -- Parameters (edit the lines marked PARAMETER in the params CTE below):
---   lookback   interval '30 days'    how many UTC days before today to cover; e.g. interval '7 days'.
+--   lookback   interval '30 days'    how many days (of the reporting time zone) before today to cover; e.g. interval '7 days'.
 --   threshold  interval '10 seconds' a session shorter than this is "short"; e.g. interval '3 seconds'.
 --   app        NULL                  NULL = every app; put an appid to restrict, e.g. 1234567890::bigint.
 --
--- Notes: day is the UTC day of the logout (as in the daily views). A negative duration (sender
+-- Notes: day is the day of the logout in the reporting time zone (as in the daily views). A negative duration (sender
 --   clock skew) counts as short. Days without any session are absent.
 --   Run with: psql -f sql/04_short_sessions_share_by_app_day.sql
 WITH params AS (
     SELECT
-        interval '30 days' AS lookback,       -- PARAMETER: UTC days before today to cover
+        interval '30 days' AS lookback,       -- PARAMETER: days before today to cover
         interval '10 seconds' AS threshold,   -- PARAMETER: sessions shorter than this are short
         NULL::bigint AS app                   -- PARAMETER: NULL = all apps, or an appid
 )
 SELECT
-    (s.logout_at AT TIME ZONE 'UTC')::date AS day,
+    zegolog_local_day(s.logout_at) AS day,
     s.appid,
     count(*) AS sessions,
     count(*) FILTER (WHERE s.duration < p.threshold) AS short_sessions,
@@ -31,7 +31,7 @@ SELECT
     )::double precision AS short_share
 FROM session_durations AS s
 CROSS JOIN params AS p
-WHERE s.logout_at >= date_trunc('day', now(), 'UTC') - p.lookback
+WHERE s.logout_at >= date_trunc('day', now(), zegolog_time_zone()) - p.lookback
     AND (p.app IS NULL OR s.appid = p.app)
-GROUP BY (s.logout_at AT TIME ZONE 'UTC')::date, s.appid, p.threshold
+GROUP BY zegolog_local_day(s.logout_at), s.appid, p.threshold
 ORDER BY day DESC, s.appid;

@@ -1,27 +1,27 @@
 -- 06_daily_app_overview_last_30_days.sql
 --
 -- Who runs it: product / management, for a daily health report per app (e.g. a dashboard).
--- What it answers: per UTC day and app: sessions, total hours, median / p90 / p99 / longest
+-- What it answers: per day (in the reporting time zone, zegolog_time_zone()) and app: sessions, total hours, median / p90 / p99 / longest
 --   session in seconds, and which share of the logouts were normal, dropped (heartbeat_timeout
 --   or connection_lost), kicked_out, token_expired or unknown.
 -- Source: views session_duration_daily and logout_reasons_daily.
 --
 -- Parameters (edit the lines marked PARAMETER in the params CTE below):
---   lookback  interval '30 days'  how many UTC days before today to cover (today so far is
+--   lookback  interval '30 days'  how many days (of the reporting time zone) before today to cover (today so far is
 --                                 included); e.g. interval '90 days'.
 --   app       NULL                NULL = every app; put an appid to restrict, e.g. 1234567890::bigint.
 --
--- Notes: day is the UTC day of the logout; a session counts on the day it ended. The five shares
+-- Notes: day is the day of the logout in the reporting time zone; a session counts on the day it ended. The five shares
 --   of a row sum to 1 (up to rounding). Days without any session are absent.
 --   Run with: psql -f sql/06_daily_app_overview_last_30_days.sql
 WITH params AS (
     SELECT
-        interval '30 days' AS lookback,  -- PARAMETER: UTC days before today to cover
+        interval '30 days' AS lookback,  -- PARAMETER: days before today to cover
         NULL::bigint AS app              -- PARAMETER: NULL = all apps, or an appid
 ),
 days AS (
     SELECT
-        ((now() AT TIME ZONE 'UTC') - p.lookback)::date AS first_day,
+        ((now() AT TIME ZONE zegolog_time_zone()) - p.lookback)::date AS first_day,
         p.app
     FROM params AS p
 ),

@@ -2,7 +2,7 @@
 --
 -- Who runs it: on-call / product, to see how many users are in an app and how that moved.
 -- What it answers: per app and 5-minute bucket over the last 3 hours: the most, the fewest and the
---   average number of users online in the minutes of the bucket (a session counts in every UTC
+--   average number of users online in the minutes of the bucket (a session counts in every
 --   minute from its login minute to its logout minute included). Newest bucket first.
 -- Source: function users_online(appid, from, to) (minute rollups plus the rows not compacted yet,
 --   so the figures are exact up to the last commit).
@@ -10,7 +10,8 @@
 -- Parameters (edit the lines marked PARAMETER in the params CTE below):
 --   lookback  interval '3 hours'    time window, ending now; e.g. interval '24 hours'.
 --   bucket    interval '5 minutes'  bucket width; interval '1 minute' for the raw minutes,
---                                   interval '1 hour' for a long window. Aligned on UTC midnight.
+--                                   interval '1 hour' for a long window. Aligned on the midnights of
+--                                   the reporting time zone (zegolog_bucket_start).
 --   app       NULL                  NULL = every app; put an appid to restrict, e.g. 1234567890::bigint.
 --
 -- Notes: a session is known when its logout arrives, so the last minutes count only the users who
@@ -24,7 +25,7 @@ WITH params AS (
         NULL::bigint AS app               -- PARAMETER: NULL = all apps, or an appid
 )
 SELECT
-    date_bin(p.bucket, u.minute, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket_start,
+    zegolog_bucket_start(u.minute, p.bucket, zegolog_time_zone()) AS bucket_start,
     a.appid,
     max(u.users_online) AS peak_users,
     min(u.users_online) AS low_users,

@@ -1,25 +1,25 @@
 -- 11_user_days_today_and_yesterday.sql
 --
 -- Who runs it: support ("this user keeps getting dropped") or product (heaviest users).
--- What it answers: per UTC day, app and user, today and yesterday: sessions, rooms, total time,
+-- What it answers: per day (in the reporting time zone, zegolog_time_zone()), app and user, today and yesterday: sessions, rooms, total time,
 --   and how many sessions ended normally, by a heartbeat timeout, a lost connection, a kick, an
 --   expired token or an unknown reason. Most time first.
 -- Source: function user_daily_between(appid, from, to) (the view user_daily over a window).
 --
 -- Parameters (edit the lines marked PARAMETER in the params CTE below):
---   lookback  interval '1 day'  how many UTC days before today to cover (today so far included);
+--   lookback  interval '1 day'  how many days (of the reporting time zone) before today to cover (today so far included);
 --                               e.g. interval '7 days' (reads every session of the window).
 --   app       NULL              NULL = every app; put an appid to restrict, e.g. 1234567890::bigint.
 --   LIMIT     200               at most this many user-days (last line).
 --
--- Notes: a session counts on the UTC day it ended. total_hours includes negative durations as they
+-- Notes: a session counts on the day it ended (in the reporting time zone). total_hours includes negative durations as they
 --   are (bad sender clocks), as the daily views do. One user's whole history is quicker from the
 --   view, which uses the (appid, user_account) index:
 --     SELECT * FROM user_daily WHERE appid = 1 AND user_account = '888120154' ORDER BY day DESC;
 --   Run with: psql -f sql/11_user_days_today_and_yesterday.sql
 WITH params AS (
     SELECT
-        interval '1 day' AS lookback,  -- PARAMETER: UTC days before today to cover
+        interval '1 day' AS lookback,  -- PARAMETER: days before today to cover
         NULL::bigint AS app            -- PARAMETER: NULL = all apps, or an appid
 )
 SELECT
@@ -38,7 +38,7 @@ SELECT
     u.unknown
 FROM params AS p
 CROSS JOIN LATERAL user_daily_between(
-    p.app, date_trunc('day', now(), 'UTC') - p.lookback, now() + interval '1 second'
+    p.app, date_trunc('day', now(), zegolog_time_zone()) - p.lookback, now() + interval '1 second'
 ) AS u
 ORDER BY u.total_minutes DESC, u.day DESC, u.appid, u.user_account
 -- PARAMETER: maximum number of user-days listed

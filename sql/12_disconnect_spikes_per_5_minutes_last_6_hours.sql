@@ -11,7 +11,8 @@
 -- Parameters (edit the lines marked PARAMETER in the params CTE below):
 --   lookback     interval '6 hours'    time window, ending now (also the baseline's window).
 --   bucket       interval '5 minutes'  bucket width: interval '1 minute' during an incident,
---                                      interval '1 hour' for a day. Aligned on UTC midnight.
+--                                      interval '1 hour' for a day. Aligned on the midnights
+--                                      of the reporting time zone.
 --   min_lift     2                     incident when share >= min_lift x baseline share ...
 --   min_logouts  5                     ... and the bucket has at least this many such logouts.
 --   app          NULL                  NULL = every app; put an appid to restrict, e.g. 1234567890::bigint.

@@ -2,7 +2,7 @@
 --
 -- Who runs it: the zegolog maintainer / data engineers, before trusting the numbers, or when a
 --   dashboard looks wrong.
--- What it answers: per UTC day of receipt and app over the last 7 days: logouts received, and how
+-- What it answers: per day of receipt (in the reporting time zone) and app over the last 7 days: logouts received, and how
 --   many had a negative or zero duration, a logout_time more than a day ahead of or behind their
 --   arrival, no login event, plus the callbacks quarantined (authentic but unusable), with the
 --   share of logouts without a login, and how many of the quarantined were signature reuses (a
@@ -10,7 +10,7 @@
 -- Source: function data_quality_daily_between(appid, from, to) (the view data_quality_daily over a window).
 --
 -- Parameters (edit the lines marked PARAMETER in the params CTE below):
---   lookback  interval '7 days'   how many UTC days before today to cover (today so far included);
+--   lookback  interval '7 days'   how many days (of the reporting time zone) before today to cover (today so far included);
 --                                 e.g. interval '30 days' (reads every logout of the window).
 --   app       NULL                NULL = every app; put an appid to restrict, e.g. 1234567890::bigint.
 --
@@ -19,7 +19,7 @@
 --   listed by 05_quarantined_callbacks.sql (and `zegolog quarantine list`). Run with: psql -f sql/13_data_quality_last_7_days.sql
 WITH params AS (
     SELECT
-        interval '7 days' AS lookback,   -- PARAMETER: UTC days before today to cover
+        interval '7 days' AS lookback,   -- PARAMETER: days before today to cover
         NULL::bigint AS app              -- PARAMETER: NULL = all apps, or an appid
 )
 SELECT
@@ -36,6 +36,6 @@ SELECT
     q.signature_reuses
 FROM params AS p
 CROSS JOIN LATERAL data_quality_daily_between(
-    p.app, date_trunc('day', now(), 'UTC') - p.lookback, now() + interval '1 second'
+    p.app, date_trunc('day', now(), zegolog_time_zone()) - p.lookback, now() + interval '1 second'
 ) AS q
 ORDER BY q.day DESC, q.appid;

@@ -2,7 +2,7 @@
 --
 -- Who runs it: product / quality, to see whether one platform (say the mini program, or the
 --   web) has shorter sessions or more abnormal disconnects than the others.
--- What it answers: per UTC day, app and platform of the session's login (room_login
+-- What it answers: per day (in the reporting time zone, zegolog_time_zone()), app and platform of the session's login (room_login
 --   term_type, decoded by zegolog_platform_name): sessions, how many have a known duration,
 --   median and 90th percentile duration in seconds (exact), and the count and share of
 --   abnormal disconnects (heartbeat_timeout, connection_lost), for the last 7 days.
@@ -10,7 +10,7 @@
 --   time are in view platform_daily.
 --
 -- Parameters (edit the lines marked PARAMETER in the params CTE below):
---   lookback   interval '7 days'   how many UTC days before today to cover; e.g. interval '30 days'.
+--   lookback   interval '7 days'   how many days (of the reporting time zone) before today to cover; e.g. interval '30 days'.
 --   app        NULL                NULL = every app; put an appid to restrict, e.g. 1234567890::bigint.
 --
 -- Notes: platform is 'unknown' for logins before 2026 (no term_type), for term_type 32
@@ -21,11 +21,11 @@
 --   Run with: psql -f sql/14_durations_and_disconnects_by_platform_last_7_days.sql
 WITH params AS (
     SELECT
-        interval '7 days' AS lookback,   -- PARAMETER: UTC days before today to cover
+        interval '7 days' AS lookback,   -- PARAMETER: days before today to cover
         NULL::bigint AS app              -- PARAMETER: NULL = all apps, or an appid
 )
 SELECT
-    (s.logout_at AT TIME ZONE 'UTC')::date AS day,
+    zegolog_local_day(s.logout_at) AS day,
     s.appid,
     s.platform,
     count(*) AS sessions,
@@ -39,7 +39,7 @@ SELECT
     )::double precision AS abnormal_share
 FROM session_durations AS s
 CROSS JOIN params AS p
-WHERE s.logout_at >= date_trunc('day', now(), 'UTC') - p.lookback
+WHERE s.logout_at >= date_trunc('day', now(), zegolog_time_zone()) - p.lookback
     AND (p.app IS NULL OR s.appid = p.app)
 GROUP BY 1, 2, 3
 ORDER BY day DESC, s.appid, s.platform;

@@ -137,7 +137,7 @@ pub fn standard_queries(p: &QueryParams) -> Vec<BenchQuery> {
             format!(
                 "SELECT * FROM session_duration_daily_in( \
                  CASE WHEN zegolog_time_zone() = 'UTC' THEN 'Asia/Kolkata' ELSE 'UTC' END, \
-                 zegolog_local_day(now()) - 29, zegolog_local_day(now())) WHERE appid = {app}"
+                 zegolog_local_day(now()) - 29, zegolog_local_day(now()), {app})"
             ),
             None,
         ),

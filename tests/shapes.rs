@@ -112,6 +112,24 @@ async fn assert_concurrency_equals_raw_rows(app: &TestApp) {
     assert!(mismatches.is_empty(), "{mismatches:#?}");
 }
 
+/// What the other views say of app 1's sessions: user_daily's sessions and total time (ms),
+/// room_lifecycle's user time (ms), session_duration_daily_in's sessions with a duration (around
+/// today, UTC, app 1) and room_lifecycle's peak.
+async fn durations_elsewhere(app: &TestApp) -> (i64, Option<i64>, Option<i64>, i64, i64) {
+    sqlx::query_as(
+        "SELECT (SELECT sum(sessions)::bigint FROM user_daily WHERE appid = 1),
+                (SELECT (sum(total_minutes) * 60000)::bigint FROM user_daily WHERE appid = 1),
+                (SELECT nullif((sum(user_minutes) * 60000)::bigint, 0) FROM room_lifecycle WHERE appid = 1),
+                (SELECT coalesce(sum(sessions_with_duration), 0)::bigint
+                 FROM session_duration_daily_in('UTC', (now() AT TIME ZONE 'UTC')::date - 1,
+                                                (now() AT TIME ZONE 'UTC')::date + 1, 1)),
+                (SELECT coalesce(max(peak_users), 0)::bigint FROM room_lifecycle WHERE appid = 1)",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap()
+}
+
 async fn data_quality(app: &TestApp) -> (i64, i64, i64) {
     sqlx::query_as(
         "SELECT sum(logouts)::bigint, sum(without_login_time)::bigint, sum(unpaired)::bigint
@@ -182,6 +200,7 @@ async fn old_docs_logout_is_stored_and_paired_with_a_login_that_arrives_later() 
     .unwrap();
     assert_eq!((sessions, timed, p50), (1, 0, None));
     assert_eq!(data_quality(&app).await, (1, 1, 1));
+    assert_eq!(durations_elsewhere(&app).await, (1, None, None, 0, 0));
     common::assert_rollups_equal_raw_rows(&app.pool).await;
     compact(&app).await;
     common::assert_rollups_equal_raw_rows(&app.pool).await;
@@ -204,6 +223,12 @@ async fn old_docs_logout_is_stored_and_paired_with_a_login_that_arrives_later() 
     assert_eq!((logouts, timed), (1, 1));
     assert!((p50 - 4.326).abs() < 0.05, "{p50}");
     assert_eq!(data_quality(&app).await, (1, 1, 0));
+    // The views over raw rows take the paired login too, and the ad-hoc function counts the
+    // session as the rollups do.
+    let (sessions, user_ms, lifecycle_ms, timed, peak) = durations_elsewhere(&app).await;
+    assert_eq!((sessions, timed, peak), (1, 1, 1));
+    assert_eq!(user_ms, Some(4326));
+    assert_eq!(lifecycle_ms, Some(4326));
     common::assert_rollups_equal_raw_rows(&app.pool).await;
     assert_concurrency_equals_raw_rows(&app).await;
     compact(&app).await;

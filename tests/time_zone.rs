@@ -130,8 +130,12 @@ async fn dst_days_are_one_day_each_with_every_logout_in_it() {
 async fn ad_hoc_functions_equal_the_views_in_the_deployment_zone_and_refuse_long_windows() {
     let (app, _url) = new_york_dst_traffic().await;
     compact(&app.pool).await;
-    // A few pending (uncompacted) rows too.
+    // A few pending (uncompacted) rows too, one of them without a login yet (the shape of the
+    // 2022-2023 docs): in sessions, in no duration statistic.
     post_ok(&app, &logout(5_000, at("2026-03-08T06:30:00Z"), 2)).await;
+    let mut no_login = logout(5_001, at("2026-03-08T07:30:00Z"), 1);
+    no_login.as_object_mut().unwrap().remove("login_time");
+    post_ok(&app, &no_login).await;
 
     let durations: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM (SELECT * FROM session_duration_daily WHERE day BETWEEN '2026-03-01' AND '2026-03-31') AS v
@@ -139,7 +143,8 @@ async fn ad_hoc_functions_equal_the_views_in_the_deployment_zone_and_refuse_long
          WHERE v.sessions IS DISTINCT FROM f.sessions
             OR abs(v.total_minutes - f.total_minutes) > 1e-9 OR abs(v.avg_s - f.avg_s) > 1e-9
             OR v.p50_s IS DISTINCT FROM f.p50_s OR v.p90_s IS DISTINCT FROM f.p90_s
-            OR v.p99_s IS DISTINCT FROM f.p99_s OR v.max_s IS DISTINCT FROM f.max_s",
+            OR v.p99_s IS DISTINCT FROM f.p99_s OR v.max_s IS DISTINCT FROM f.max_s
+            OR v.sessions_with_duration IS DISTINCT FROM f.sessions_with_duration",
     )
     .fetch_one(&app.pool)
     .await
@@ -180,6 +185,34 @@ async fn ad_hoc_functions_equal_the_views_in_the_deployment_zone_and_refuse_long
         assert_eq!(mismatches, 0, "{function} differs from {view}");
     }
 
+    // One app: the same rows as every app's, filtered.
+    for function in [
+        "session_duration_daily_in",
+        "logout_reasons_daily_in",
+        "peak_concurrency_daily_in",
+        "room_peak_concurrency_daily_in",
+    ] {
+        let (differ, all, one): (i64, i64, i64) = sqlx::query_as(&format!(
+            "SELECT (SELECT count(*) FROM (SELECT * FROM {function}('Asia/Shanghai', '2026-03-01', '2026-03-31') WHERE appid = 1
+                                          EXCEPT ALL
+                                          SELECT * FROM {function}('Asia/Shanghai', '2026-03-01', '2026-03-31', 1)) AS d),
+                    (SELECT count(*) FROM {function}('Asia/Shanghai', '2026-03-01', '2026-03-31') WHERE appid = 1),
+                    (SELECT count(*) FROM {function}('Asia/Shanghai', '2026-03-01', '2026-03-31', 1))"
+        ))
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+        assert_eq!((differ, all), (0, one), "{function}");
+        assert!(one > 0, "{function}");
+    }
+    let none: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM session_duration_daily_in('Asia/Shanghai', '2026-03-01', '2026-03-31', 2)",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(none, 0);
+
     // Another zone: the same logouts, other days (Shanghai is 13 hours ahead of New York in March).
     let shanghai: i64 = sqlx::query_scalar(
         "SELECT sum(sessions)::bigint FROM session_duration_daily_in('Asia/Shanghai', '2026-03-01', '2026-03-31')",
@@ -187,7 +220,7 @@ async fn ad_hoc_functions_equal_the_views_in_the_deployment_zone_and_refuse_long
     .fetch_one(&app.pool)
     .await
     .unwrap();
-    assert_eq!(shanghai, 49);
+    assert_eq!(shanghai, 50);
 
     for (call, needle) in [
         (
@@ -211,6 +244,79 @@ async fn ad_hoc_functions_equal_the_views_in_the_deployment_zone_and_refuse_long
         .fetch_all(&app.pool)
         .await
         .unwrap();
+}
+
+/// The views and functions that read raw rows cut their days, hours and buckets in the zone too.
+#[tokio::test]
+async fn raw_row_views_and_the_incident_functions_cut_days_and_buckets_in_the_zone() {
+    let (app, _url) = new_york_dst_traffic().await;
+    let scalar = |sql: &'static str, d: NaiveDate| {
+        let pool = app.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<i64>>(sql)
+                .bind(d)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    // A logout every hour: 23 on New York's 2026-03-08, 25 on its 2026-11-01, in every view.
+    for (d, hours) in [("2026-03-08", 23), ("2026-11-01", 25)] {
+        for sql in [
+            "SELECT sum(sessions)::bigint FROM user_daily WHERE appid = 1 AND day = $1",
+            "SELECT sum(sessions)::bigint FROM user_daily_between(1, $1::date - 3, $1::date + 3) WHERE day = $1",
+            "SELECT sum(sessions)::bigint FROM platform_daily WHERE appid = 1 AND day = $1",
+            "SELECT sum(logouts)::bigint FROM logout_reasons_between(1, $1::date - 3, $1::date + 3, '1 day')
+             WHERE bucket_start = $1::timestamp AT TIME ZONE 'America/New_York'
+               AND bucket_end = ($1 + 1)::timestamp AT TIME ZONE 'America/New_York'",
+        ] {
+            assert_eq!(scalar(sql, day(d)).await, Some(hours), "{d}: {sql}");
+        }
+    }
+    // Days of receipt are New York days.
+    let mismatches: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT zegolog_local_day(received_at, 'America/New_York') AS day, appid,
+                                      count(*) AS n FROM room_logouts GROUP BY 1, 2) AS r
+         FULL JOIN data_quality_daily AS v USING (day, appid)
+         WHERE r.n IS DISTINCT FROM v.logouts",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(mismatches, 0);
+    // The usual shares of a window starting at 00:30 on New York's 2026-03-09 are those of the
+    // seven New York days before: 17 logouts on the 7th (from 07:00 EST), 23 on the 8th. (UTC
+    // days would give 12 + 24.)
+    let usual: Option<i64> = sqlx::query_scalar(
+        "SELECT sum(logouts)::bigint FROM reason_usual_shares(1, '2026-03-09T04:30:00Z')",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(usual, Some(40));
+
+    // A zone 5:30 ahead of UTC: its hours start at :30 UTC, in the hourly view, the windowed
+    // function and the incident buckets.
+    let (india, _url) = app_in("Asia/Kolkata").await;
+    post_ok(&india, &logout(1, at("2026-03-08T10:10:00Z"), 2)).await;
+    for sql in [
+        "SELECT bucket_start FROM logout_reasons_hourly WHERE appid = 1",
+        "SELECT bucket_start FROM logout_reasons_between(1, '2026-03-08T00:00:00Z', '2026-03-09T00:00:00Z')",
+        "SELECT bucket_start FROM incident_reasons(1, '2026-03-08T09:00:00Z', '2026-03-08T11:00:00Z', '1 hour')",
+    ] {
+        let start: DateTime<Utc> = sqlx::query_scalar(sql)
+            .fetch_one(&india.pool)
+            .await
+            .unwrap();
+        assert_eq!(start, at("2026-03-08T09:30:00Z"), "{sql}");
+    }
+    let error = sqlx::query(
+        "SELECT * FROM logout_reasons_between(1, now() - interval '1 hour', now(), interval '0')",
+    )
+    .fetch_all(&india.pool)
+    .await
+    .unwrap_err();
+    assert!(error.to_string().contains("positive interval"), "{error}");
 }
 
 fn run_with_timeout(mut command: std::process::Command, timeout: Duration) -> Output {
