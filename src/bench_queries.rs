@@ -8,7 +8,8 @@
 //!    times: the median and the fastest run, rows fetched included.
 //!    The incident view's queries ([`crate::incident::bench_sql`]) come last, over windows
 //!    pointed at the seed's incident hour and over the last 24 hours ([`incident_windows`]).
-//! 4. Each documented query in `sql/`, once.
+//! 4. Each documented query in `sql/`, once: the files built into the binary
+//!    ([`EMBEDDED_SQL`]), so that an installed binary has them, or those of `--sql-dir`.
 //!
 //! `--no-seed` reuses the database of an earlier `--keep` run.
 //!
@@ -88,7 +89,8 @@ pub struct BenchQueriesArgs {
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
 
-    /// The directory of documented queries to time [default: ./sql, else the source tree's].
+    /// A directory of documented queries (`*.sql`) to time instead of the `sql/` files built into
+    /// the binary, read at run time.
     #[arg(long)]
     pub sql_dir: Option<PathBuf>,
 }
@@ -326,6 +328,31 @@ pub async fn time_query(
     })
 }
 
+/// The documented queries of the source tree's `sql/`, built into the binary (by `build.rs`):
+/// `(file name, text)`, sorted by name.
+pub const EMBEDDED_SQL: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/sql_files.rs"));
+
+/// The documented queries to time, `(file name, text)` sorted by name: those of `dir`, read now,
+/// else [`EMBEDDED_SQL`].
+pub fn documented_queries(dir: Option<&Path>) -> anyhow::Result<Vec<(String, String)>> {
+    let Some(dir) = dir else {
+        return Ok(EMBEDDED_SQL
+            .iter()
+            .map(|&(name, sql)| (name.to_owned(), sql.to_owned()))
+            .collect());
+    };
+    sql_files(dir)
+        .with_context(|| format!("reading the --sql-dir {}", dir.display()))?
+        .into_iter()
+        .map(|file| {
+            let name = file.file_name().unwrap_or_default().to_string_lossy();
+            let sql = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            Ok((name.into_owned(), sql))
+        })
+        .collect()
+}
+
 /// The `.sql` files of `dir`, sorted.
 pub fn sql_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
@@ -344,6 +371,8 @@ pub async fn run(args: &BenchQueriesArgs) -> anyhow::Result<()> {
              or --data-dir"
         );
     }
+    // Before seeding, which takes minutes: a --sql-dir that cannot be read fails at once.
+    let queries = documented_queries(args.sql_dir.as_deref())?;
     let mut temp_dir = None;
     let (server_url, db_url, embedded) = match &args.database_url {
         Some(url) => {
@@ -373,7 +402,7 @@ pub async fn run(args: &BenchQueriesArgs) -> anyhow::Result<()> {
             (pg.url(), pg.url_for(BENCH_DB), Some(pg))
         }
     };
-    let result = bench(args, &server_url, &db_url).await;
+    let result = bench(args, &server_url, &db_url, queries).await;
     if let Some(pg) = embedded {
         tokio::task::spawn_blocking(move || pg.stop()).await??;
     }
@@ -390,7 +419,12 @@ pub async fn run(args: &BenchQueriesArgs) -> anyhow::Result<()> {
     result
 }
 
-async fn bench(args: &BenchQueriesArgs, server_url: &str, db_url: &str) -> anyhow::Result<()> {
+async fn bench(
+    args: &BenchQueriesArgs,
+    server_url: &str,
+    db_url: &str,
+    queries: Vec<(String, String)>,
+) -> anyhow::Result<()> {
     let server: PgConnectOptions = server_url
         .parse()
         .context("DATABASE_URL is not a PostgreSQL URL")?;
@@ -413,7 +447,7 @@ async fn bench(args: &BenchQueriesArgs, server_url: &str, db_url: &str) -> anyho
         println!("{report}");
         Some(report)
     };
-    let result = measure(args, db_url, seeded.as_ref()).await;
+    let result = measure(args, db_url, seeded.as_ref(), queries).await;
     if !args.keep && !args.no_seed {
         let mut admin = PgConnection::connect_with(&server).await?;
         sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)"))
@@ -444,6 +478,7 @@ async fn measure(
     args: &BenchQueriesArgs,
     db_url: &str,
     seeded: Option<&SeedReport>,
+    queries: Vec<(String, String)>,
 ) -> anyhow::Result<()> {
     let options: PgConnectOptions = db_url.parse()?;
     let mut conn =
@@ -499,30 +534,25 @@ async fn measure(
         }
     }
 
-    let dir = sql_dir(args.sql_dir.as_deref());
     println!();
-    match dir.as_deref().map(sql_files) {
-        Some(Ok(files)) if !files.is_empty() => {
-            println!("{:<66} {:>7} {:>11}", "sql/ file, one run", "rows", "ms");
-            for file in files {
-                let name = file.file_name().unwrap_or_default().to_string_lossy();
-                let sql = std::fs::read_to_string(&file)
-                    .with_context(|| format!("reading {}", file.display()))?;
-                let started = Instant::now();
-                match sqlx::raw_sql(&sql).fetch_all(&mut conn).await {
-                    Ok(rows) => println!(
-                        "{name:<66} {:>7} {:>11.2}",
-                        rows.len(),
-                        ms(started.elapsed())
-                    ),
-                    Err(e) => {
-                        println!("{name:<66} failed: {e}");
-                        failed.push(name.into_owned());
-                    }
+    if queries.is_empty() {
+        println!("no documented queries (.sql files) to time: skipped them");
+    } else {
+        println!("{:<66} {:>7} {:>11}", "sql/ file, one run", "rows", "ms");
+        for (name, sql) in queries {
+            let started = Instant::now();
+            match sqlx::raw_sql(&sql).fetch_all(&mut conn).await {
+                Ok(rows) => println!(
+                    "{name:<66} {:>7} {:>11.2}",
+                    rows.len(),
+                    ms(started.elapsed())
+                ),
+                Err(e) => {
+                    println!("{name:<66} failed: {e}");
+                    failed.push(name);
                 }
             }
         }
-        _ => println!("no sql/ directory with .sql files found: skipped the documented queries"),
     }
     if !failed.is_empty() {
         bail!("queries failed: {}", failed.join(", "));
@@ -532,19 +562,6 @@ async fn measure(
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// `--sql-dir`, else `./sql`, else the source tree's `sql/`.
-fn sql_dir(given: Option<&Path>) -> Option<PathBuf> {
-    if let Some(dir) = given {
-        return Some(dir.to_path_buf());
-    }
-    [
-        PathBuf::from("sql"),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("sql"),
-    ]
-    .into_iter()
-    .find(|dir| dir.is_dir())
 }
 
 async fn migrate(db_url: &str) -> anyhow::Result<()> {

@@ -5,6 +5,7 @@ mod common;
 
 use common::{signed, vendor_sample, TestApp};
 use serde_json::json;
+use zegolog::bench_queries::{documented_queries, EMBEDDED_SQL};
 
 /// Logouts spread over the last day: rooms, users, reasons and durations of all kinds.
 async fn seed(app: &TestApp) {
@@ -76,6 +77,56 @@ async fn every_sql_file_runs_and_returns_rows() {
             file.display()
         );
     }
+}
+
+/// `zegolog bench-queries` times the `sql/` files built into the binary, so that an installed
+/// binary has them: they are exactly the files of `sql/`, names and contents.
+#[test]
+fn the_binary_embeds_every_file_of_sql_dir() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql");
+    let mut on_disk: Vec<(String, String)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .map(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap().to_owned();
+            (name, std::fs::read_to_string(&p).unwrap())
+        })
+        .collect();
+    on_disk.sort();
+
+    let on_disk_names: Vec<&str> = on_disk.iter().map(|(name, _)| name.as_str()).collect();
+    let embedded_names: Vec<&str> = EMBEDDED_SQL.iter().map(|&(name, _)| name).collect();
+    assert_eq!(embedded_names, on_disk_names);
+    for ((name, text), &(_, embedded)) in on_disk.iter().zip(EMBEDDED_SQL) {
+        assert!(
+            embedded == text,
+            "the embedded {name} is not sql/{name} (a stale build?)"
+        );
+    }
+    let defaults = documented_queries(None).unwrap();
+    assert_eq!(defaults, on_disk, "the default is the embedded files");
+}
+
+/// `--sql-dir` reads its directory's `.sql` files at run time, sorted by name, nothing else.
+#[test]
+fn sql_dir_is_read_at_run_time() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("b.sql"), "SELECT 2").unwrap();
+    std::fs::write(dir.path().join("a.sql"), "SELECT 1").unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a query").unwrap();
+
+    let queries = documented_queries(Some(dir.path())).unwrap();
+
+    assert_eq!(
+        queries,
+        [
+            ("a.sql".to_owned(), "SELECT 1".to_owned()),
+            ("b.sql".to_owned(), "SELECT 2".to_owned())
+        ]
+    );
+    let missing = documented_queries(Some(&dir.path().join("missing"))).unwrap_err();
+    assert!(format!("{missing:#}").contains("--sql-dir"), "{missing:#}");
 }
 
 #[tokio::test]

@@ -288,6 +288,17 @@ pub async fn migrated_database_url() -> (String, PgPool) {
     (url, pool)
 }
 
+/// The `pg_dump` of the PostgreSQL installation the test server runs from (without
+/// `DATABASE_URL`), else of the installation `zegolog serve` would use, else the one on `PATH`.
+pub fn pg_dump() -> PathBuf {
+    match &server().embedded {
+        Some((pg, _)) => pg.bindir().join("pg_dump"),
+        None => zegolog::embedded_pg::find_bindir()
+            .map(|bindir| bindir.join("pg_dump"))
+            .unwrap_or_else(|_| PathBuf::from("pg_dump")),
+    }
+}
+
 pub fn zegolog() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_zegolog"));
     for var in [

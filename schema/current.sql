@@ -1,0 +1,3713 @@
+-- The schema, functions and views of a database after every migration in migrations/, as
+--     pg_dump --schema-only --no-owner --no-privileges \
+--         --exclude-table='public.room_logouts_[0-9]*' \
+--         --exclude-table='public.signature_ledger_[0-9]*'
+-- writes it (pg_dump of PostgreSQL 15). Read the current schema here rather than
+-- diffing migrations; change it with a new migration, never here.
+--
+-- Generated. Regenerate it after adding a migration, and commit it with the migration:
+--     ZEGOLOG_WRITE_SCHEMA=1 cargo test --test schema
+-- (tests/schema.rs fails when this file is not what the migrations build.)
+--
+-- Left out, because they change from one run to the next: the dated partitions
+-- (room_logouts_YYYY_MM, signature_ledger_YYYY_MM_DD; the migrations create them around the
+-- day they run, with their parent's columns and indexes), pg_dump's version lines and its
+-- \restrict / \unrestrict lines (a random key per run).
+
+--
+-- PostgreSQL database dump
+--
+
+SET statement_timeout = 0;
+SET lock_timeout = 0;
+SET idle_in_transaction_session_timeout = 0;
+SET client_encoding = 'UTF8';
+SET standard_conforming_strings = on;
+SELECT pg_catalog.set_config('search_path', '', false);
+SET check_function_bodies = false;
+SET xmloption = content;
+SET client_min_messages = warning;
+SET row_security = off;
+
+--
+-- Name: abnormal_rooms_between(bigint, timestamp with time zone, timestamp with time zone, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.abnormal_rooms_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_limit integer DEFAULT 10) RETURNS TABLE(room_id text, abnormal bigint, heartbeat_timeout bigint, connection_lost bigint, kicked_out bigint, token_expired bigint, users bigint, last_abnormal_at timestamp with time zone)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+    SELECT l.room_id, count(*),
+           count(*) FILTER (WHERE l.reason = 1), count(*) FILTER (WHERE l.reason = 2),
+           count(*) FILTER (WHERE l.reason = 3), count(*) FILTER (WHERE l.reason = 4),
+           count(DISTINCT l.user_account), max(l.logout_time)
+    FROM room_logouts AS l
+    WHERE l.appid = p_appid AND l.logout_time >= p_from AND l.logout_time < p_to
+      AND l.reason BETWEEN 1 AND 4
+    GROUP BY l.room_id
+    ORDER BY 2 DESC, 1
+    LIMIT p_limit;
+$$;
+
+
+--
+-- Name: FUNCTION abnormal_rooms_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_limit integer); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.abnormal_rooms_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_limit integer) IS 'The p_limit rooms of app p_appid with the most abnormal logouts (reason 1 heartbeat_timeout, 2 connection_lost, 3 kicked_out, 4 token_expired) in [p_from, p_to), with the count of each, the users concerned and the last one.';
+
+
+--
+-- Name: abnormal_users_between(bigint, timestamp with time zone, timestamp with time zone, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.abnormal_users_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_limit integer DEFAULT 10) RETURNS TABLE(user_account text, abnormal bigint, heartbeat_timeout bigint, connection_lost bigint, kicked_out bigint, token_expired bigint, rooms bigint, last_abnormal_at timestamp with time zone)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+    SELECT l.user_account, count(*),
+           count(*) FILTER (WHERE l.reason = 1), count(*) FILTER (WHERE l.reason = 2),
+           count(*) FILTER (WHERE l.reason = 3), count(*) FILTER (WHERE l.reason = 4),
+           count(DISTINCT l.room_id), max(l.logout_time)
+    FROM room_logouts AS l
+    WHERE l.appid = p_appid AND l.logout_time >= p_from AND l.logout_time < p_to
+      AND l.reason BETWEEN 1 AND 4
+    GROUP BY l.user_account
+    ORDER BY 2 DESC, 1
+    LIMIT p_limit;
+$$;
+
+
+--
+-- Name: FUNCTION abnormal_users_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_limit integer); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.abnormal_users_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_limit integer) IS 'The p_limit users of app p_appid with the most abnormal logouts (reasons 1-4) in [p_from, p_to), with the count of each, the rooms concerned and the last one.';
+
+
+--
+-- Name: zegolog_local_day(timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_local_day(t timestamp with time zone) RETURNS date
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+    SELECT (t AT TIME ZONE zegolog_time_zone())::date;
+$$;
+
+
+--
+-- Name: FUNCTION zegolog_local_day(t timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_local_day(t timestamp with time zone) IS 'The calendar day of t in the reporting time zone (zegolog_time_zone()): the day of the daily views.';
+
+
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+--
+-- Name: callback_events; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.callback_events (
+    id bigint NOT NULL,
+    digest bytea NOT NULL,
+    event text NOT NULL,
+    appid bigint NOT NULL,
+    body jsonb NOT NULL,
+    content_type text NOT NULL,
+    received_at timestamp with time zone DEFAULT now() NOT NULL,
+    refused_reason text
+);
+
+
+--
+-- Name: TABLE callback_events; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.callback_events IS 'Every authenticated ZEGOCLOUD callback, any event, once per distinct business content (retries collapse).';
+
+
+--
+-- Name: COLUMN callback_events.body; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.callback_events.body IS 'The decoded callback fields, as sent (JSON values, or form values URL-decoded).';
+
+
+--
+-- Name: COLUMN callback_events.refused_reason; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.callback_events.refused_reason IS 'Why an authentic callback could not be normalised (quarantined); NULL when it was.';
+
+
+--
+-- Name: room_logins; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.room_logins (
+    id bigint NOT NULL,
+    appid bigint NOT NULL,
+    room_id text NOT NULL,
+    room_name text,
+    room_seq numeric(20,0),
+    user_account text NOT NULL,
+    user_nickname text,
+    session_id numeric(20,0) NOT NULL,
+    login_time timestamp with time zone NOT NULL,
+    user_role integer,
+    auth_level integer,
+    relogin integer,
+    user_update_seq bigint,
+    received_at timestamp with time zone DEFAULT now() NOT NULL,
+    term_type integer,
+    callback_data text,
+    CONSTRAINT room_logins_room_seq_check CHECK (((room_seq >= (0)::numeric) AND (room_seq <= '18446744073709551615'::numeric))),
+    CONSTRAINT room_logins_session_id_check CHECK (((session_id >= (0)::numeric) AND (session_id <= '18446744073709551615'::numeric)))
+);
+
+
+--
+-- Name: TABLE room_logins; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.room_logins IS 'One row per ZEGOCLOUD room_login callback, stored exactly once.';
+
+
+--
+-- Name: COLUMN room_logins.relogin; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_logins.relogin IS 'Re-login flag as sent (1: the user logged in again, e.g. after a reconnect).';
+
+
+--
+-- Name: COLUMN room_logins.term_type; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_logins.term_type IS 'The user''s terminal type as sent (since 2026): see zegolog_platform_name(); NULL when not sent.';
+
+
+--
+-- Name: COLUMN room_logins.callback_data; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_logins.callback_data IS 'callback_data as sent (free text the client passed at login); NULL when not sent.';
+
+
+--
+-- Name: room_logouts; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.room_logouts (
+    id bigint NOT NULL,
+    appid bigint NOT NULL,
+    room_id text NOT NULL,
+    room_seq numeric(20,0),
+    user_account text NOT NULL,
+    user_nickname text,
+    session_id numeric(20,0) NOT NULL,
+    login_time timestamp with time zone,
+    logout_time timestamp with time zone NOT NULL,
+    reason integer,
+    user_role integer,
+    user_update_seq bigint,
+    received_at timestamp with time zone DEFAULT now() NOT NULL,
+    paired_login_time timestamp with time zone,
+    CONSTRAINT room_logouts_room_seq_check1 CHECK (((room_seq >= (0)::numeric) AND (room_seq <= '18446744073709551615'::numeric))),
+    CONSTRAINT room_logouts_session_id_check1 CHECK (((session_id >= (0)::numeric) AND (session_id <= '18446744073709551615'::numeric)))
+)
+PARTITION BY RANGE (logout_time);
+
+
+--
+-- Name: TABLE room_logouts; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.room_logouts IS 'One row per ZEGOCLOUD room_logout callback, stored exactly once; partitioned by month of logout_time.';
+
+
+--
+-- Name: COLUMN room_logouts.login_time; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_logouts.login_time IS 'login_time as sent; NULL when the callback had none (room_logout of the 2022-2023 docs).';
+
+
+--
+-- Name: COLUMN room_logouts.reason; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_logouts.reason IS '0 normal, 1 heartbeat timeout (business layer), 2 connection lost (access layer), 3 kicked out, 4 token expired.';
+
+
+--
+-- Name: COLUMN room_logouts.user_role; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_logouts.user_role IS '1 host, 2 audience, 4 admin (bots); meaningful with the LiveRoom SDK only.';
+
+
+--
+-- Name: COLUMN room_logouts.paired_login_time; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_logouts.paired_login_time IS 'For a logout without login_time: login_time of its room_login (same appid, room_id, user_account, session_id; the latest at or before logout_time); NULL while none is known. Always NULL when login_time was sent.';
+
+
+--
+-- Name: data_quality_daily; Type: VIEW; Schema: public; Owner: -
+--
+
+CREATE VIEW public.data_quality_daily AS
+ SELECT f.day,
+    f.appid,
+    sum(f.logout) AS logouts,
+    sum(f.negative) AS negative_durations,
+    sum(f.zero) AS zero_durations,
+    sum(f.future) AS logout_far_future,
+    sum(f.past) AS logout_far_past,
+    sum(f.without_login) AS without_login,
+    sum(f.quarantined) AS quarantined,
+    sum(f.signature_reuse) AS signature_reuses,
+    sum(f.no_login_time) AS without_login_time,
+    sum(f.unpaired) AS unpaired
+   FROM ( SELECT public.zegolog_local_day(l.received_at) AS day,
+            l.appid,
+            1 AS logout,
+            (((l.logout_time < COALESCE(l.login_time, l.paired_login_time)) IS TRUE))::integer AS negative,
+            (((l.logout_time = COALESCE(l.login_time, l.paired_login_time)) IS TRUE))::integer AS zero,
+            (((l.logout_time - l.received_at) > '1 day'::interval))::integer AS future,
+            (((l.received_at - l.logout_time) > '1 day'::interval))::integer AS past,
+            ((NOT (EXISTS ( SELECT 1
+                   FROM public.room_logins i
+                  WHERE ((i.appid = l.appid) AND (i.room_id = l.room_id) AND (i.user_account = l.user_account) AND (i.session_id = l.session_id) AND (i.login_time >= (COALESCE(l.login_time, l.paired_login_time) - '00:01:00'::interval)) AND (i.login_time <= (COALESCE(l.login_time, l.paired_login_time) + '00:01:00'::interval)))))))::integer AS without_login,
+            0 AS quarantined,
+            0 AS signature_reuse,
+            ((l.login_time IS NULL))::integer AS no_login_time,
+            (((l.login_time IS NULL) AND (l.paired_login_time IS NULL)))::integer AS unpaired
+           FROM public.room_logouts l
+        UNION ALL
+         SELECT public.zegolog_local_day(e.received_at) AS zegolog_local_day,
+            e.appid,
+            0,
+            0,
+            0,
+            0,
+            0,
+            0,
+            1,
+            ((e.refused_reason ~~ 'signature reuse:%'::text))::integer AS int4,
+            0,
+            0
+           FROM public.callback_events e
+          WHERE (e.refused_reason IS NOT NULL)) f
+  GROUP BY f.day, f.appid;
+
+
+--
+-- Name: VIEW data_quality_daily; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON VIEW public.data_quality_daily IS 'Per day of receipt (received_at, in the reporting time zone) and app: logouts received, and how many had a negative or zero duration, a logout_time more than a day ahead of or behind their arrival, no login event, no login_time, no known login yet, plus the quarantined callbacks (any event) and signature reuses. Filter on appid; for a time window use data_quality_daily_between(appid, from, to).';
+
+
+--
+-- Name: COLUMN data_quality_daily.day; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.data_quality_daily.day IS 'Calendar day (in the reporting time zone) the rows were received (received_at), not the day of logout.';
+
+
+--
+-- Name: COLUMN data_quality_daily.appid; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.data_quality_daily.appid IS 'ZEGOCLOUD application id.';
+
+
+--
+-- Name: COLUMN data_quality_daily.logouts; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.data_quality_daily.logouts IS 'Logouts received that day.';
+
+
+--
+-- Name: COLUMN data_quality_daily.negative_durations; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.data_quality_daily.negative_durations IS 'Of those, logout_time before login_time (the sender''s clock went backwards).';
+
+
+--
+-- Name: COLUMN data_quality_daily.zero_durations; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.data_quality_daily.zero_durations IS 'Of those, logout_time equal to login_time.';
+
+
+--
+-- Name: COLUMN data_quality_daily.logout_far_future; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.data_quality_daily.logout_far_future IS 'Of those, logout_time more than 1 day after received_at.';
+
+
+--
+-- Name: COLUMN data_quality_daily.logout_far_past; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.data_quality_daily.logout_far_past IS 'Of those, logout_time more than 1 day before received_at (a late delivery, or a long spool replay).';
+
+
+--
+-- Name: COLUMN data_quality_daily.without_login; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.data_quality_daily.without_login IS 'Of those, logouts with no room_login of the same appid, room_id, user_account and session_id whose login_time is within a minute of the logout''s login_time (the login was lost, or room_login is not enabled in the console).';
+
+
+--
+-- Name: COLUMN data_quality_daily.quarantined; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.data_quality_daily.quarantined IS 'Authentic callbacks of any event received that day that could not be normalised (callback_events.refused_reason set).';
+
+
+--
+-- Name: COLUMN data_quality_daily.signature_reuses; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.data_quality_daily.signature_reuses IS 'Of the quarantined, callbacks whose (timestamp, nonce, signature) came first with another body (refused_reason starts with ''signature reuse:''): a forged body, or two callbacks sharing a nonce by chance.';
+
+
+--
+-- Name: COLUMN data_quality_daily.without_login_time; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.data_quality_daily.without_login_time IS 'Of the logouts, those that came without login_time (room_logout of the 2022-2023 docs); their login comes from room_login.';
+
+
+--
+-- Name: COLUMN data_quality_daily.unpaired; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.data_quality_daily.unpaired IS 'Of those, the ones whose room_login is still unknown: in reason counts, in no duration statistic yet.';
+
+
+--
+-- Name: data_quality_daily_between(bigint, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.data_quality_daily_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone) RETURNS SETOF public.data_quality_daily
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    zone text := zegolog_time_zone();
+BEGIN
+    RETURN QUERY
+    WITH received AS MATERIALIZED (
+        SELECT r.appid, r.room_id, r.user_account, r.session_id, r.login_time,
+               coalesce(r.login_time, r.paired_login_time) AS login_at, r.logout_time, r.received_at
+        FROM room_logouts AS r
+        WHERE r.appid = ANY (CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END)
+          AND r.logout_time >= p_from - interval '1 day' AND r.logout_time < p_to + interval '1 day'
+          AND r.received_at >= p_from AND r.received_at < p_to
+          AND NOT (r.logout_time - r.received_at > interval '1 day' OR r.received_at - r.logout_time > interval '1 day')
+        UNION ALL
+        SELECT r.appid, r.room_id, r.user_account, r.session_id, r.login_time,
+               coalesce(r.login_time, r.paired_login_time), r.logout_time, r.received_at
+        FROM room_logouts AS r
+        WHERE (r.logout_time - r.received_at > interval '1 day' OR r.received_at - r.logout_time > interval '1 day')
+          AND r.received_at >= p_from AND r.received_at < p_to
+          AND (p_appid IS NULL OR r.appid = p_appid)
+    ), logins AS (
+        SELECT i.appid, i.room_id, i.user_account, i.session_id, i.login_time
+        FROM room_logins AS i
+        WHERE i.appid = ANY (CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END)
+          AND i.login_time >= (SELECT min(login_at) - interval '1 minute' FROM received)
+          AND i.login_time <= (SELECT max(login_at) + interval '1 minute' FROM received)
+    ), unmatched AS (
+        SELECT zegolog_local_day(l.received_at, zone) AS day, l.appid, count(*) AS n
+        FROM received AS l
+        WHERE NOT EXISTS (
+            SELECT 1 FROM logins AS i
+            WHERE i.appid = l.appid AND i.room_id = l.room_id
+              AND i.user_account = l.user_account AND i.session_id = l.session_id
+              AND i.login_time >= l.login_at - interval '1 minute'
+              AND i.login_time <= l.login_at + interval '1 minute'
+        )
+        GROUP BY 1, 2
+    ), counts AS (
+        SELECT zegolog_local_day(l.received_at, zone) AS day, l.appid,
+               count(*) AS logouts,
+               count(*) FILTER (WHERE l.logout_time < l.login_at) AS negative_durations,
+               count(*) FILTER (WHERE l.logout_time = l.login_at) AS zero_durations,
+               count(*) FILTER (WHERE l.logout_time - l.received_at > interval '1 day') AS logout_far_future,
+               count(*) FILTER (WHERE l.received_at - l.logout_time > interval '1 day') AS logout_far_past,
+               count(*) FILTER (WHERE l.login_time IS NULL) AS without_login_time,
+               count(*) FILTER (WHERE l.login_at IS NULL) AS unpaired
+        FROM received AS l
+        GROUP BY 1, 2
+    ), quarantine AS (
+        SELECT zegolog_local_day(e.received_at, zone) AS day, e.appid, count(*) AS n,
+               count(*) FILTER (WHERE e.refused_reason LIKE 'signature reuse:%') AS reuses
+        FROM callback_events AS e
+        WHERE e.refused_reason IS NOT NULL
+          AND e.received_at >= p_from AND e.received_at < p_to
+          AND (p_appid IS NULL OR e.appid = p_appid)
+        GROUP BY 1, 2
+    )
+    SELECT coalesce(c.day, q.day), coalesce(c.appid, q.appid),
+           coalesce(c.logouts, 0), coalesce(c.negative_durations, 0), coalesce(c.zero_durations, 0),
+           coalesce(c.logout_far_future, 0), coalesce(c.logout_far_past, 0), coalesce(u.n, 0),
+           coalesce(q.n, 0), coalesce(q.reuses, 0),
+           coalesce(c.without_login_time, 0), coalesce(c.unpaired, 0)
+    FROM counts AS c
+    LEFT JOIN unmatched AS u ON u.day = c.day AND u.appid = c.appid
+    FULL JOIN quarantine AS q ON q.day = c.day AND q.appid = c.appid;
+END
+$$;
+
+
+--
+-- Name: FUNCTION data_quality_daily_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.data_quality_daily_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone) IS 'The rows of data_quality_daily for what was received in [p_from, p_to) (p_appid NULL: every app).';
+
+
+--
+-- Name: incident_reasons(bigint, timestamp with time zone, timestamp with time zone, interval); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.incident_reasons(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_bucket interval DEFAULT '00:01:00'::interval) RETURNS TABLE(bucket_start timestamp with time zone, reason text, logouts bigint, bucket_logouts bigint, share double precision, usual_share double precision, lift double precision)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+    WITH origin AS MATERIALIZED (
+        SELECT zegolog_local_day(p_from)::timestamp AT TIME ZONE zegolog_time_zone() AS at
+    ), per_bucket AS (
+        -- One group per bucket, a count per reason code: a hash of 1,440 groups at most, which
+        -- is faster than grouping on (bucket, reason); unpivoted below.
+        SELECT date_bin(p_bucket, l.logout_time, o.at) AS bucket_start,
+               count(*) FILTER (WHERE l.reason = 0) AS n0,
+               count(*) FILTER (WHERE l.reason = 1) AS n1,
+               count(*) FILTER (WHERE l.reason = 2) AS n2,
+               count(*) FILTER (WHERE l.reason = 3) AS n3,
+               count(*) FILTER (WHERE l.reason = 4) AS n4,
+               count(*) AS n
+        FROM room_logouts AS l, origin AS o
+        WHERE l.appid = p_appid AND l.logout_time >= p_from AND l.logout_time < p_to
+        GROUP BY 1
+    ), decoded AS (
+        SELECT b.bucket_start, r.reason, r.logouts
+        FROM per_bucket AS b
+        CROSS JOIN LATERAL (VALUES
+            (zegolog_reason_name(0), b.n0), (zegolog_reason_name(1), b.n1),
+            (zegolog_reason_name(2), b.n2), (zegolog_reason_name(3), b.n3),
+            (zegolog_reason_name(4), b.n4),
+            (zegolog_reason_name(NULL), b.n - b.n0 - b.n1 - b.n2 - b.n3 - b.n4)
+        ) AS r(reason, logouts)
+        WHERE r.logouts > 0
+    ), usual AS (
+        SELECT u.reason, u.usual_share FROM reason_usual_shares(p_appid, p_from) AS u
+    )
+    SELECT d.bucket_start, d.reason, d.logouts::bigint,
+           (sum(d.logouts) OVER w)::bigint,
+           (d.logouts / sum(d.logouts) OVER w)::double precision,
+           u.usual_share,
+           (d.logouts / sum(d.logouts) OVER w)::double precision / nullif(u.usual_share, 0)
+    FROM decoded AS d
+    LEFT JOIN usual AS u ON u.reason = d.reason
+    WINDOW w AS (PARTITION BY d.bucket_start)
+    ORDER BY d.bucket_start, d.reason;
+$$;
+
+
+--
+-- Name: FUNCTION incident_reasons(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_bucket interval); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.incident_reasons(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_bucket interval) IS 'Logouts of app p_appid in [p_from, p_to) per bucket of p_bucket (aligned on the reporting time zone''s midnight of p_from''s day) and decoded reason: logouts, all logouts of the bucket, share of the bucket, usual share (reason_usual_shares before p_from) and lift = share / usual share (NULL without a usual share). Buckets and reasons without logouts have no row.';
+
+
+--
+-- Name: incident_users_online(bigint, timestamp with time zone, timestamp with time zone, interval); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.incident_users_online(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_bucket interval DEFAULT '00:01:00'::interval) RETURNS TABLE(bucket_start timestamp with time zone, users_online bigint, fewest_online bigint)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+    WITH origin AS MATERIALIZED (
+        SELECT zegolog_local_day(p_from)::timestamp AT TIME ZONE zegolog_time_zone() AS at
+    )
+    SELECT date_bin(p_bucket, o.minute, origin.at),
+           max(o.users_online)::bigint, min(o.users_online)::bigint
+    FROM users_online(p_appid, p_from, p_to) AS o, origin
+    GROUP BY 1
+    ORDER BY 1;
+$$;
+
+
+--
+-- Name: FUNCTION incident_users_online(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_bucket interval); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.incident_users_online(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_bucket interval) IS 'Per bucket of p_bucket in [p_from, p_to) (aligned as incident_reasons): the most (users_online) and the fewest sessions online in app p_appid in any minute of the bucket, as users_online(appid, from, to) counts them.';
+
+
+--
+-- Name: zegolog_reason_name(integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_reason_name(reason integer) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE reason
+        WHEN 0 THEN 'normal'
+        WHEN 1 THEN 'heartbeat_timeout'
+        WHEN 2 THEN 'connection_lost'
+        WHEN 3 THEN 'kicked_out'
+        WHEN 4 THEN 'token_expired'
+        ELSE 'unknown'
+    END;
+$$;
+
+
+--
+-- Name: zegolog_time_zone(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_time_zone() RETURNS text
+    LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+    SELECT time_zone FROM zegolog_settings;
+$$;
+
+
+--
+-- Name: FUNCTION zegolog_time_zone(); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_time_zone() IS 'The reporting time zone of this deployment (IANA name), in which the daily views cut their days.';
+
+
+--
+-- Name: logout_reasons_hourly; Type: VIEW; Schema: public; Owner: -
+--
+
+CREATE VIEW public.logout_reasons_hourly AS
+ SELECT c.bucket_start,
+    (c.bucket_start + c.width) AS bucket_end,
+    c.appid,
+    c.reason,
+    c.logouts,
+    (sum(c.logouts) OVER (PARTITION BY c.appid, c.bucket_start))::bigint AS bucket_logouts,
+    (((c.logouts)::numeric / sum(c.logouts) OVER (PARTITION BY c.appid, c.bucket_start)))::double precision AS share,
+    ((sum(c.logouts) OVER (PARTITION BY c.appid, c.reason) / sum(c.logouts) OVER (PARTITION BY c.appid)))::double precision AS window_share,
+    ((((c.logouts)::numeric / sum(c.logouts) OVER (PARTITION BY c.appid, c.bucket_start)) / (sum(c.logouts) OVER (PARTITION BY c.appid, c.reason) / sum(c.logouts) OVER (PARTITION BY c.appid))))::double precision AS lift
+   FROM ( SELECT date_trunc('hour'::text, l.logout_time, public.zegolog_time_zone()) AS bucket_start,
+            '01:00:00'::interval AS width,
+            l.appid,
+            public.zegolog_reason_name(l.reason) AS reason,
+            count(*) AS logouts
+           FROM public.room_logouts l
+          GROUP BY (date_trunc('hour'::text, l.logout_time, public.zegolog_time_zone())), '01:00:00'::interval, l.appid, (public.zegolog_reason_name(l.reason))) c;
+
+
+--
+-- Name: VIEW logout_reasons_hourly; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON VIEW public.logout_reasons_hourly IS 'Logouts per hour (of the reporting time zone), app and decoded reason, with share of the hour and lift over all time: an incident (a spike of connection_lost) shows as a high share and lift. Filter on appid; for a time window or a finer bucket use logout_reasons_between(appid, from, to, bucket).';
+
+
+--
+-- Name: COLUMN logout_reasons_hourly.bucket_start; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.logout_reasons_hourly.bucket_start IS 'Start of the bucket (an hour of the reporting time zone), inclusive.';
+
+
+--
+-- Name: COLUMN logout_reasons_hourly.bucket_end; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.logout_reasons_hourly.bucket_end IS 'End of the bucket, exclusive.';
+
+
+--
+-- Name: COLUMN logout_reasons_hourly.appid; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.logout_reasons_hourly.appid IS 'ZEGOCLOUD application id.';
+
+
+--
+-- Name: COLUMN logout_reasons_hourly.reason; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.logout_reasons_hourly.reason IS 'Decoded logout reason: normal, heartbeat_timeout, connection_lost, kicked_out, token_expired, unknown.';
+
+
+--
+-- Name: COLUMN logout_reasons_hourly.logouts; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.logout_reasons_hourly.logouts IS 'Logouts of this app with this reason in the bucket (a bucket-reason without logouts has no row).';
+
+
+--
+-- Name: COLUMN logout_reasons_hourly.bucket_logouts; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.logout_reasons_hourly.bucket_logouts IS 'All logouts of this app in the bucket, every reason.';
+
+
+--
+-- Name: COLUMN logout_reasons_hourly.share; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.logout_reasons_hourly.share IS 'logouts / bucket_logouts, between 0 and 1; the shares of one app-bucket sum to 1.';
+
+
+--
+-- Name: COLUMN logout_reasons_hourly.window_share; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.logout_reasons_hourly.window_share IS 'This reason''s share of the app''s logouts over the whole window (all time for the view): the baseline.';
+
+
+--
+-- Name: COLUMN logout_reasons_hourly.lift; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.logout_reasons_hourly.lift IS 'share / window_share: 1 is usual, 3 means this reason is three times as frequent as usual in this bucket.';
+
+
+--
+-- Name: logout_reasons_between(bigint, timestamp with time zone, timestamp with time zone, interval); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.logout_reasons_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_bucket interval DEFAULT '01:00:00'::interval) RETURNS SETOF public.logout_reasons_hourly
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    zone text := zegolog_time_zone();
+BEGIN
+    IF p_bucket IS NULL OR p_bucket <= interval '0' THEN
+        RAISE EXCEPTION 'the bucket must be a positive interval, not %', p_bucket USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    SELECT
+        c.bucket_start,
+        zegolog_bucket_end(c.bucket_start, p_bucket, zone) AS bucket_end,
+        c.appid,
+        c.reason,
+        c.logouts,
+        (sum(c.logouts) OVER (PARTITION BY c.appid, c.bucket_start))::bigint AS bucket_logouts,
+        (c.logouts / sum(c.logouts) OVER (PARTITION BY c.appid, c.bucket_start))::double precision AS share,
+        (sum(c.logouts) OVER (PARTITION BY c.appid, c.reason)
+            / sum(c.logouts) OVER (PARTITION BY c.appid))::double precision AS window_share,
+        ((c.logouts / sum(c.logouts) OVER (PARTITION BY c.appid, c.bucket_start))
+            / (sum(c.logouts) OVER (PARTITION BY c.appid, c.reason)
+               / sum(c.logouts) OVER (PARTITION BY c.appid)))::double precision AS lift
+    FROM (
+        SELECT zegolog_bucket_start(l.logout_time, p_bucket, zone) AS bucket_start,
+               l.appid,
+               zegolog_reason_name(l.reason) AS reason,
+               count(*) AS logouts
+        FROM room_logouts AS l
+        WHERE l.appid = ANY (CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END)
+          AND l.logout_time >= p_from AND l.logout_time < p_to
+        GROUP BY 1, 2, 3
+    ) AS c;
+END
+$$;
+
+
+--
+-- Name: FUNCTION logout_reasons_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_bucket interval); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.logout_reasons_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_bucket interval) IS 'The rows of logout_reasons_hourly for the logouts in [p_from, p_to) (p_appid NULL: every app), in buckets of p_bucket (default 1 hour; e.g. 1 minute, 5 minutes, 1 day) of the reporting time zone (zegolog_bucket_start: aligned on its midnights; 1 day is a local day, 23 or 25 hours on a DST change); window_share and lift are over this window.';
+
+
+--
+-- Name: logout_reasons_daily_in(text, date, date, bigint); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.logout_reasons_daily_in(p_zone text, p_from date, p_to date, p_appid bigint DEFAULT NULL::bigint) RETURNS TABLE(day date, appid bigint, reason text, logouts bigint, share double precision, median_duration_s double precision)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+    WITH c AS (
+        SELECT b.*, b.bucket <> zegolog_no_duration_bucket() AS timed,
+               sum(sessions) FILTER (WHERE b.bucket <> zegolog_no_duration_bucket())
+                   OVER (PARTITION BY day, appid, reason ORDER BY bucket) AS cum,
+               sum(sessions) FILTER (WHERE b.bucket <> zegolog_no_duration_bucket())
+                   OVER (PARTITION BY day, appid, reason) AS n
+        FROM zegolog_buckets_in(p_zone, p_from, p_to, p_appid) AS b
+    ), g AS (
+        SELECT day, appid, reason, sum(sessions)::bigint AS logouts,
+               zegolog_bucket_ms(min(bucket) FILTER (WHERE timed AND cum >= 0.5 * n)) / 1000 AS median_duration_s
+        FROM c
+        GROUP BY day, appid, reason
+    )
+    SELECT day, appid, reason, logouts,
+           (logouts::numeric / sum(logouts) OVER (PARTITION BY day, appid))::double precision,
+           median_duration_s
+    FROM g
+    ORDER BY day, appid, reason;
+$$;
+
+
+--
+-- Name: FUNCTION logout_reasons_daily_in(p_zone text, p_from date, p_to date, p_appid bigint); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.logout_reasons_daily_in(p_zone text, p_from date, p_to date, p_appid bigint) IS 'logout_reasons_daily with days cut in time zone p_zone, for the days p_from to p_to (both included, at most 93) and app p_appid (NULL, the default: every app), computed from the raw rows.';
+
+
+--
+-- Name: peak_concurrency_daily_in(text, date, date, bigint); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.peak_concurrency_daily_in(p_zone text, p_from date, p_to date, p_appid bigint DEFAULT NULL::bigint) RETURNS TABLE(day date, appid bigint, peak_users bigint)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+    SELECT day, appid, peak_users FROM zegolog_peaks_in(p_zone, p_from, p_to, false, p_appid) ORDER BY day, appid;
+$$;
+
+
+--
+-- Name: FUNCTION peak_concurrency_daily_in(p_zone text, p_from date, p_to date, p_appid bigint); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.peak_concurrency_daily_in(p_zone text, p_from date, p_to date, p_appid bigint) IS 'peak_concurrency_daily with days cut in time zone p_zone, for the days p_from to p_to (both included, at most 93) and app p_appid (NULL, the default: every app), from the zone-free per-minute rollups.';
+
+
+--
+-- Name: reason_usual_shares(bigint, timestamp with time zone, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.reason_usual_shares(p_appid bigint, p_before timestamp with time zone, p_days integer DEFAULT 7) RETURNS TABLE(reason text, logouts bigint, usual_share double precision)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+    SELECT d.reason, sum(d.logouts)::bigint,
+           (sum(d.logouts) / sum(sum(d.logouts)) OVER ())::double precision
+    FROM logout_reasons_daily AS d
+    WHERE d.appid = p_appid
+      AND d.day >= zegolog_local_day(p_before) - p_days
+      AND d.day < zegolog_local_day(p_before)
+    GROUP BY d.reason
+    ORDER BY d.reason;
+$$;
+
+
+--
+-- Name: FUNCTION reason_usual_shares(p_appid bigint, p_before timestamp with time zone, p_days integer); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.reason_usual_shares(p_appid bigint, p_before timestamp with time zone, p_days integer) IS 'Each reason''s logouts and share of app p_appid''s logouts over the p_days (default 7) whole days (of the reporting time zone) before the day of p_before: the usual share the incident view measures lift against.';
+
+
+--
+-- Name: zegolog_close_reason_name(integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_close_reason_name(close_reason integer) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE close_reason
+        WHEN 0 THEN 'normal'
+        WHEN 1 THEN 'last_user_heartbeat_timeout'
+        WHEN 2 THEN 'last_user_offline'
+        WHEN 3 THEN 'last_user_kicked_out'
+        ELSE 'unknown'
+    END;
+$$;
+
+
+--
+-- Name: FUNCTION zegolog_close_reason_name(close_reason integer); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_close_reason_name(close_reason integer) IS 'Decoded room_close close_reason: 0 normal, 1 last_user_heartbeat_timeout, 2 last_user_offline, 3 last_user_kicked_out, else unknown.';
+
+
+--
+-- Name: room_lifecycle_events; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.room_lifecycle_events (
+    appid bigint NOT NULL,
+    room_id text NOT NULL,
+    room_session_id numeric(20,0) NOT NULL,
+    event text NOT NULL,
+    at timestamp with time zone NOT NULL,
+    creator text,
+    close_reason integer,
+    received_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT room_lifecycle_events_event_check CHECK ((event = ANY (ARRAY['room_create'::text, 'room_close'::text]))),
+    CONSTRAINT room_lifecycle_events_room_session_id_check CHECK (((room_session_id >= (0)::numeric) AND (room_session_id <= '18446744073709551615'::numeric)))
+);
+
+
+--
+-- Name: TABLE room_lifecycle_events; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.room_lifecycle_events IS 'room_create and room_close callbacks, once per room lifecycle and event.';
+
+
+--
+-- Name: COLUMN room_lifecycle_events.at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_lifecycle_events.at IS 'room_create_time or room_close_time.';
+
+
+--
+-- Name: COLUMN room_lifecycle_events.close_reason; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_lifecycle_events.close_reason IS '0 normal, 1 last user''s heartbeat timed out, 2 last user went offline, 3 last user was kicked out.';
+
+
+--
+-- Name: room_lifecycle; Type: VIEW; Schema: public; Owner: -
+--
+
+CREATE VIEW public.room_lifecycle AS
+ SELECT k.appid,
+    k.room_id,
+    k.room_seq,
+    e.created_at,
+    e.creator,
+    e.closed_at,
+    e.close_reason AS close_reason_code,
+        CASE
+            WHEN (e.closed_at IS NOT NULL) THEN public.zegolog_close_reason_name(e.close_reason)
+            ELSE NULL::text
+        END AS close_reason,
+    (e.closed_at - e.created_at) AS lifetime,
+    s.sessions,
+    s.users,
+    s.user_minutes,
+    (COALESCE(( SELECT max(w.running) AS max
+           FROM ( SELECT sum(sum(d.delta)) OVER (ORDER BY d.minute) AS running
+                   FROM ( SELECT unnest(s.ins) AS minute,
+                            1 AS delta
+                        UNION ALL
+                         SELECT unnest(s.outs) AS unnest,
+                            '-1'::integer) d
+                  GROUP BY d.minute) w), (0)::numeric))::bigint AS peak_users,
+    s.first_login_at,
+    s.last_logout_at
+   FROM ((( SELECT e_1.appid,
+            e_1.room_id,
+            e_1.room_session_id AS room_seq
+           FROM public.room_lifecycle_events e_1
+        UNION
+         SELECT l.appid,
+            l.room_id,
+            l.room_seq
+           FROM public.room_logouts l
+          WHERE (l.room_seq IS NOT NULL)) k
+     CROSS JOIN LATERAL ( SELECT max(v.at) FILTER (WHERE (v.event = 'room_create'::text)) AS created_at,
+            max(v.creator) FILTER (WHERE (v.event = 'room_create'::text)) AS creator,
+            max(v.at) FILTER (WHERE (v.event = 'room_close'::text)) AS closed_at,
+            max(v.close_reason) FILTER (WHERE (v.event = 'room_close'::text)) AS close_reason
+           FROM public.room_lifecycle_events v
+          WHERE ((v.appid = k.appid) AND (v.room_id = k.room_id) AND (v.room_session_id = k.room_seq))) e)
+     CROSS JOIN LATERAL ( SELECT count(*) AS sessions,
+            count(DISTINCT o.user_account) AS users,
+            (COALESCE((sum(GREATEST(EXTRACT(epoch FROM (o.logout_time - o.login_at)), (0)::numeric)) / (60)::numeric), (0)::numeric))::double precision AS user_minutes,
+            min(o.login_at) AS first_login_at,
+            max(o.logout_time) AS last_logout_at,
+            array_agg(date_trunc('minute'::text, o.login_at, 'UTC'::text)) FILTER (WHERE (o.logout_time >= o.login_at)) AS ins,
+            array_agg((date_trunc('minute'::text, o.logout_time, 'UTC'::text) + '00:01:00'::interval)) FILTER (WHERE (o.logout_time >= o.login_at)) AS outs
+           FROM ( SELECT r.user_account,
+                    r.logout_time,
+                    COALESCE(r.login_time, r.paired_login_time) AS login_at
+                   FROM public.room_logouts r
+                  WHERE ((r.appid = k.appid) AND (r.room_id = k.room_id) AND (r.room_seq = k.room_seq))) o) s);
+
+
+--
+-- Name: VIEW room_lifecycle; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON VIEW public.room_lifecycle IS 'One row per room lifecycle (room_seq = room_session_id) seen in a room_create, a room_close or a logout: created / closed times, close reason, and its sessions, users, user-minutes and peak concurrency. Filter on appid, room_id or room_seq; for a time window use room_lifecycle_between(appid, from, to).';
+
+
+--
+-- Name: COLUMN room_lifecycle.appid; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_lifecycle.appid IS 'ZEGOCLOUD application id.';
+
+
+--
+-- Name: COLUMN room_lifecycle.room_id; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_lifecycle.room_id IS 'Room id, as sent.';
+
+
+--
+-- Name: COLUMN room_lifecycle.room_seq; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_lifecycle.room_seq IS 'Room lifecycle id (u64): room_session_id of room_create / room_close, room_seq of the logins and logouts. Logouts without room_seq are in no lifecycle.';
+
+
+--
+-- Name: COLUMN room_lifecycle.created_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_lifecycle.created_at IS 'room_create_time; NULL when no room_create was received.';
+
+
+--
+-- Name: COLUMN room_lifecycle.creator; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_lifecycle.creator IS 'User id that created the room (id_name of room_create); NULL when not sent.';
+
+
+--
+-- Name: COLUMN room_lifecycle.closed_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_lifecycle.closed_at IS 'room_close_time; NULL while open or when no room_close was received.';
+
+
+--
+-- Name: COLUMN room_lifecycle.close_reason_code; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_lifecycle.close_reason_code IS 'Raw close_reason of room_close: 0 normal, 1 last user''s heartbeat timed out, 2 last user went offline, 3 last user was kicked out.';
+
+
+--
+-- Name: COLUMN room_lifecycle.close_reason; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_lifecycle.close_reason IS 'Decoded close_reason_code: normal, last_user_heartbeat_timeout, last_user_offline, last_user_kicked_out, unknown; NULL when no room_close was received.';
+
+
+--
+-- Name: COLUMN room_lifecycle.lifetime; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_lifecycle.lifetime IS 'closed_at - created_at; NULL unless both were received.';
+
+
+--
+-- Name: COLUMN room_lifecycle.sessions; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_lifecycle.sessions IS 'Logouts with this room_seq (0 if none yet).';
+
+
+--
+-- Name: COLUMN room_lifecycle.users; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_lifecycle.users IS 'Distinct user_account among those logouts.';
+
+
+--
+-- Name: COLUMN room_lifecycle.user_minutes; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_lifecycle.user_minutes IS 'Sum of the session durations in minutes; negative durations (bad sender clock) count as 0.';
+
+
+--
+-- Name: COLUMN room_lifecycle.peak_users; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_lifecycle.peak_users IS 'Most sessions online in any UTC minute, over this lifecycle''s sessions (a session counts from its login minute to its logout minute included; negative durations left out).';
+
+
+--
+-- Name: COLUMN room_lifecycle.first_login_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_lifecycle.first_login_at IS 'Earliest login_time among those logouts; NULL if none.';
+
+
+--
+-- Name: COLUMN room_lifecycle.last_logout_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_lifecycle.last_logout_at IS 'Latest logout_time among those logouts; NULL if none.';
+
+
+--
+-- Name: room_lifecycle_between(bigint, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.room_lifecycle_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone) RETURNS SETOF public.room_lifecycle
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+BEGIN
+    RETURN QUERY
+    SELECT
+        k.appid,
+        k.room_id,
+        k.room_seq,
+        e.created_at,
+        e.creator,
+        e.closed_at,
+        e.close_reason AS close_reason_code,
+        CASE WHEN e.closed_at IS NOT NULL THEN zegolog_close_reason_name(e.close_reason) END AS close_reason,
+        e.closed_at - e.created_at AS lifetime,
+        s.sessions,
+        s.users,
+        s.user_minutes,
+        coalesce((
+            SELECT max(w.running)
+            FROM (
+                SELECT sum(sum(d.delta)) OVER (ORDER BY d.minute) AS running
+                FROM (SELECT unnest(s.ins) AS minute, 1 AS delta
+                      UNION ALL
+                      SELECT unnest(s.outs), -1) AS d
+                GROUP BY d.minute
+            ) AS w
+        ), 0)::bigint AS peak_users,
+        s.first_login_at,
+        s.last_logout_at
+    FROM (
+        SELECT e.appid, e.room_id, e.room_session_id AS room_seq
+        FROM room_lifecycle_events AS e
+        WHERE e.appid = ANY (CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END)
+          AND e.at >= p_from AND e.at < p_to
+        UNION
+        SELECT l.appid, l.room_id, l.room_seq
+        FROM room_logouts AS l
+        WHERE l.appid = ANY (CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END)
+          AND l.logout_time >= p_from AND l.logout_time < p_to
+          AND l.room_seq IS NOT NULL
+    ) AS k
+    CROSS JOIN LATERAL (
+        SELECT max(v.at) FILTER (WHERE v.event = 'room_create') AS created_at,
+               max(v.creator) FILTER (WHERE v.event = 'room_create') AS creator,
+               max(v.at) FILTER (WHERE v.event = 'room_close') AS closed_at,
+               max(v.close_reason) FILTER (WHERE v.event = 'room_close') AS close_reason
+        FROM room_lifecycle_events AS v
+        WHERE v.appid = k.appid AND v.room_id = k.room_id AND v.room_session_id = k.room_seq
+    ) AS e
+    CROSS JOIN LATERAL (
+        -- Concurrency as in 0003, over this lifecycle's sessions: +1 at the login minute, -1 the
+        -- minute after the logout minute; negative durations left out.
+        SELECT count(*) AS sessions,
+               count(DISTINCT o.user_account) AS users,
+               coalesce(sum(greatest(extract(EPOCH FROM o.logout_time - o.login_at), 0)) / 60, 0)::double precision
+                   AS user_minutes,
+               min(o.login_at) AS first_login_at,
+               max(o.logout_time) AS last_logout_at,
+               array_agg(date_trunc('minute', o.login_at, 'UTC'))
+                   FILTER (WHERE o.logout_time >= o.login_at) AS ins,
+               array_agg(date_trunc('minute', o.logout_time, 'UTC') + interval '1 minute')
+                   FILTER (WHERE o.logout_time >= o.login_at) AS outs
+        FROM (SELECT r.user_account, r.logout_time, coalesce(r.login_time, r.paired_login_time) AS login_at
+              FROM room_logouts AS r
+              WHERE r.appid = k.appid AND r.room_id = k.room_id AND r.room_seq = k.room_seq) AS o
+    ) AS s;
+END
+$$;
+
+
+--
+-- Name: FUNCTION room_lifecycle_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.room_lifecycle_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone) IS 'The rows of room_lifecycle for the lifecycles created, closed or with a logout in [p_from, p_to) (p_appid NULL: every app); their statistics cover all their sessions.';
+
+
+--
+-- Name: room_peak_concurrency_daily_in(text, date, date, bigint); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.room_peak_concurrency_daily_in(p_zone text, p_from date, p_to date, p_appid bigint DEFAULT NULL::bigint) RETURNS TABLE(day date, appid bigint, room_id text, peak_users bigint)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+    SELECT day, appid, room_id, peak_users FROM zegolog_peaks_in(p_zone, p_from, p_to, true, p_appid) ORDER BY day, appid, room_id;
+$$;
+
+
+--
+-- Name: FUNCTION room_peak_concurrency_daily_in(p_zone text, p_from date, p_to date, p_appid bigint); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.room_peak_concurrency_daily_in(p_zone text, p_from date, p_to date, p_appid bigint) IS 'room_peak_concurrency_daily (days with users online) with days cut in time zone p_zone, for the days p_from to p_to (both included, at most 93) and app p_appid (NULL, the default: every app), from the zone-free per-minute rollups.';
+
+
+--
+-- Name: room_users_online(bigint, text, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.room_users_online(p_appid bigint, p_room_id text, p_from timestamp with time zone, p_to timestamp with time zone) RETURNS TABLE(minute timestamp with time zone, users_online bigint)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+    WITH bounds AS (
+        SELECT date_trunc('minute', p_from, 'UTC') AS first_minute,
+               zegolog_local_day(p_from, z.zone) AS first_day,
+               zegolog_local_day(p_from, z.zone)::timestamp AT TIME ZONE z.zone AS first_day_start
+        FROM (SELECT zegolog_time_zone() AS zone) AS z
+        WHERE isfinite(p_from) AND isfinite(p_to)
+    ), deltas AS (
+        SELECT m.minute, m.delta
+        FROM room_concurrency_minute AS m, bounds AS b
+        WHERE m.appid = p_appid AND m.room_id = p_room_id
+          AND m.minute >= b.first_day_start AND m.minute < p_to
+        UNION ALL
+        SELECT c.minute, c.delta
+        FROM concurrency_pending AS c
+        WHERE c.appid = p_appid AND c.room_id = p_room_id AND c.minute < p_to
+    ), base AS MATERIALIZED (
+        SELECT coalesce((SELECT sum(d.net) FROM room_concurrency_day AS d
+                         WHERE d.appid = p_appid AND d.room_id = p_room_id AND d.day < b.first_day), 0)
+             + coalesce((SELECT sum(x.delta) FROM deltas AS x WHERE x.minute <= b.first_minute), 0) AS users
+        FROM bounds AS b
+    ), changes AS (
+        SELECT x.minute, sum(x.delta) AS delta
+        FROM deltas AS x, bounds AS b
+        WHERE x.minute > b.first_minute
+        GROUP BY x.minute
+    )
+    SELECT g.minute,
+           (base.users + coalesce(sum(ch.delta) OVER (ORDER BY g.minute), 0))::bigint
+    FROM bounds AS b
+    CROSS JOIN base
+    CROSS JOIN LATERAL generate_series(b.first_minute, p_to, interval '1 minute') AS g(minute)
+    LEFT JOIN changes AS ch ON ch.minute = g.minute
+    WHERE g.minute < p_to
+    ORDER BY g.minute;
+$$;
+
+
+--
+-- Name: FUNCTION room_users_online(p_appid bigint, p_room_id text, p_from timestamp with time zone, p_to timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.room_users_online(p_appid bigint, p_room_id text, p_from timestamp with time zone, p_to timestamp with time zone) IS 'Sessions online in room p_room_id of app p_appid in every UTC minute of [p_from, p_to), as users_online.';
+
+
+--
+-- Name: session_duration_daily_in(text, date, date, bigint); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.session_duration_daily_in(p_zone text, p_from date, p_to date, p_appid bigint DEFAULT NULL::bigint) RETURNS TABLE(day date, appid bigint, sessions bigint, total_minutes double precision, avg_s double precision, p50_s double precision, p90_s double precision, p99_s double precision, max_s double precision, sessions_with_duration bigint)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+    WITH b AS (
+        SELECT day, appid, bucket, bucket <> zegolog_no_duration_bucket() AS timed,
+               sum(sessions) AS sessions, sum(total_ms) AS total_ms, max(max_ms) AS max_ms
+        FROM zegolog_buckets_in(p_zone, p_from, p_to, p_appid)
+        GROUP BY day, appid, bucket
+    ), c AS (
+        SELECT b.*,
+               sum(sessions) FILTER (WHERE timed) OVER (PARTITION BY day, appid ORDER BY bucket) AS cum,
+               sum(sessions) FILTER (WHERE timed) OVER (PARTITION BY day, appid) AS n
+        FROM b
+    )
+    SELECT day, appid, sum(sessions)::bigint,
+           (sum(total_ms) FILTER (WHERE timed) / 60000)::double precision,
+           (sum(total_ms) FILTER (WHERE timed) / nullif(coalesce(sum(sessions) FILTER (WHERE timed), 0), 0) / 1000)::double precision,
+           min(zegolog_bucket_ms(bucket)) FILTER (WHERE timed AND cum >= 0.5 * n) / 1000,
+           min(zegolog_bucket_ms(bucket)) FILTER (WHERE timed AND cum >= 0.9 * n) / 1000,
+           min(zegolog_bucket_ms(bucket)) FILTER (WHERE timed AND cum >= 0.99 * n) / 1000,
+           max(max_ms) FILTER (WHERE timed)::double precision / 1000,
+           coalesce(sum(sessions) FILTER (WHERE timed), 0)::bigint
+    FROM c
+    GROUP BY day, appid
+    ORDER BY day, appid;
+$$;
+
+
+--
+-- Name: FUNCTION session_duration_daily_in(p_zone text, p_from date, p_to date, p_appid bigint); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.session_duration_daily_in(p_zone text, p_from date, p_to date, p_appid bigint) IS 'session_duration_daily with days cut in time zone p_zone, for the days p_from to p_to (both included, at most 93) and app p_appid (NULL, the default: every app), computed from the raw rows.';
+
+
+--
+-- Name: user_daily; Type: VIEW; Schema: public; Owner: -
+--
+
+CREATE VIEW public.user_daily AS
+ SELECT public.zegolog_local_day(l.logout_time) AS day,
+    l.appid,
+    l.user_account,
+    (array_agg(l.user_nickname ORDER BY l.logout_time DESC))[1] AS last_nickname,
+    count(*) AS sessions,
+    count(DISTINCT l.room_id) AS rooms,
+    ((sum(EXTRACT(epoch FROM (l.logout_time - COALESCE(l.login_time, l.paired_login_time)))) / (60)::numeric))::double precision AS total_minutes,
+    sum((l.logout_time - COALESCE(l.login_time, l.paired_login_time))) AS total_time,
+    count(*) FILTER (WHERE (l.reason = 0)) AS normal,
+    count(*) FILTER (WHERE (l.reason = 1)) AS heartbeat_timeout,
+    count(*) FILTER (WHERE (l.reason = 2)) AS connection_lost,
+    count(*) FILTER (WHERE (l.reason = 3)) AS kicked_out,
+    count(*) FILTER (WHERE (l.reason = 4)) AS token_expired,
+    count(*) FILTER (WHERE ((l.reason IS NULL) OR (l.reason <> ALL (ARRAY[0, 1, 2, 3, 4])))) AS unknown,
+    min(COALESCE(l.login_time, l.paired_login_time)) AS first_login_at,
+    max(l.logout_time) AS last_logout_at
+   FROM public.room_logouts l
+  GROUP BY (public.zegolog_local_day(l.logout_time)), l.appid, l.user_account;
+
+
+--
+-- Name: VIEW user_daily; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON VIEW public.user_daily IS 'Per day of logout (in the reporting time zone, zegolog_time_zone()), app and user: sessions, rooms, total time, and how many sessions ended with each logout reason. Filter on appid and user_account; for a time window use user_daily_between(appid, from, to).';
+
+
+--
+-- Name: COLUMN user_daily.day; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.user_daily.day IS 'Calendar day of the logout in the reporting time zone; a session counts on the day it ended.';
+
+
+--
+-- Name: COLUMN user_daily.appid; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.user_daily.appid IS 'ZEGOCLOUD application id.';
+
+
+--
+-- Name: COLUMN user_daily.user_account; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.user_daily.user_account IS 'User id used at login.';
+
+
+--
+-- Name: COLUMN user_daily.last_nickname; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.user_daily.last_nickname IS 'Nickname of the user''s last session that day (it can change); NULL when not sent.';
+
+
+--
+-- Name: COLUMN user_daily.sessions; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.user_daily.sessions IS 'Sessions (logouts) of this user that ended this day.';
+
+
+--
+-- Name: COLUMN user_daily.rooms; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.user_daily.rooms IS 'Distinct rooms of those sessions.';
+
+
+--
+-- Name: COLUMN user_daily.total_minutes; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.user_daily.total_minutes IS 'Sum of the durations of the sessions whose login is known, in minutes (negative durations counted as they are, as in session_duration_daily).';
+
+
+--
+-- Name: COLUMN user_daily.total_time; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.user_daily.total_time IS 'The same sum as an interval.';
+
+
+--
+-- Name: COLUMN user_daily.normal; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.user_daily.normal IS 'Sessions that ended with reason 0 (normal logout).';
+
+
+--
+-- Name: COLUMN user_daily.heartbeat_timeout; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.user_daily.heartbeat_timeout IS 'Sessions that ended with reason 1 (business-layer heartbeat timeout).';
+
+
+--
+-- Name: COLUMN user_daily.connection_lost; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.user_daily.connection_lost IS 'Sessions that ended with reason 2 (access-layer connection lost or heartbeat timeout).';
+
+
+--
+-- Name: COLUMN user_daily.kicked_out; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.user_daily.kicked_out IS 'Sessions that ended with reason 3 (kicked out by a backend call).';
+
+
+--
+-- Name: COLUMN user_daily.token_expired; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.user_daily.token_expired IS 'Sessions that ended with reason 4 (token expired).';
+
+
+--
+-- Name: COLUMN user_daily.unknown; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.user_daily.unknown IS 'Sessions whose reason was not sent or is not a known code.';
+
+
+--
+-- Name: COLUMN user_daily.first_login_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.user_daily.first_login_at IS 'Earliest login of those sessions (login_time, or that of the paired room_login).';
+
+
+--
+-- Name: COLUMN user_daily.last_logout_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.user_daily.last_logout_at IS 'Latest logout_time of those sessions.';
+
+
+--
+-- Name: user_daily_between(bigint, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.user_daily_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone) RETURNS SETOF public.user_daily
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    zone text := zegolog_time_zone();
+BEGIN
+    RETURN QUERY
+    SELECT
+        zegolog_local_day(l.logout_time, zone) AS day,
+        l.appid,
+        l.user_account,
+        (array_agg(l.user_nickname ORDER BY l.logout_time DESC))[1] AS last_nickname,
+        count(*) AS sessions,
+        count(DISTINCT l.room_id) AS rooms,
+        (sum(extract(EPOCH FROM l.logout_time - coalesce(l.login_time, l.paired_login_time))) / 60)::double precision AS total_minutes,
+        sum(l.logout_time - coalesce(l.login_time, l.paired_login_time)) AS total_time,
+        count(*) FILTER (WHERE l.reason = 0) AS normal,
+        count(*) FILTER (WHERE l.reason = 1) AS heartbeat_timeout,
+        count(*) FILTER (WHERE l.reason = 2) AS connection_lost,
+        count(*) FILTER (WHERE l.reason = 3) AS kicked_out,
+        count(*) FILTER (WHERE l.reason = 4) AS token_expired,
+        count(*) FILTER (WHERE l.reason IS NULL OR l.reason NOT IN (0, 1, 2, 3, 4)) AS unknown,
+        min(coalesce(l.login_time, l.paired_login_time)) AS first_login_at,
+        max(l.logout_time) AS last_logout_at
+    FROM room_logouts AS l
+    WHERE l.appid = ANY (CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END)
+      AND l.logout_time >= p_from AND l.logout_time < p_to
+    GROUP BY zegolog_local_day(l.logout_time, zone), l.appid, l.user_account;
+END
+$$;
+
+
+--
+-- Name: FUNCTION user_daily_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.user_daily_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone) IS 'The rows of user_daily for the sessions that ended in [p_from, p_to) (p_appid NULL: every app); days at the edges of the window are partial.';
+
+
+--
+-- Name: users_online(bigint, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.users_online(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone) RETURNS TABLE(minute timestamp with time zone, users_online bigint)
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+    WITH bounds AS (
+        SELECT date_trunc('minute', p_from, 'UTC') AS first_minute,
+               zegolog_local_day(p_from, z.zone) AS first_day,
+               zegolog_local_day(p_from, z.zone)::timestamp AT TIME ZONE z.zone AS first_day_start
+        FROM (SELECT zegolog_time_zone() AS zone) AS z
+        WHERE isfinite(p_from) AND isfinite(p_to)
+    ), deltas AS (
+        SELECT m.minute, m.delta
+        FROM app_concurrency_minute AS m, bounds AS b
+        WHERE m.appid = p_appid AND m.minute >= b.first_day_start AND m.minute < p_to
+        UNION ALL
+        SELECT c.minute, c.delta
+        FROM concurrency_pending AS c
+        WHERE c.appid = p_appid AND c.minute < p_to
+    ), base AS MATERIALIZED (
+        SELECT coalesce((SELECT sum(d.net) FROM app_concurrency_day AS d
+                         WHERE d.appid = p_appid AND d.day < b.first_day), 0)
+             + coalesce((SELECT sum(x.delta) FROM deltas AS x WHERE x.minute <= b.first_minute), 0) AS users
+        FROM bounds AS b
+    ), changes AS (
+        SELECT x.minute, sum(x.delta) AS delta
+        FROM deltas AS x, bounds AS b
+        WHERE x.minute > b.first_minute
+        GROUP BY x.minute
+    )
+    SELECT g.minute,
+           (base.users + coalesce(sum(ch.delta) OVER (ORDER BY g.minute), 0))::bigint
+    FROM bounds AS b
+    CROSS JOIN base
+    CROSS JOIN LATERAL generate_series(b.first_minute, p_to, interval '1 minute') AS g(minute)
+    LEFT JOIN changes AS ch ON ch.minute = g.minute
+    WHERE g.minute < p_to
+    ORDER BY g.minute;
+$$;
+
+
+--
+-- Name: FUNCTION users_online(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.users_online(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone) IS 'Sessions online in app p_appid in every UTC minute of [p_from, p_to), from the minute holding p_from: a session counts from its login minute to its logout minute included. Compacted rollups plus pending rows: exact up to the last commit.';
+
+
+--
+-- Name: zegolog_add_to_rollups(bigint, bigint); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_add_to_rollups(from_id bigint, to_id bigint) RETURNS void
+    LANGUAGE sql
+    AS $$
+    INSERT INTO logout_rollup_pending (day, appid, reason, bucket, sessions, total_ms, max_ms)
+    SELECT r.day, r.appid, r.reason, r.bucket, sum(r.sessions), sum(r.total_ms), max(r.max_ms)
+    FROM room_logouts AS l,
+         zegolog_logout_rollup(l.appid, l.reason, coalesce(l.login_time, l.paired_login_time), l.logout_time) AS r
+    WHERE l.id BETWEEN from_id AND to_id
+    GROUP BY 1, 2, 3, 4;
+    INSERT INTO concurrency_pending (appid, room_id, minute, delta)
+    SELECT c.appid, c.room_id, c.minute, sum(c.delta)
+    FROM room_logouts AS l,
+         zegolog_logout_concurrency(l.appid, l.room_id, coalesce(l.login_time, l.paired_login_time), l.logout_time) AS c
+    WHERE l.id BETWEEN from_id AND to_id
+    GROUP BY 1, 2, 3;
+$$;
+
+
+--
+-- Name: zegolog_appids(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_appids() RETURNS bigint[]
+    LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+    WITH RECURSIVE logouts(appid) AS (
+        (SELECT appid FROM room_logouts ORDER BY appid LIMIT 1)
+        UNION ALL
+        SELECT (SELECT l.appid FROM room_logouts AS l WHERE l.appid > p.appid ORDER BY l.appid LIMIT 1)
+        FROM logouts AS p WHERE p.appid IS NOT NULL
+    ), logins(appid) AS (
+        (SELECT appid FROM room_logins ORDER BY appid LIMIT 1)
+        UNION ALL
+        SELECT (SELECT l.appid FROM room_logins AS l WHERE l.appid > p.appid ORDER BY l.appid LIMIT 1)
+        FROM logins AS p WHERE p.appid IS NOT NULL
+    ), rooms(appid) AS (
+        (SELECT appid FROM room_lifecycle_events ORDER BY appid LIMIT 1)
+        UNION ALL
+        SELECT (SELECT e.appid FROM room_lifecycle_events AS e WHERE e.appid > p.appid ORDER BY e.appid LIMIT 1)
+        FROM rooms AS p WHERE p.appid IS NOT NULL
+    )
+    SELECT coalesce(array_agg(DISTINCT a.appid ORDER BY a.appid), '{}')
+    FROM (SELECT appid FROM logouts UNION ALL SELECT appid FROM logins UNION ALL SELECT appid FROM rooms) AS a
+    WHERE a.appid IS NOT NULL;
+$$;
+
+
+--
+-- Name: FUNCTION zegolog_appids(); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_appids() IS 'Every appid that has logouts, logins or room lifecycle events, in order (loose index scan: fast).';
+
+
+--
+-- Name: zegolog_begin_time_zone_change(text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_begin_time_zone_change(p_zone text) RETURNS TABLE(first_day date, last_day date)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+BEGIN
+    IF NOT zegolog_is_time_zone(p_zone) THEN
+        RAISE EXCEPTION 'unknown time zone "%"', p_zone
+            USING ERRCODE = '22023',
+                  HINT = 'Use an IANA name from pg_timezone_names, such as Asia/Shanghai or America/New_York.';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('zegolog_compact_rollups'));
+    LOCK TABLE zegolog_settings IN ACCESS EXCLUSIVE MODE;
+    -- Fold what is pending (its days are in the old zone, its minutes in none).
+    PERFORM zegolog_compact_rollups();
+
+    UPDATE zegolog_settings SET time_zone = p_zone, chosen = true, changed_at = now();
+    DELETE FROM logout_rollup;
+    DELETE FROM app_concurrency_day;
+    DELETE FROM room_concurrency_day;
+
+    DROP TABLE IF EXISTS zegolog_spans;
+    CREATE TEMP TABLE zegolog_spans ON COMMIT DROP AS
+    SELECT appid, room_id, min(zegolog_local_day(minute, p_zone)) AS first_day,
+           max(zegolog_local_day(minute, p_zone)) AS last_day
+    FROM room_concurrency_minute
+    GROUP BY appid, room_id;
+
+    RETURN QUERY
+    SELECT min(d), max(d)
+    FROM (
+        SELECT zegolog_local_day(min(logout_time), p_zone) AS d FROM room_logouts
+        UNION ALL SELECT zegolog_local_day(max(logout_time), p_zone) FROM room_logouts
+        UNION ALL SELECT min(s.first_day) FROM zegolog_spans AS s
+        UNION ALL SELECT max(s.last_day) FROM zegolog_spans AS s
+    ) AS x;
+END
+$$;
+
+
+--
+-- Name: zegolog_bucket_end(timestamp with time zone, interval, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_bucket_end(bucket_start timestamp with time zone, width interval, zone text) RETURNS timestamp with time zone
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE
+        WHEN width >= interval '1 day' THEN
+            (zegolog_local_day(bucket_start, zone)
+             + greatest(round(extract(EPOCH FROM width) / 86400), 1)::integer)::timestamp AT TIME ZONE zone
+        ELSE least(bucket_start + width,
+                   (zegolog_local_day(bucket_start, zone) + 1)::timestamp AT TIME ZONE zone)
+    END;
+$$;
+
+
+--
+-- Name: FUNCTION zegolog_bucket_end(bucket_start timestamp with time zone, width interval, zone text); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_bucket_end(bucket_start timestamp with time zone, width interval, zone text) IS 'End (exclusive) of the bucket starting at bucket_start: width later, or the next local midnight if sooner.';
+
+
+--
+-- Name: zegolog_bucket_ms(integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_bucket_ms(bucket integer) RETURNS double precision
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE
+        WHEN bucket = 0 THEN 0
+        ELSE sign(bucket) * 2 * power(1.01 / 0.99, abs(bucket) - 1) / (1.01 / 0.99 + 1)
+    END;
+$$;
+
+
+--
+-- Name: zegolog_bucket_start(timestamp with time zone, interval, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_bucket_start(t timestamp with time zone, width interval, zone text) RETURNS timestamp with time zone
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE
+        WHEN width >= interval '1 day' THEN
+            (date '2000-01-03'
+             + (floor((zegolog_local_day(t, zone) - date '2000-01-03')::numeric
+                      / greatest(round(extract(EPOCH FROM width) / 86400), 1))
+                * greatest(round(extract(EPOCH FROM width) / 86400), 1))::integer
+            )::timestamp AT TIME ZONE zone
+        ELSE date_bin(width, t, zegolog_local_day(t, zone)::timestamp AT TIME ZONE zone)
+    END;
+$$;
+
+
+--
+-- Name: FUNCTION zegolog_bucket_start(t timestamp with time zone, width interval, zone text); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_bucket_start(t timestamp with time zone, width interval, zone text) IS 'Start of the bucket of `width` holding t in time zone `zone`: under a day, aligned on the midnight of t''s local day; whole days, local days counted from Monday 2000-01-03.';
+
+
+--
+-- Name: zegolog_buckets_in(text, date, date, bigint); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_buckets_in(p_zone text, p_from date, p_to date, p_appid bigint) RETURNS TABLE(day date, appid bigint, reason text, bucket integer, sessions bigint, total_ms numeric, max_ms bigint)
+    LANGUAGE sql STABLE
+    AS $$
+    WITH counted AS (
+        SELECT zegolog_local_day(r.logout_time, p_zone) AS day, r.appid, r.reason,
+               (extract(EPOCH FROM r.logout_time - coalesce(r.login_time, r.paired_login_time)) * 1000)::bigint AS ms,
+               count(*) AS n
+        FROM zegolog_zone_window(p_zone, p_from, p_to) AS w, room_logouts AS r
+        WHERE r.appid = ANY (CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END)
+          AND r.logout_time >= w.lo AND r.logout_time < w.hi
+        GROUP BY 1, 2, 3, 4
+    )
+    SELECT c.day, c.appid, zegolog_reason_name(c.reason),
+           CASE WHEN c.ms IS NULL THEN zegolog_no_duration_bucket() ELSE zegolog_duration_bucket(c.ms) END,
+           sum(c.n)::bigint, sum(c.n * coalesce(c.ms, 0)), coalesce(max(c.ms), -9223372036854775808)
+    FROM counted AS c
+    GROUP BY 1, 2, 3, 4;
+$$;
+
+
+--
+-- Name: zegolog_compact_rollups(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_compact_rollups() RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    zone text;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('zegolog_compact_rollups'));
+    -- After the lock: a change of zone holds it until it commits.
+    zone := zegolog_time_zone();
+
+    WITH moved AS (DELETE FROM logout_rollup_pending RETURNING *)
+    INSERT INTO logout_rollup AS r (day, appid, reason, bucket, sessions, total_ms, max_ms)
+    SELECT day, appid, reason, bucket, sum(sessions), sum(total_ms), max(max_ms)
+    FROM moved
+    GROUP BY day, appid, reason, bucket
+    ORDER BY appid, day, reason, bucket
+    ON CONFLICT (appid, day, reason, bucket) DO UPDATE
+    SET sessions = r.sessions + excluded.sessions,
+        total_ms = r.total_ms + excluded.total_ms,
+        max_ms = greatest(r.max_ms, excluded.max_ms);
+
+    CREATE TEMP TABLE zegolog_moved ON COMMIT DROP AS
+        SELECT appid, room_id, minute, delta FROM concurrency_pending WHERE false;
+    WITH moved AS (DELETE FROM concurrency_pending RETURNING *)
+    INSERT INTO zegolog_moved
+    SELECT appid, room_id, minute, sum(delta) FROM moved GROUP BY 1, 2, 3;
+
+    INSERT INTO room_concurrency_minute AS r (appid, room_id, minute, delta)
+    SELECT appid, room_id, minute, delta FROM zegolog_moved ORDER BY 1, 2, 3
+    ON CONFLICT (appid, room_id, minute) DO UPDATE SET delta = r.delta + excluded.delta;
+    INSERT INTO app_concurrency_minute AS r (appid, minute, delta)
+    SELECT appid, minute, sum(delta) FROM zegolog_moved GROUP BY 1, 2 ORDER BY 1, 2
+    ON CONFLICT (appid, minute) DO UPDATE SET delta = r.delta + excluded.delta;
+
+    -- The days to recompute: for each app (and room), from the first to the last day (in the
+    -- zone) a moved delta falls on.
+    CREATE TEMP TABLE zegolog_days ON COMMIT DROP AS
+    SELECT r.appid, r.room_id, d::date AS day
+    FROM (
+        SELECT appid, room_id, min(zegolog_local_day(minute, zone)) AS first_day,
+               max(zegolog_local_day(minute, zone)) AS last_day
+        FROM zegolog_moved GROUP BY appid, room_id
+    ) AS r,
+    generate_series(r.first_day, r.last_day, interval '1 day') AS d;
+
+    PERFORM zegolog_refresh_concurrency_days(zone);
+
+    DROP TABLE zegolog_moved;
+    DROP TABLE zegolog_days;
+END
+$$;
+
+
+--
+-- Name: zegolog_drop_partitions_before(timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_drop_partitions_before(cutoff timestamp with time zone) RETURNS SETOF text
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    part record;
+    cutoff_day date;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('zegolog_ensure_partition'));
+    PERFORM pg_advisory_xact_lock(hashtext('zegolog_compact_rollups'));
+    cutoff_day := zegolog_local_day(cutoff, zegolog_time_zone());
+    FOR part IN
+        SELECT c.relname,
+               (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz AS upper_bound
+        FROM pg_inherits i
+        JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'room_logouts'::regclass
+          AND c.relname <> 'room_logouts_default'
+        ORDER BY 1
+    LOOP
+        IF part.upper_bound <= cutoff THEN
+            EXECUTE format('DROP TABLE IF EXISTS %I', part.relname);
+            RETURN NEXT part.relname;
+        END IF;
+    END LOOP;
+    DELETE FROM room_logouts_default WHERE logout_time < cutoff;
+    DELETE FROM logout_rollup WHERE day < cutoff_day;
+    DELETE FROM app_concurrency_day WHERE day < cutoff_day;
+    DELETE FROM room_concurrency_day WHERE day < cutoff_day;
+END
+$$;
+
+
+--
+-- Name: zegolog_duration_bucket(bigint); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_duration_bucket(ms bigint) RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE
+        WHEN ms = 0 THEN 0
+        WHEN ms > 0 THEN 1 + ceil(round((ln(ms::double precision) / ln(1.01 / 0.99))::numeric, 9))::integer
+        ELSE -(1 + ceil(round((ln((-ms)::double precision) / ln(1.01 / 0.99))::numeric, 9))::integer)
+    END;
+$$;
+
+
+--
+-- Name: zegolog_ensure_ledger_partition(date); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_ensure_ledger_partition(p_day date) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    lo timestamptz := p_day::timestamp AT TIME ZONE 'UTC';
+    hi timestamptz := (p_day + 1)::timestamp AT TIME ZONE 'UTC';
+    name text := format('signature_ledger_%s', to_char(p_day, 'YYYY_MM_DD'));
+BEGIN
+    IF to_regclass(name) IS NOT NULL THEN
+        RETURN name;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('zegolog_signature_ledger_partitions'));
+    IF to_regclass(name) IS NOT NULL THEN
+        RETURN name;
+    END IF;
+    -- No writer may put a row of this day into the default partition meanwhile (the new
+    -- partition's creation would then fail); the parent first, as writers lock it. Writers
+    -- queue behind this lock: give up after a second rather than stall them (next hour).
+    PERFORM set_config('lock_timeout', '1s', true);
+    LOCK TABLE signature_ledger IN SHARE ROW EXCLUSIVE MODE;
+    CREATE TEMP TABLE zegolog_ledger_moving ON COMMIT DROP AS
+        SELECT * FROM signature_ledger_default WHERE false;
+    WITH gone AS (
+        DELETE FROM signature_ledger_default
+        WHERE signed_at >= lo AND signed_at < hi
+        RETURNING *
+    )
+    INSERT INTO zegolog_ledger_moving SELECT * FROM gone;
+    EXECUTE format('CREATE TABLE %I PARTITION OF signature_ledger FOR VALUES FROM (%L) TO (%L)', name, lo, hi);
+    INSERT INTO signature_ledger SELECT * FROM zegolog_ledger_moving;
+    DROP TABLE zegolog_ledger_moving;
+    RETURN name;
+END
+$$;
+
+
+--
+-- Name: zegolog_ensure_ledger_partitions(integer, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_ensure_ledger_partitions(days_back integer DEFAULT 1, days_ahead integer DEFAULT 2) RETURNS SETOF text
+    LANGUAGE sql
+    AS $$
+    SELECT zegolog_ensure_ledger_partition(d::date)
+    FROM generate_series(
+        (now() AT TIME ZONE 'UTC')::date - days_back,
+        (now() AT TIME ZONE 'UTC')::date + days_ahead,
+        interval '1 day'
+    ) AS d;
+$$;
+
+
+--
+-- Name: zegolog_ensure_partition(date); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_ensure_partition(p_month date) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    month_start date := date_trunc('month', p_month)::date;
+    lo timestamptz := month_start::timestamp AT TIME ZONE 'UTC';
+    hi timestamptz := (month_start + interval '1 month')::timestamp AT TIME ZONE 'UTC';
+    name text := format('room_logouts_%s', to_char(month_start, 'YYYY_MM'));
+    moved bigint;
+BEGIN
+    IF to_regclass(name) IS NOT NULL THEN
+        RETURN name;
+    END IF;
+    -- Serialise partition creation between concurrent callers.
+    PERFORM pg_advisory_xact_lock(hashtext('zegolog_ensure_partition'));
+    IF to_regclass(name) IS NOT NULL THEN
+        RETURN name;
+    END IF;
+    CREATE TEMP TABLE zegolog_moving ON COMMIT DROP AS
+        SELECT * FROM room_logouts_default WHERE false;
+    WITH gone AS (
+        DELETE FROM room_logouts_default
+        WHERE logout_time >= lo AND logout_time < hi
+        RETURNING *
+    )
+    INSERT INTO zegolog_moving SELECT * FROM gone;
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    EXECUTE format('CREATE TABLE %I PARTITION OF room_logouts FOR VALUES FROM (%L) TO (%L)', name, lo, hi);
+    INSERT INTO room_logouts SELECT * FROM zegolog_moving;
+    DROP TABLE zegolog_moving;
+    IF moved > 0 THEN
+        RAISE NOTICE 'moved % rows from room_logouts_default into %', moved, name;
+    END IF;
+    RETURN name;
+END
+$$;
+
+
+--
+-- Name: zegolog_ensure_partitions(integer, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_ensure_partitions(months_back integer DEFAULT 1, months_ahead integer DEFAULT 3) RETURNS SETOF text
+    LANGUAGE sql
+    AS $$
+    SELECT zegolog_ensure_partition(m::date)
+    FROM generate_series(
+        date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => months_back),
+        date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => months_ahead),
+        interval '1 month'
+    ) AS m;
+$$;
+
+
+--
+-- Name: zegolog_is_time_zone(text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_is_time_zone(zone text) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+    SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = zone);
+$$;
+
+
+--
+-- Name: zegolog_local_day(timestamp with time zone, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_local_day(t timestamp with time zone, zone text) RETURNS date
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT (t AT TIME ZONE zone)::date;
+$$;
+
+
+--
+-- Name: FUNCTION zegolog_local_day(t timestamp with time zone, zone text); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_local_day(t timestamp with time zone, zone text) IS 'The calendar day of t in time zone `zone` (a 23- or 25-hour day around a DST change is one day).';
+
+
+--
+-- Name: zegolog_logout_concurrency(bigint, text, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_logout_concurrency(p_appid bigint, p_room_id text, p_login_at timestamp with time zone, p_logout_at timestamp with time zone) RETURNS TABLE(appid bigint, room_id text, minute timestamp with time zone, delta bigint)
+    LANGUAGE sql STABLE PARALLEL SAFE
+    AS $$
+    SELECT p_appid, p_room_id, date_trunc('minute', p_login_at, 'UTC'), 1::bigint
+    WHERE p_logout_at >= p_login_at
+    UNION ALL
+    SELECT p_appid, p_room_id, date_trunc('minute', p_logout_at, 'UTC') + interval '1 minute', -1::bigint
+    WHERE p_logout_at >= p_login_at;
+$$;
+
+
+--
+-- Name: FUNCTION zegolog_logout_concurrency(p_appid bigint, p_room_id text, p_login_at timestamp with time zone, p_logout_at timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_logout_concurrency(p_appid bigint, p_room_id text, p_login_at timestamp with time zone, p_logout_at timestamp with time zone) IS 'The concurrency deltas one logout contributes (none while its login is unknown).';
+
+
+--
+-- Name: zegolog_logout_contributions(bigint[], integer[], timestamp with time zone[], timestamp with time zone[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_logout_contributions(p_appid bigint[], p_reason integer[], p_login_time timestamp with time zone[], p_logout_time timestamp with time zone[]) RETURNS TABLE(day date, appid bigint, reason text, bucket integer, sessions bigint, total_ms numeric, max_ms bigint)
+    LANGUAGE sql
+    AS $$
+    SELECT r.day, r.appid, r.reason, r.bucket, sum(r.sessions)::bigint, sum(r.total_ms), max(r.max_ms)
+    FROM unnest(p_appid, p_reason, p_login_time, p_logout_time)
+             AS u(appid, reason, login_time, logout_time),
+         zegolog_logout_rollup(u.appid, u.reason, u.login_time, u.logout_time) AS r
+    GROUP BY 1, 2, 3, 4;
+$$;
+
+
+--
+-- Name: FUNCTION zegolog_logout_contributions(p_appid bigint[], p_reason integer[], p_login_time timestamp with time zone[], p_logout_time timestamp with time zone[]); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_logout_contributions(p_appid bigint[], p_reason integer[], p_login_time timestamp with time zone[], p_logout_time timestamp with time zone[]) IS 'The logout_rollup rows (day in the reporting time zone, appid, reason, duration bucket, sums) of the logouts given as parallel arrays, each through zegolog_logout_rollup.';
+
+
+--
+-- Name: zegolog_logout_rollup(bigint, integer, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_logout_rollup(p_appid bigint, p_reason integer, p_login_at timestamp with time zone, p_logout_at timestamp with time zone) RETURNS TABLE(day date, appid bigint, reason text, bucket integer, sessions bigint, total_ms numeric, max_ms bigint)
+    LANGUAGE sql PARALLEL SAFE
+    AS $$
+    SELECT zegolog_local_day(p_logout_at, s.time_zone), p_appid, zegolog_reason_name(p_reason),
+           CASE WHEN d.ms IS NULL THEN zegolog_no_duration_bucket() ELSE zegolog_duration_bucket(d.ms) END,
+           1::bigint, coalesce(d.ms, 0)::numeric, coalesce(d.ms, -9223372036854775808)
+    FROM zegolog_settings AS s,
+         (SELECT (extract(EPOCH FROM p_logout_at - p_login_at) * 1000)::bigint AS ms) AS d;
+$$;
+
+
+--
+-- Name: FUNCTION zegolog_logout_rollup(p_appid bigint, p_reason integer, p_login_at timestamp with time zone, p_logout_at timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_logout_rollup(p_appid bigint, p_reason integer, p_login_at timestamp with time zone, p_logout_at timestamp with time zone) IS 'The logout_rollup row one logout contributes (its duration bucket, or zegolog_no_duration_bucket() while its login is unknown).';
+
+
+--
+-- Name: zegolog_no_duration_bucket(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_no_duration_bucket() RETURNS integer
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$ SELECT -2147483648 $$;
+
+
+--
+-- Name: zegolog_pair_recent_logouts(interval); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_pair_recent_logouts(p_since interval DEFAULT '00:10:00'::interval) RETURNS bigint
+    LANGUAGE sql
+    AS $$
+    WITH candidates AS (
+        SELECT o.appid, o.session_id, o.logout_time, o.room_id, o.user_account,
+               o.paired_login_time AS old_login, x.login_time AS new_login
+        FROM room_logouts AS o
+        CROSS JOIN LATERAL (
+            SELECT max(i.login_time) AS login_time
+            FROM room_logins AS i
+            WHERE i.appid = o.appid AND i.room_id = o.room_id AND i.user_account = o.user_account
+              AND i.session_id = o.session_id AND i.login_time <= o.logout_time
+        ) AS x
+        WHERE o.login_time IS NULL AND o.received_at >= now() - p_since
+          AND x.login_time IS NOT NULL
+          AND (o.paired_login_time IS NULL OR x.login_time > o.paired_login_time)
+    ), locked AS (
+        SELECT o.appid, o.session_id, o.logout_time, o.room_id, o.user_account, o.reason,
+               o.paired_login_time AS old_login, c.new_login
+        FROM room_logouts AS o
+        JOIN candidates AS c USING (appid, session_id, logout_time, room_id, user_account)
+        WHERE o.login_time IS NULL
+          AND (o.paired_login_time IS NULL OR c.new_login > o.paired_login_time)
+        ORDER BY o.appid, o.session_id, o.logout_time, o.room_id, o.user_account
+        FOR UPDATE OF o
+    ), paired AS (
+        UPDATE room_logouts AS o SET paired_login_time = k.new_login
+        FROM locked AS k
+        WHERE o.appid = k.appid AND o.session_id = k.session_id AND o.logout_time = k.logout_time
+          AND o.room_id = k.room_id AND o.user_account = k.user_account
+        RETURNING o.appid, o.room_id, o.reason, o.logout_time, k.old_login, k.new_login
+    ), changes AS (
+        SELECT appid, room_id, reason, logout_time, new_login AS login_at, 1 AS sign FROM paired
+        UNION ALL
+        SELECT appid, room_id, reason, logout_time, old_login, -1 FROM paired
+    ), durations AS (
+        INSERT INTO logout_rollup_pending (day, appid, reason, bucket, sessions, total_ms, max_ms)
+        SELECT r.day, r.appid, r.reason, r.bucket, sum(c.sign * r.sessions), sum(c.sign * r.total_ms),
+               coalesce(max(r.max_ms) FILTER (WHERE c.sign > 0), -9223372036854775808)
+        FROM changes AS c, zegolog_logout_rollup(c.appid, c.reason, c.login_at, c.logout_time) AS r
+        GROUP BY 1, 2, 3, 4
+    ), concurrency AS (
+        INSERT INTO concurrency_pending (appid, room_id, minute, delta)
+        SELECT d.appid, d.room_id, d.minute, sum(c.sign * d.delta)
+        FROM changes AS c, zegolog_logout_concurrency(c.appid, c.room_id, c.login_at, c.logout_time) AS d
+        GROUP BY 1, 2, 3
+    )
+    SELECT count(*) FROM paired;
+$$;
+
+
+--
+-- Name: FUNCTION zegolog_pair_recent_logouts(p_since interval); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_pair_recent_logouts(p_since interval) IS 'Pairs the logouts without login_time received in the last p_since with their login (a login and its logout written concurrently see neither the other); returns how many it paired.';
+
+
+--
+-- Name: zegolog_peaks_in(text, date, date, boolean, bigint); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_peaks_in(p_zone text, p_from date, p_to date, p_rooms boolean, p_appid bigint) RETURNS TABLE(day date, appid bigint, room_id text, peak_users bigint, net bigint)
+    LANGUAGE plpgsql STABLE
+    AS $$
+#variable_conflict use_column
+DECLARE
+    w record;
+    dz text := zegolog_time_zone();
+    base_day date;
+    base_start timestamptz;
+BEGIN
+    SELECT * INTO w FROM zegolog_zone_window(p_zone, p_from, p_to);
+    base_day := zegolog_local_day(w.lo, dz);
+    base_start := base_day::timestamp AT TIME ZONE dz;
+    RETURN QUERY
+    WITH deltas AS (
+        SELECT m.appid, m.room_id, m.minute, m.delta FROM room_concurrency_minute AS m
+        WHERE p_rooms AND m.appid = ANY (CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END) AND m.minute >= base_start AND m.minute < w.hi
+        UNION ALL
+        SELECT m.appid, '', m.minute, m.delta FROM app_concurrency_minute AS m
+        WHERE NOT p_rooms AND m.appid = ANY (CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END) AND m.minute >= base_start AND m.minute < w.hi
+        UNION ALL
+        SELECT c.appid, CASE WHEN p_rooms THEN c.room_id ELSE '' END, c.minute, c.delta
+        FROM concurrency_pending AS c WHERE c.minute < w.hi AND (p_appid IS NULL OR c.appid = p_appid)
+    ), bases AS (
+        SELECT k.appid, k.room_id, sum(k.users) AS users
+        FROM (
+            SELECT d.appid, d.room_id, d.net AS users FROM room_concurrency_day AS d
+            WHERE p_rooms AND d.day < base_day AND (p_appid IS NULL OR d.appid = p_appid)
+            UNION ALL
+            SELECT d.appid, '', d.net FROM app_concurrency_day AS d
+            WHERE NOT p_rooms AND d.day < base_day AND (p_appid IS NULL OR d.appid = p_appid)
+            UNION ALL
+            SELECT x.appid, x.room_id, x.delta FROM deltas AS x WHERE x.minute < w.lo
+        ) AS k
+        GROUP BY k.appid, k.room_id
+    ), changes AS (
+        SELECT x.appid, x.room_id, x.minute, sum(x.delta) AS delta
+        FROM deltas AS x WHERE x.minute >= w.lo
+        GROUP BY 1, 2, 3
+    ), keys AS (
+        SELECT appid, room_id FROM changes
+        UNION
+        SELECT appid, room_id FROM bases WHERE users <> 0
+    ), stream AS (
+        SELECT appid, room_id, minute, delta FROM changes
+        UNION ALL
+        SELECT k.appid, k.room_id, d::timestamp AT TIME ZONE p_zone, 0
+        FROM keys AS k, generate_series(p_from, p_to, interval '1 day') AS d
+    ), running AS (
+        SELECT s.appid, s.room_id, zegolog_local_day(s.minute, p_zone) AS day, s.delta,
+               coalesce(b.users, 0) + sum(s.delta) OVER (PARTITION BY s.appid, s.room_id ORDER BY s.minute) AS users
+        FROM stream AS s
+        LEFT JOIN bases AS b ON b.appid = s.appid AND b.room_id = s.room_id
+    )
+    SELECT r.day, r.appid, r.room_id, max(r.users)::bigint, sum(r.delta)::bigint
+    FROM running AS r
+    GROUP BY r.day, r.appid, r.room_id
+    HAVING max(r.users) <> 0 OR sum(r.delta) <> 0;
+END
+$$;
+
+
+--
+-- Name: zegolog_platform_name(integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_platform_name(term_type integer) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE term_type
+        WHEN 0 THEN 'none'
+        WHEN 1 THEN 'windows'
+        WHEN 2 THEN 'ios'
+        WHEN 3 THEN 'android'
+        WHEN 4 THEN 'macos'
+        WHEN 5 THEN 'linux'
+        WHEN 6 THEN 'web'
+        WHEN 7 THEN 'mini_program'
+        WHEN 32 THEN 'unknown'
+        ELSE 'unknown'
+    END;
+$$;
+
+
+--
+-- Name: FUNCTION zegolog_platform_name(term_type integer); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_platform_name(term_type integer) IS 'Decoded room_login term_type: 0 none (TT_NONE), 1 windows, 2 ios, 3 android, 4 macos, 5 linux, 6 web, 7 mini_program (TT_MINI_PROGRAM), 32 unknown (TT_UNKNOWN); NULL and other codes unknown.';
+
+
+--
+-- Name: zegolog_prune_signature_ledger(interval); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_prune_signature_ledger(keep interval DEFAULT '2 days'::interval) RETURNS SETOF text
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    cutoff timestamptz := now() - keep;
+    part record;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('zegolog_signature_ledger_partitions'));
+    -- Writers queue behind the parent's lock: give up after a second rather than stall them.
+    PERFORM set_config('lock_timeout', '1s', true);
+    FOR part IN
+        SELECT c.relname,
+               (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz AS upper_bound
+        FROM pg_inherits i
+        JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'signature_ledger'::regclass
+          AND c.relname <> 'signature_ledger_default'
+        ORDER BY 1
+    LOOP
+        IF part.upper_bound <= cutoff THEN
+            -- The parent before the partition, in the order writers lock them: no deadlock.
+            LOCK TABLE signature_ledger IN ACCESS EXCLUSIVE MODE;
+            EXECUTE format('DROP TABLE %I', part.relname);
+            RETURN NEXT part.relname;
+        END IF;
+    END LOOP;
+    DELETE FROM signature_ledger_default WHERE first_seen < cutoff;
+END
+$$;
+
+
+--
+-- Name: zegolog_rebuild_rollups_day(date); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_rebuild_rollups_day(p_day date) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    zone text := zegolog_time_zone();
+    lo timestamptz := p_day::timestamp AT TIME ZONE zone;
+    hi timestamptz := (p_day + 1)::timestamp AT TIME ZONE zone;
+    logouts bigint;
+BEGIN
+    IF to_regclass('pg_temp.zegolog_spans') IS NULL THEN
+        RAISE EXCEPTION 'zegolog_rebuild_rollups_day runs after zegolog_begin_time_zone_change, in its transaction';
+    END IF;
+    INSERT INTO logout_rollup AS r (day, appid, reason, bucket, sessions, total_ms, max_ms)
+    SELECT c.*
+    FROM (SELECT array_agg(appid) AS appid, array_agg(reason) AS reason,
+                 array_agg(coalesce(login_time, paired_login_time)) AS login_time,
+                 array_agg(logout_time) AS logout_time
+          FROM room_logouts
+          WHERE appid = ANY (zegolog_appids()) AND logout_time >= lo AND logout_time < hi) AS a,
+         zegolog_logout_contributions(a.appid, a.reason, a.login_time, a.logout_time) AS c
+    ORDER BY c.appid, c.day, c.reason, c.bucket
+    ON CONFLICT (appid, day, reason, bucket) DO UPDATE
+    SET sessions = r.sessions + excluded.sessions,
+        total_ms = r.total_ms + excluded.total_ms,
+        max_ms = greatest(r.max_ms, excluded.max_ms);
+    SELECT coalesce(sum(sessions), 0) INTO logouts FROM logout_rollup WHERE day = p_day;
+
+    DROP TABLE IF EXISTS zegolog_days;
+    CREATE TEMP TABLE zegolog_days ON COMMIT DROP AS
+    SELECT appid, room_id, p_day AS day FROM zegolog_spans
+    WHERE p_day BETWEEN first_day AND last_day;
+    PERFORM zegolog_refresh_concurrency_days(zone);
+    DROP TABLE zegolog_days;
+    RETURN logouts;
+END
+$$;
+
+
+--
+-- Name: zegolog_refresh_concurrency_days(text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_refresh_concurrency_days(zone text) RETURNS void
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    -- Per app: every day from the first to the last day any of its rooms touched.
+    WITH days AS (
+        SELECT r.appid, d::date AS day
+        FROM (SELECT appid, min(day) AS first_day, max(day) AS last_day
+              FROM zegolog_days GROUP BY appid) AS r,
+        generate_series(r.first_day, r.last_day, interval '1 day') AS d
+    ), nets AS (
+        SELECT d.appid, d.day, coalesce(sum(m.delta), 0) AS net
+        FROM days AS d
+        LEFT JOIN app_concurrency_minute AS m
+          ON m.appid = d.appid
+         AND m.minute >= d.day::timestamp AT TIME ZONE zone
+         AND m.minute < (d.day + 1)::timestamp AT TIME ZONE zone
+        GROUP BY d.appid, d.day
+    ), starts AS (
+        SELECT f.appid,
+               coalesce((SELECT sum(p.net) FROM app_concurrency_day AS p
+                         WHERE p.appid = f.appid AND p.day < f.first_day), 0) AS before
+        FROM (SELECT appid, min(day) AS first_day FROM days GROUP BY appid) AS f
+    ), bases AS (
+        SELECT n.*,
+               s.before
+               + coalesce(sum(n.net) OVER (PARTITION BY n.appid ORDER BY n.day
+                                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS base
+        FROM nets AS n
+        JOIN starts AS s ON s.appid = n.appid
+    )
+    INSERT INTO app_concurrency_day AS r (appid, day, net, peak)
+    SELECT b.appid, b.day, b.net, greatest(CASE WHEN bool_or(w.at_midnight) IS NOT TRUE THEN b.base END, max(b.base + w.running))
+    FROM bases AS b
+    LEFT JOIN LATERAL (
+        SELECT sum(m.delta) OVER (ORDER BY m.minute) AS running,
+               m.minute = b.day::timestamp AT TIME ZONE zone AS at_midnight
+        FROM app_concurrency_minute AS m
+        WHERE m.appid = b.appid
+          AND m.minute >= b.day::timestamp AT TIME ZONE zone
+          AND m.minute < (b.day + 1)::timestamp AT TIME ZONE zone
+    ) AS w ON true
+    GROUP BY b.appid, b.day, b.net, b.base
+    HAVING b.net <> 0 OR greatest(CASE WHEN bool_or(w.at_midnight) IS NOT TRUE THEN b.base END, max(b.base + w.running)) <> 0
+    ORDER BY 1, 2
+    ON CONFLICT (appid, day) DO UPDATE SET net = excluded.net, peak = excluded.peak;
+
+    -- Per room: the same, keyed on (appid, room_id).
+    WITH nets AS (
+        SELECT d.appid, d.room_id, d.day, coalesce(sum(m.delta), 0) AS net
+        FROM zegolog_days AS d
+        LEFT JOIN room_concurrency_minute AS m
+          ON m.appid = d.appid AND m.room_id = d.room_id
+         AND m.minute >= d.day::timestamp AT TIME ZONE zone
+         AND m.minute < (d.day + 1)::timestamp AT TIME ZONE zone
+        GROUP BY d.appid, d.room_id, d.day
+    ), starts AS (
+        SELECT f.appid, f.room_id,
+               coalesce((SELECT sum(p.net) FROM room_concurrency_day AS p
+                         WHERE p.appid = f.appid AND p.room_id = f.room_id AND p.day < f.first_day), 0) AS before
+        FROM (SELECT appid, room_id, min(day) AS first_day FROM zegolog_days GROUP BY appid, room_id) AS f
+    ), bases AS (
+        SELECT n.*,
+               s.before
+               + coalesce(sum(n.net) OVER (PARTITION BY n.appid, n.room_id ORDER BY n.day
+                                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS base
+        FROM nets AS n
+        JOIN starts AS s ON s.appid = n.appid AND s.room_id = n.room_id
+    )
+    INSERT INTO room_concurrency_day AS r (appid, room_id, day, net, peak)
+    SELECT b.appid, b.room_id, b.day, b.net, greatest(CASE WHEN bool_or(w.at_midnight) IS NOT TRUE THEN b.base END, max(b.base + w.running))
+    FROM bases AS b
+    LEFT JOIN LATERAL (
+        SELECT sum(m.delta) OVER (ORDER BY m.minute) AS running,
+               m.minute = b.day::timestamp AT TIME ZONE zone AS at_midnight
+        FROM room_concurrency_minute AS m
+        WHERE m.appid = b.appid AND m.room_id = b.room_id
+          AND m.minute >= b.day::timestamp AT TIME ZONE zone
+          AND m.minute < (b.day + 1)::timestamp AT TIME ZONE zone
+    ) AS w ON true
+    GROUP BY b.appid, b.room_id, b.day, b.net, b.base
+    ORDER BY 1, 2, 3
+    ON CONFLICT (appid, room_id, day) DO UPDATE SET net = excluded.net, peak = excluded.peak;
+END
+$$;
+
+
+--
+-- Name: zegolog_refresh_duration_days(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_refresh_duration_days() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    DELETE FROM logout_duration_day AS s
+    USING (SELECT DISTINCT day, appid FROM changed) AS g
+    WHERE s.appid = g.appid AND s.day = g.day;
+
+    INSERT INTO logout_duration_day (day, appid, sessions, timed_sessions, total_ms, max_ms,
+                                     p50_bucket, p90_bucket, p99_bucket)
+    SELECT day, appid, sum(sessions), coalesce(sum(sessions) FILTER (WHERE timed), 0),
+           sum(total_ms) FILTER (WHERE timed),
+           max(max_ms) FILTER (WHERE timed AND sessions > 0),
+           min(bucket) FILTER (WHERE timed AND sessions > 0 AND cum >= 0.5 * n),
+           min(bucket) FILTER (WHERE timed AND sessions > 0 AND cum >= 0.9 * n),
+           min(bucket) FILTER (WHERE timed AND sessions > 0 AND cum >= 0.99 * n)
+    FROM (
+        SELECT b.*,
+               sum(sessions) FILTER (WHERE timed) OVER (PARTITION BY day, appid ORDER BY bucket) AS cum,
+               sum(sessions) FILTER (WHERE timed) OVER (PARTITION BY day, appid) AS n
+        FROM (
+            SELECT r.day, r.appid, r.bucket, r.bucket <> zegolog_no_duration_bucket() AS timed,
+                   sum(r.sessions) AS sessions, sum(r.total_ms) AS total_ms, max(r.max_ms) AS max_ms
+            FROM logout_rollup AS r
+            JOIN (SELECT DISTINCT day, appid FROM changed) AS g
+              ON r.appid = g.appid AND r.day = g.day
+            GROUP BY r.day, r.appid, r.bucket
+        ) AS b
+    ) AS c
+    GROUP BY day, appid;
+    RETURN NULL;
+END
+$$;
+
+
+--
+-- Name: zegolog_refresh_reason_days(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_refresh_reason_days() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    DELETE FROM logout_reason_day AS s
+    USING (SELECT DISTINCT day, appid, reason FROM changed) AS g
+    WHERE s.appid = g.appid AND s.day = g.day AND s.reason = g.reason;
+
+    INSERT INTO logout_reason_day (day, appid, reason, logouts, median_bucket)
+    SELECT day, appid, reason, sum(sessions),
+           min(bucket) FILTER (WHERE timed AND sessions > 0 AND cum >= 0.5 * n)
+    FROM (
+        SELECT r.day, r.appid, r.reason, r.bucket, r.sessions,
+               r.bucket <> zegolog_no_duration_bucket() AS timed,
+               sum(r.sessions) FILTER (WHERE r.bucket <> zegolog_no_duration_bucket())
+                   OVER (PARTITION BY r.day, r.appid, r.reason ORDER BY r.bucket) AS cum,
+               sum(r.sessions) FILTER (WHERE r.bucket <> zegolog_no_duration_bucket())
+                   OVER (PARTITION BY r.day, r.appid, r.reason) AS n
+        FROM logout_rollup AS r
+        JOIN (SELECT DISTINCT day, appid, reason FROM changed) AS g
+          ON r.appid = g.appid AND r.day = g.day AND r.reason = g.reason
+    ) AS x
+    GROUP BY day, appid, reason;
+    RETURN NULL;
+END
+$$;
+
+
+--
+-- Name: zegolog_role_name(integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_role_name(user_role integer) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE user_role
+        WHEN 1 THEN 'host'
+        WHEN 2 THEN 'audience'
+        WHEN 4 THEN 'admin'
+        ELSE 'unknown'
+    END;
+$$;
+
+
+--
+-- Name: zegolog_zone_window(text, date, date); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_zone_window(p_zone text, p_from date, p_to date, OUT lo timestamp with time zone, OUT hi timestamp with time zone) RETURNS record
+    LANGUAGE plpgsql STABLE
+    AS $$
+BEGIN
+    IF p_zone IS NULL OR NOT zegolog_is_time_zone(p_zone) THEN
+        RAISE EXCEPTION 'unknown time zone "%"', p_zone
+            USING ERRCODE = '22023',
+                  HINT = 'Use an IANA name from pg_timezone_names, such as Asia/Shanghai or America/New_York.';
+    END IF;
+    IF p_from IS NULL OR p_to IS NULL OR p_to < p_from THEN
+        RAISE EXCEPTION 'the window % to % is empty or open', p_from, p_to USING ERRCODE = '22023';
+    END IF;
+    IF p_to - p_from + 1 > 93 THEN
+        RAISE EXCEPTION 'a window of % days is too long: these functions read raw rows, at most 93 days at once', p_to - p_from + 1
+            USING ERRCODE = '22023',
+                  HINT = 'Query several windows, or use the daily views (in the reporting time zone) for longer ranges.';
+    END IF;
+    lo := p_from::timestamp AT TIME ZONE p_zone;
+    hi := (p_to + 1)::timestamp AT TIME ZONE p_zone;
+END
+$$;
+
+
+--
+-- Name: _sqlx_migrations; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public._sqlx_migrations (
+    version bigint NOT NULL,
+    description text NOT NULL,
+    installed_on timestamp with time zone DEFAULT now() NOT NULL,
+    success boolean NOT NULL,
+    checksum bytea NOT NULL,
+    execution_time bigint NOT NULL
+);
+
+
+--
+-- Name: app_concurrency_day; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.app_concurrency_day (
+    appid bigint NOT NULL,
+    day date NOT NULL,
+    net bigint NOT NULL,
+    peak bigint NOT NULL
+);
+
+
+--
+-- Name: app_concurrency_minute; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.app_concurrency_minute (
+    appid bigint NOT NULL,
+    minute timestamp with time zone NOT NULL,
+    delta bigint NOT NULL
+);
+
+
+--
+-- Name: callback_events_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.callback_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.callback_events_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: concurrency_pending; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.concurrency_pending (
+    appid bigint NOT NULL,
+    room_id text NOT NULL,
+    minute timestamp with time zone NOT NULL,
+    delta bigint NOT NULL
+);
+
+
+--
+-- Name: logout_duration_day; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.logout_duration_day (
+    day date NOT NULL,
+    appid bigint NOT NULL,
+    sessions bigint NOT NULL,
+    total_ms numeric,
+    max_ms bigint,
+    p50_bucket integer,
+    p90_bucket integer,
+    p99_bucket integer,
+    timed_sessions bigint DEFAULT 0 NOT NULL
+);
+
+
+--
+-- Name: TABLE logout_duration_day; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.logout_duration_day IS 'Per UTC day and app of the compacted rollups: sessions, total and maximum duration, percentile buckets. Kept by triggers on logout_rollup.';
+
+
+--
+-- Name: COLUMN logout_duration_day.sessions; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.logout_duration_day.sessions IS 'Logouts of the day, with and without a known duration.';
+
+
+--
+-- Name: COLUMN logout_duration_day.timed_sessions; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.logout_duration_day.timed_sessions IS 'Of those, the ones whose duration is known (the rest wait for their login).';
+
+
+--
+-- Name: logout_reason_day; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.logout_reason_day (
+    day date NOT NULL,
+    appid bigint NOT NULL,
+    reason text NOT NULL,
+    logouts bigint NOT NULL,
+    median_bucket integer
+);
+
+
+--
+-- Name: TABLE logout_reason_day; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.logout_reason_day IS 'Per UTC day, app and reason of the compacted rollups: logouts and the median duration bucket. Kept by triggers on logout_rollup.';
+
+
+--
+-- Name: logout_rollup; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.logout_rollup (
+    day date NOT NULL,
+    appid bigint NOT NULL,
+    reason text NOT NULL,
+    bucket integer NOT NULL,
+    sessions bigint NOT NULL,
+    total_ms numeric NOT NULL,
+    max_ms bigint NOT NULL
+);
+
+
+--
+-- Name: logout_rollup_pending; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.logout_rollup_pending (
+    day date NOT NULL,
+    appid bigint NOT NULL,
+    reason text NOT NULL,
+    bucket integer NOT NULL,
+    sessions bigint NOT NULL,
+    total_ms numeric NOT NULL,
+    max_ms bigint NOT NULL
+);
+
+
+--
+-- Name: logout_rollup_all; Type: VIEW; Schema: public; Owner: -
+--
+
+CREATE VIEW public.logout_rollup_all AS
+ SELECT logout_rollup.day,
+    logout_rollup.appid,
+    logout_rollup.reason,
+    logout_rollup.bucket,
+    logout_rollup.sessions,
+    logout_rollup.total_ms,
+    logout_rollup.max_ms
+   FROM public.logout_rollup
+UNION ALL
+ SELECT logout_rollup_pending.day,
+    logout_rollup_pending.appid,
+    logout_rollup_pending.reason,
+    logout_rollup_pending.bucket,
+    logout_rollup_pending.sessions,
+    logout_rollup_pending.total_ms,
+    logout_rollup_pending.max_ms
+   FROM public.logout_rollup_pending;
+
+
+--
+-- Name: logout_reasons_daily; Type: VIEW; Schema: public; Owner: -
+--
+
+CREATE VIEW public.logout_reasons_daily AS
+ WITH dirty AS (
+         SELECT DISTINCT logout_rollup_pending.day,
+            logout_rollup_pending.appid,
+            logout_rollup_pending.reason
+           FROM public.logout_rollup_pending
+        ), settled AS (
+         SELECT s.day,
+            s.appid,
+            s.reason,
+            s.logouts,
+            (public.zegolog_bucket_ms(s.median_bucket) / (1000)::double precision) AS median_duration_s
+           FROM public.logout_reason_day s
+          WHERE (NOT (EXISTS ( SELECT 1
+                   FROM dirty d
+                  WHERE ((d.appid = s.appid) AND (d.day = s.day) AND (d.reason = s.reason)))))
+        ), fresh AS (
+         SELECT c.day,
+            c.appid,
+            c.reason,
+            (sum(c.sessions))::bigint AS logouts,
+            (public.zegolog_bucket_ms(min(c.bucket) FILTER (WHERE (c.timed AND (c.sessions > (0)::numeric) AND (c.cum >= (0.5 * c.n))))) / (1000)::double precision) AS median_duration_s
+           FROM ( SELECT b.day,
+                    b.appid,
+                    b.reason,
+                    b.bucket,
+                    b.timed,
+                    b.sessions,
+                    sum(b.sessions) FILTER (WHERE b.timed) OVER (PARTITION BY b.day, b.appid, b.reason ORDER BY b.bucket) AS cum,
+                    sum(b.sessions) FILTER (WHERE b.timed) OVER (PARTITION BY b.day, b.appid, b.reason) AS n
+                   FROM ( SELECT a.day,
+                            a.appid,
+                            a.reason,
+                            a.bucket,
+                            (a.bucket <> public.zegolog_no_duration_bucket()) AS timed,
+                            sum(a.sessions) AS sessions
+                           FROM (public.logout_rollup_all a
+                             JOIN dirty d ON (((d.appid = a.appid) AND (d.day = a.day) AND (d.reason = a.reason))))
+                          GROUP BY a.day, a.appid, a.reason, a.bucket) b) c
+          GROUP BY c.day, c.appid, c.reason
+        ), groups AS (
+         SELECT settled.day,
+            settled.appid,
+            settled.reason,
+            settled.logouts,
+            settled.median_duration_s
+           FROM settled
+        UNION ALL
+         SELECT fresh.day,
+            fresh.appid,
+            fresh.reason,
+            fresh.logouts,
+            fresh.median_duration_s
+           FROM fresh
+        )
+ SELECT groups.day,
+    groups.appid,
+    groups.reason,
+    groups.logouts,
+    (((groups.logouts)::numeric / sum(groups.logouts) OVER (PARTITION BY groups.day, groups.appid)))::double precision AS share,
+    groups.median_duration_s
+   FROM groups;
+
+
+--
+-- Name: VIEW logout_reasons_daily; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON VIEW public.logout_reasons_daily IS 'Per day (in the reporting time zone, zegolog_time_zone()), app and logout reason: logouts, share of the app''s logouts that day, median duration. Backed by the rollups. Other zones: logout_reasons_daily_in(zone, from, to).';
+
+
+--
+-- Name: open_sessions; Type: VIEW; Schema: public; Owner: -
+--
+
+CREATE VIEW public.open_sessions AS
+ SELECT i.appid,
+    i.room_id,
+    i.room_name,
+    i.room_seq,
+    i.user_account,
+    i.user_nickname,
+    i.session_id,
+    i.user_role,
+    public.zegolog_role_name(i.user_role) AS role,
+    i.relogin,
+    i.login_time AS login_at,
+    (now() - i.login_time) AS age,
+    (EXTRACT(epoch FROM (now() - i.login_time)))::double precision AS age_s,
+    ((now() - i.login_time) > '24:00:00'::interval) AS stale,
+    (EXISTS ( SELECT 1
+           FROM public.room_lifecycle_events e
+          WHERE ((e.appid = i.appid) AND (e.room_id = i.room_id) AND (e.room_session_id = i.room_seq) AND (e.event = 'room_close'::text)))) AS room_closed
+   FROM public.room_logins i
+  WHERE (NOT (EXISTS ( SELECT 1
+           FROM public.room_logouts o
+          WHERE ((o.appid = i.appid) AND (o.session_id = i.session_id) AND (o.room_id = i.room_id) AND (o.user_account = i.user_account) AND (o.logout_time >= i.login_time)))));
+
+
+--
+-- Name: VIEW open_sessions; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON VIEW public.open_sessions IS 'Logins with no logout yet (no logout of the same appid, room_id, user_account, session_id at or after the login), with their age. For who is probably online now: WHERE NOT stale AND NOT room_closed, and filter login_at >= now() - interval ''24 hours'' to use the indexes.';
+
+
+--
+-- Name: COLUMN open_sessions.appid; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.open_sessions.appid IS 'ZEGOCLOUD application id.';
+
+
+--
+-- Name: COLUMN open_sessions.room_id; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.open_sessions.room_id IS 'Room id, as sent.';
+
+
+--
+-- Name: COLUMN open_sessions.room_name; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.open_sessions.room_name IS 'Room name sent with the login; NULL when not sent.';
+
+
+--
+-- Name: COLUMN open_sessions.room_seq; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.open_sessions.room_seq IS 'Room lifecycle id (u64); NULL when not sent.';
+
+
+--
+-- Name: COLUMN open_sessions.user_account; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.open_sessions.user_account IS 'User id used at login.';
+
+
+--
+-- Name: COLUMN open_sessions.user_nickname; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.open_sessions.user_nickname IS 'User name used at login; NULL when not sent.';
+
+
+--
+-- Name: COLUMN open_sessions.session_id; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.open_sessions.session_id IS 'User session id (u64).';
+
+
+--
+-- Name: COLUMN open_sessions.user_role; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.open_sessions.user_role IS 'Raw role code as sent: 1 host, 2 audience, 4 admin; NULL when not sent.';
+
+
+--
+-- Name: COLUMN open_sessions.role; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.open_sessions.role IS 'Decoded user_role: host, audience, admin or unknown.';
+
+
+--
+-- Name: COLUMN open_sessions.relogin; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.open_sessions.relogin IS 'Re-login flag as sent (1: the user logged in again, e.g. after a reconnect); NULL when not sent.';
+
+
+--
+-- Name: COLUMN open_sessions.login_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.open_sessions.login_at IS 'When the user logged in (login_time).';
+
+
+--
+-- Name: COLUMN open_sessions.age; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.open_sessions.age IS 'now() - login_at: how long the session has been open (negative if login_at is in the future).';
+
+
+--
+-- Name: COLUMN open_sessions.age_s; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.open_sessions.age_s IS 'age in seconds.';
+
+
+--
+-- Name: COLUMN open_sessions.stale; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.open_sessions.stale IS 'True when the login is more than 24 hours old: its logout was most likely lost, the user is most likely gone.';
+
+
+--
+-- Name: COLUMN open_sessions.room_closed; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.open_sessions.room_closed IS 'True when a room_close of this room lifecycle (room_seq) was received: the user is gone, the logout was lost or is late.';
+
+
+--
+-- Name: peak_concurrency_daily; Type: VIEW; Schema: public; Owner: -
+--
+
+CREATE VIEW public.peak_concurrency_daily AS
+ SELECT app_concurrency_day.day,
+    app_concurrency_day.appid,
+    app_concurrency_day.peak AS peak_users
+   FROM public.app_concurrency_day;
+
+
+--
+-- Name: VIEW peak_concurrency_daily; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON VIEW public.peak_concurrency_daily IS 'Per day (in the reporting time zone, zegolog_time_zone()) and app: the most users online in any minute of the day. Other zones: peak_concurrency_daily_in(zone, from, to).';
+
+
+--
+-- Name: session_durations; Type: VIEW; Schema: public; Owner: -
+--
+
+CREATE VIEW public.session_durations AS
+ SELECT l.appid,
+    l.room_id,
+    l.room_seq,
+    l.user_account,
+    l.user_nickname,
+    l.session_id,
+    l.user_role,
+    public.zegolog_role_name(l.user_role) AS role,
+    COALESCE(l.login_time, l.paired_login_time) AS login_at,
+    l.logout_time AS logout_at,
+    ((EXTRACT(epoch FROM (l.logout_time - COALESCE(l.login_time, l.paired_login_time))) * (1000)::numeric))::bigint AS duration_ms,
+    (l.logout_time - COALESCE(l.login_time, l.paired_login_time)) AS duration,
+    l.reason AS reason_code,
+    public.zegolog_reason_name(l.reason) AS reason,
+        CASE
+            WHEN (l.login_time IS NOT NULL) THEN 'logout'::text
+            WHEN (l.paired_login_time IS NOT NULL) THEN 'login'::text
+            ELSE NULL::text
+        END AS login_source,
+    ( SELECT i.term_type
+           FROM public.room_logins i
+          WHERE ((i.appid = l.appid) AND (i.room_id = l.room_id) AND (i.user_account = l.user_account) AND (i.session_id = l.session_id) AND (i.login_time <= l.logout_time))
+          ORDER BY ((i.login_time = COALESCE(l.login_time, l.paired_login_time)) IS TRUE) DESC, i.login_time DESC
+         LIMIT 1) AS platform_code,
+    public.zegolog_platform_name(( SELECT i.term_type
+           FROM public.room_logins i
+          WHERE ((i.appid = l.appid) AND (i.room_id = l.room_id) AND (i.user_account = l.user_account) AND (i.session_id = l.session_id) AND (i.login_time <= l.logout_time))
+          ORDER BY ((i.login_time = COALESCE(l.login_time, l.paired_login_time)) IS TRUE) DESC, i.login_time DESC
+         LIMIT 1)) AS platform
+   FROM public.room_logouts l;
+
+
+--
+-- Name: VIEW session_durations; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON VIEW public.session_durations IS 'One row per logout (one user session in one room): decoded role and reason, exact duration (NULL while the login of a logout without login_time is unknown), the platform of its login.';
+
+
+--
+-- Name: COLUMN session_durations.login_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.session_durations.login_at IS 'When the user logged in: login_time of the logout, or else of its paired room_login; NULL while none is known.';
+
+
+--
+-- Name: COLUMN session_durations.duration_ms; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.session_durations.duration_ms IS 'Session length in milliseconds, exact (logout_at - login_at); NULL while login_at is unknown; negative if the sender''s clock went backwards.';
+
+
+--
+-- Name: COLUMN session_durations.login_source; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.session_durations.login_source IS 'Where login_at comes from: logout (login_time of the logout callback), login (its paired room_login), NULL (unknown yet).';
+
+
+--
+-- Name: COLUMN session_durations.platform_code; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.session_durations.platform_code IS 'term_type of the session''s room_login (the one at login_at, else the latest at or before the logout); NULL when not sent or no login is known.';
+
+
+--
+-- Name: COLUMN session_durations.platform; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.session_durations.platform IS 'Decoded platform_code (zegolog_platform_name): none, windows, ios, android, macos, linux, web, mini_program, unknown.';
+
+
+--
+-- Name: platform_daily; Type: VIEW; Schema: public; Owner: -
+--
+
+CREATE VIEW public.platform_daily AS
+ SELECT public.zegolog_local_day(s.logout_at) AS day,
+    s.appid,
+    s.platform,
+    count(*) AS sessions,
+    count(s.duration_ms) AS sessions_with_duration,
+    ((avg(s.duration_ms) / (1000)::numeric))::double precision AS avg_s,
+    ((percentile_disc((0.5)::double precision) WITHIN GROUP (ORDER BY s.duration_ms))::double precision / (1000)::double precision) AS p50_s,
+    ((percentile_disc((0.9)::double precision) WITHIN GROUP (ORDER BY s.duration_ms))::double precision / (1000)::double precision) AS p90_s,
+    ((percentile_disc((0.99)::double precision) WITHIN GROUP (ORDER BY s.duration_ms))::double precision / (1000)::double precision) AS p99_s,
+    count(*) FILTER (WHERE (s.reason = 'normal'::text)) AS normal,
+    count(*) FILTER (WHERE (s.reason = 'heartbeat_timeout'::text)) AS heartbeat_timeout,
+    count(*) FILTER (WHERE (s.reason = 'connection_lost'::text)) AS connection_lost,
+    count(*) FILTER (WHERE (s.reason = 'kicked_out'::text)) AS kicked_out,
+    count(*) FILTER (WHERE (s.reason = 'token_expired'::text)) AS token_expired,
+    count(*) FILTER (WHERE (s.reason = 'unknown'::text)) AS unknown
+   FROM public.session_durations s
+  GROUP BY (public.zegolog_local_day(s.logout_at)), s.appid, s.platform;
+
+
+--
+-- Name: VIEW platform_daily; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON VIEW public.platform_daily IS 'Per day of logout (in the reporting time zone), app and platform of the session''s login: sessions, exact duration percentiles (percentile_disc, of those with a known duration) and the count of each logout reason. Reads the raw rows: filter on appid, or query session_durations for a window (sql/14).';
+
+
+--
+-- Name: COLUMN platform_daily.platform; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.platform_daily.platform IS 'Decoded term_type of the session''s room_login; unknown when not sent (before 2026) or when no login is known.';
+
+
+--
+-- Name: COLUMN platform_daily.sessions; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.platform_daily.sessions IS 'Logouts of this app and platform that day.';
+
+
+--
+-- Name: COLUMN platform_daily.sessions_with_duration; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.platform_daily.sessions_with_duration IS 'Of those, the ones whose duration is known.';
+
+
+--
+-- Name: room_concurrency_day; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.room_concurrency_day (
+    appid bigint NOT NULL,
+    room_id text NOT NULL,
+    day date NOT NULL,
+    net bigint NOT NULL,
+    peak bigint NOT NULL
+);
+
+
+--
+-- Name: room_concurrency_minute; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.room_concurrency_minute (
+    appid bigint NOT NULL,
+    room_id text NOT NULL,
+    minute timestamp with time zone NOT NULL,
+    delta bigint NOT NULL
+);
+
+
+--
+-- Name: room_logins_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.room_logins ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.room_logins_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: room_logouts_default; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.room_logouts_default (
+    id bigint NOT NULL,
+    appid bigint NOT NULL,
+    room_id text NOT NULL,
+    room_seq numeric(20,0),
+    user_account text NOT NULL,
+    user_nickname text,
+    session_id numeric(20,0) NOT NULL,
+    login_time timestamp with time zone,
+    logout_time timestamp with time zone NOT NULL,
+    reason integer,
+    user_role integer,
+    user_update_seq bigint,
+    received_at timestamp with time zone DEFAULT now() NOT NULL,
+    paired_login_time timestamp with time zone,
+    CONSTRAINT room_logouts_room_seq_check1 CHECK (((room_seq >= (0)::numeric) AND (room_seq <= '18446744073709551615'::numeric))),
+    CONSTRAINT room_logouts_session_id_check1 CHECK (((session_id >= (0)::numeric) AND (session_id <= '18446744073709551615'::numeric)))
+);
+
+
+--
+-- Name: room_logouts_id_seq1; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.room_logouts ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
+    SEQUENCE NAME public.room_logouts_id_seq1
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
+-- Name: room_peak_concurrency_daily; Type: VIEW; Schema: public; Owner: -
+--
+
+CREATE VIEW public.room_peak_concurrency_daily AS
+ SELECT room_concurrency_day.day,
+    room_concurrency_day.appid,
+    room_concurrency_day.room_id,
+    room_concurrency_day.peak AS peak_users
+   FROM public.room_concurrency_day;
+
+
+--
+-- Name: VIEW room_peak_concurrency_daily; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON VIEW public.room_peak_concurrency_daily IS 'Per day (in the reporting time zone, zegolog_time_zone()), app and room: the most users online in the room in any minute of the day. Other zones: room_peak_concurrency_daily_in(zone, from, to).';
+
+
+--
+-- Name: session_duration_daily; Type: VIEW; Schema: public; Owner: -
+--
+
+CREATE VIEW public.session_duration_daily AS
+ WITH dirty AS (
+         SELECT DISTINCT logout_rollup_pending.day,
+            logout_rollup_pending.appid
+           FROM public.logout_rollup_pending
+        ), settled AS (
+         SELECT s.day,
+            s.appid,
+            s.sessions,
+            s.timed_sessions,
+            s.total_ms,
+            s.max_ms,
+            s.p50_bucket,
+            s.p90_bucket,
+            s.p99_bucket
+           FROM public.logout_duration_day s
+          WHERE (NOT (EXISTS ( SELECT 1
+                   FROM dirty d
+                  WHERE ((d.appid = s.appid) AND (d.day = s.day)))))
+        ), fresh AS (
+         SELECT c.day,
+            c.appid,
+            (sum(c.sessions))::bigint AS sessions,
+            (COALESCE(sum(c.sessions) FILTER (WHERE c.timed), (0)::numeric))::bigint AS timed_sessions,
+            sum(c.total_ms) FILTER (WHERE c.timed) AS total_ms,
+            max(c.max_ms) FILTER (WHERE (c.timed AND (c.sessions > (0)::numeric))) AS max_ms,
+            min(c.bucket) FILTER (WHERE (c.timed AND (c.sessions > (0)::numeric) AND (c.cum >= (0.5 * c.n)))) AS p50_bucket,
+            min(c.bucket) FILTER (WHERE (c.timed AND (c.sessions > (0)::numeric) AND (c.cum >= (0.9 * c.n)))) AS p90_bucket,
+            min(c.bucket) FILTER (WHERE (c.timed AND (c.sessions > (0)::numeric) AND (c.cum >= (0.99 * c.n)))) AS p99_bucket
+           FROM ( SELECT b.day,
+                    b.appid,
+                    b.bucket,
+                    b.timed,
+                    b.sessions,
+                    b.total_ms,
+                    b.max_ms,
+                    sum(b.sessions) FILTER (WHERE b.timed) OVER (PARTITION BY b.day, b.appid ORDER BY b.bucket) AS cum,
+                    sum(b.sessions) FILTER (WHERE b.timed) OVER (PARTITION BY b.day, b.appid) AS n
+                   FROM ( SELECT a.day,
+                            a.appid,
+                            a.bucket,
+                            (a.bucket <> public.zegolog_no_duration_bucket()) AS timed,
+                            sum(a.sessions) AS sessions,
+                            sum(a.total_ms) AS total_ms,
+                            max(a.max_ms) AS max_ms
+                           FROM (public.logout_rollup_all a
+                             JOIN dirty d ON (((d.appid = a.appid) AND (d.day = a.day))))
+                          GROUP BY a.day, a.appid, a.bucket) b) c
+          GROUP BY c.day, c.appid
+        ), days AS (
+         SELECT settled.day,
+            settled.appid,
+            settled.sessions,
+            settled.timed_sessions,
+            settled.total_ms,
+            settled.max_ms,
+            settled.p50_bucket,
+            settled.p90_bucket,
+            settled.p99_bucket
+           FROM settled
+        UNION ALL
+         SELECT fresh.day,
+            fresh.appid,
+            fresh.sessions,
+            fresh.timed_sessions,
+            fresh.total_ms,
+            fresh.max_ms,
+            fresh.p50_bucket,
+            fresh.p90_bucket,
+            fresh.p99_bucket
+           FROM fresh
+        )
+ SELECT days.day,
+    days.appid,
+    days.sessions,
+    ((days.total_ms / (60000)::numeric))::double precision AS total_minutes,
+    (((days.total_ms / (NULLIF(days.timed_sessions, 0))::numeric) / (1000)::numeric))::double precision AS avg_s,
+    (public.zegolog_bucket_ms(days.p50_bucket) / (1000)::double precision) AS p50_s,
+    (public.zegolog_bucket_ms(days.p90_bucket) / (1000)::double precision) AS p90_s,
+    (public.zegolog_bucket_ms(days.p99_bucket) / (1000)::double precision) AS p99_s,
+    ((days.max_ms)::double precision / (1000)::double precision) AS max_s,
+    days.timed_sessions AS sessions_with_duration
+   FROM days;
+
+
+--
+-- Name: VIEW session_duration_daily; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON VIEW public.session_duration_daily IS 'Per day (in the reporting time zone, zegolog_time_zone()) and app: sessions, total minutes, average, percentiles (nearest rank, within 1%) and maximum of session durations. Backed by the rollups. Other zones: session_duration_daily_in(zone, from, to).';
+
+
+--
+-- Name: COLUMN session_duration_daily.sessions_with_duration; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.session_duration_daily.sessions_with_duration IS 'Of sessions, those whose duration is known: every logout that carried login_time, and the logouts without one once their room_login is known.';
+
+
+--
+-- Name: signature_ledger; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.signature_ledger (
+    signed_at timestamp with time zone NOT NULL,
+    nonce text NOT NULL,
+    signature text NOT NULL,
+    appid bigint NOT NULL,
+    digest bytea NOT NULL,
+    reuses bigint DEFAULT 0 NOT NULL,
+    first_seen timestamp with time zone DEFAULT now() NOT NULL
+)
+PARTITION BY RANGE (signed_at);
+
+
+--
+-- Name: TABLE signature_ledger; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.signature_ledger IS 'Every accepted (timestamp, nonce, signature) with the digest of the body it came with first; partitioned by UTC day of the signed timestamp, kept 2 days.';
+
+
+--
+-- Name: COLUMN signature_ledger.signed_at; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.signature_ledger.signed_at IS 'The signed timestamp (unix seconds as sent), as timestamptz.';
+
+
+--
+-- Name: COLUMN signature_ledger.digest; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.signature_ledger.digest IS 'SHA-256 business digest of the first body this triple came with.';
+
+
+--
+-- Name: COLUMN signature_ledger.reuses; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.signature_ledger.reuses IS 'Bodies with another digest offered with this triple (upper bound).';
+
+
+--
+-- Name: signature_ledger_default; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.signature_ledger_default (
+    signed_at timestamp with time zone NOT NULL,
+    nonce text NOT NULL,
+    signature text NOT NULL,
+    appid bigint NOT NULL,
+    digest bytea NOT NULL,
+    reuses bigint DEFAULT 0 NOT NULL,
+    first_seen timestamp with time zone DEFAULT now() NOT NULL
+);
+
+
+--
+-- Name: zegolog_settings; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.zegolog_settings (
+    singleton boolean DEFAULT true NOT NULL,
+    time_zone text DEFAULT 'UTC'::text NOT NULL,
+    chosen boolean DEFAULT false NOT NULL,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT zegolog_settings_singleton_check CHECK (singleton)
+);
+
+
+--
+-- Name: TABLE zegolog_settings; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.zegolog_settings IS 'One row: the reporting time zone (IANA name) in which every daily view and rollup cuts its days. Change it with `zegolog time-zone set NAME` (it rebuilds the rollups), never by UPDATE.';
+
+
+--
+-- Name: room_logouts_default; Type: TABLE ATTACH; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.room_logouts ATTACH PARTITION public.room_logouts_default DEFAULT;
+
+
+--
+-- Name: signature_ledger_default; Type: TABLE ATTACH; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.signature_ledger ATTACH PARTITION public.signature_ledger_default DEFAULT;
+
+
+--
+-- Name: _sqlx_migrations _sqlx_migrations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public._sqlx_migrations
+    ADD CONSTRAINT _sqlx_migrations_pkey PRIMARY KEY (version);
+
+
+--
+-- Name: app_concurrency_day app_concurrency_day_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.app_concurrency_day
+    ADD CONSTRAINT app_concurrency_day_pkey PRIMARY KEY (appid, day);
+
+
+--
+-- Name: app_concurrency_minute app_concurrency_minute_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.app_concurrency_minute
+    ADD CONSTRAINT app_concurrency_minute_pkey PRIMARY KEY (appid, minute);
+
+
+--
+-- Name: callback_events callback_events_digest_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.callback_events
+    ADD CONSTRAINT callback_events_digest_key UNIQUE (digest);
+
+
+--
+-- Name: callback_events callback_events_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.callback_events
+    ADD CONSTRAINT callback_events_pkey PRIMARY KEY (id);
+
+
+--
+-- Name: logout_duration_day logout_duration_day_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.logout_duration_day
+    ADD CONSTRAINT logout_duration_day_pkey PRIMARY KEY (appid, day);
+
+
+--
+-- Name: logout_reason_day logout_reason_day_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.logout_reason_day
+    ADD CONSTRAINT logout_reason_day_pkey PRIMARY KEY (appid, day, reason);
+
+
+--
+-- Name: logout_rollup logout_rollup_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.logout_rollup
+    ADD CONSTRAINT logout_rollup_pkey PRIMARY KEY (appid, day, reason, bucket);
+
+
+--
+-- Name: room_concurrency_day room_concurrency_day_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.room_concurrency_day
+    ADD CONSTRAINT room_concurrency_day_pkey PRIMARY KEY (appid, room_id, day);
+
+
+--
+-- Name: room_concurrency_minute room_concurrency_minute_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.room_concurrency_minute
+    ADD CONSTRAINT room_concurrency_minute_pkey PRIMARY KEY (appid, room_id, minute);
+
+
+--
+-- Name: room_lifecycle_events room_lifecycle_events_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.room_lifecycle_events
+    ADD CONSTRAINT room_lifecycle_events_key UNIQUE (appid, room_id, room_session_id, event);
+
+
+--
+-- Name: room_logins room_logins_natural_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.room_logins
+    ADD CONSTRAINT room_logins_natural_key UNIQUE (appid, room_id, user_account, session_id, login_time);
+
+
+--
+-- Name: room_logouts room_logouts_natural_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.room_logouts
+    ADD CONSTRAINT room_logouts_natural_key UNIQUE (appid, session_id, logout_time, room_id, user_account);
+
+
+--
+-- Name: room_logouts_default room_logouts_default_appid_session_id_logout_time_room_id_u_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.room_logouts_default
+    ADD CONSTRAINT room_logouts_default_appid_session_id_logout_time_room_id_u_key UNIQUE (appid, session_id, logout_time, room_id, user_account);
+
+
+--
+-- Name: signature_ledger signature_ledger_key; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.signature_ledger
+    ADD CONSTRAINT signature_ledger_key PRIMARY KEY (signed_at, nonce, signature);
+
+
+--
+-- Name: signature_ledger_default signature_ledger_default_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.signature_ledger_default
+    ADD CONSTRAINT signature_ledger_default_pkey PRIMARY KEY (signed_at, nonce, signature);
+
+
+--
+-- Name: zegolog_settings zegolog_settings_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.zegolog_settings
+    ADD CONSTRAINT zegolog_settings_pkey PRIMARY KEY (singleton);
+
+
+--
+-- Name: callback_events_event_received_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX callback_events_event_received_idx ON public.callback_events USING btree (event, received_at);
+
+
+--
+-- Name: callback_events_refused_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX callback_events_refused_idx ON public.callback_events USING btree (received_at) WHERE (refused_reason IS NOT NULL);
+
+
+--
+-- Name: room_concurrency_day_top_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_concurrency_day_top_idx ON public.room_concurrency_day USING btree (appid, day, peak DESC, room_id);
+
+
+--
+-- Name: room_lifecycle_events_appid_at_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_lifecycle_events_appid_at_idx ON public.room_lifecycle_events USING btree (appid, at);
+
+
+--
+-- Name: room_logins_appid_login_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_logins_appid_login_idx ON public.room_logins USING btree (appid, login_time);
+
+
+--
+-- Name: room_logins_room_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_logins_room_idx ON public.room_logins USING btree (appid, room_id, login_time);
+
+
+--
+-- Name: room_logouts_abnormal_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_logouts_abnormal_idx ON ONLY public.room_logouts USING btree (appid, logout_time) INCLUDE (reason, room_id, user_account) WHERE ((reason >= 1) AND (reason <= 4));
+
+
+--
+-- Name: room_logouts_appid_logout_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_logouts_appid_logout_idx ON ONLY public.room_logouts USING btree (appid, logout_time);
+
+
+--
+-- Name: room_logouts_appid_logout_reason_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_logouts_appid_logout_reason_idx ON ONLY public.room_logouts USING btree (appid, logout_time) INCLUDE (reason);
+
+
+--
+-- Name: room_logouts_clock_skew_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_logouts_clock_skew_idx ON ONLY public.room_logouts USING btree (received_at) WHERE (((logout_time - received_at) > '1 day'::interval) OR ((received_at - logout_time) > '1 day'::interval));
+
+
+--
+-- Name: room_logouts_default_appid_logout_time_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_logouts_default_appid_logout_time_idx ON public.room_logouts_default USING btree (appid, logout_time);
+
+
+--
+-- Name: room_logouts_default_appid_logout_time_reason_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_logouts_default_appid_logout_time_reason_idx ON public.room_logouts_default USING btree (appid, logout_time) INCLUDE (reason);
+
+
+--
+-- Name: room_logouts_default_appid_logout_time_reason_room_id_user__idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_logouts_default_appid_logout_time_reason_room_id_user__idx ON public.room_logouts_default USING btree (appid, logout_time) INCLUDE (reason, room_id, user_account) WHERE ((reason >= 1) AND (reason <= 4));
+
+
+--
+-- Name: room_logouts_room_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_logouts_room_idx ON ONLY public.room_logouts USING btree (appid, room_id, logout_time);
+
+
+--
+-- Name: room_logouts_default_appid_room_id_logout_time_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_logouts_default_appid_room_id_logout_time_idx ON public.room_logouts_default USING btree (appid, room_id, logout_time);
+
+
+--
+-- Name: room_logouts_room_seq_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_logouts_room_seq_idx ON ONLY public.room_logouts USING btree (appid, room_id, room_seq);
+
+
+--
+-- Name: room_logouts_default_appid_room_id_room_seq_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_logouts_default_appid_room_id_room_seq_idx ON public.room_logouts_default USING btree (appid, room_id, room_seq);
+
+
+--
+-- Name: room_logouts_without_login_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_logouts_without_login_idx ON ONLY public.room_logouts USING btree (appid, room_id, user_account, session_id, logout_time) WHERE (login_time IS NULL);
+
+
+--
+-- Name: room_logouts_default_appid_room_id_user_account_session_id__idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_logouts_default_appid_room_id_user_account_session_id__idx ON public.room_logouts_default USING btree (appid, room_id, user_account, session_id, logout_time) WHERE (login_time IS NULL);
+
+
+--
+-- Name: room_logouts_user_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_logouts_user_idx ON ONLY public.room_logouts USING btree (appid, user_account, logout_time);
+
+
+--
+-- Name: room_logouts_default_appid_user_account_logout_time_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_logouts_default_appid_user_account_logout_time_idx ON public.room_logouts_default USING btree (appid, user_account, logout_time);
+
+
+--
+-- Name: room_logouts_default_received_at_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_logouts_default_received_at_idx ON public.room_logouts_default USING btree (received_at) WHERE (((logout_time - received_at) > '1 day'::interval) OR ((received_at - logout_time) > '1 day'::interval));
+
+
+--
+-- Name: room_logouts_without_login_received_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_logouts_without_login_received_idx ON ONLY public.room_logouts USING btree (received_at) WHERE (login_time IS NULL);
+
+
+--
+-- Name: room_logouts_default_received_at_idx1; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_logouts_default_received_at_idx1 ON public.room_logouts_default USING btree (received_at) WHERE (login_time IS NULL);
+
+
+--
+-- Name: signature_ledger_default_first_seen_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX signature_ledger_default_first_seen_idx ON public.signature_ledger_default USING btree (first_seen);
+
+
+--
+-- Name: room_logouts_default_appid_logout_time_idx; Type: INDEX ATTACH; Schema: public; Owner: -
+--
+
+ALTER INDEX public.room_logouts_appid_logout_idx ATTACH PARTITION public.room_logouts_default_appid_logout_time_idx;
+
+
+--
+-- Name: room_logouts_default_appid_logout_time_reason_idx; Type: INDEX ATTACH; Schema: public; Owner: -
+--
+
+ALTER INDEX public.room_logouts_appid_logout_reason_idx ATTACH PARTITION public.room_logouts_default_appid_logout_time_reason_idx;
+
+
+--
+-- Name: room_logouts_default_appid_logout_time_reason_room_id_user__idx; Type: INDEX ATTACH; Schema: public; Owner: -
+--
+
+ALTER INDEX public.room_logouts_abnormal_idx ATTACH PARTITION public.room_logouts_default_appid_logout_time_reason_room_id_user__idx;
+
+
+--
+-- Name: room_logouts_default_appid_room_id_logout_time_idx; Type: INDEX ATTACH; Schema: public; Owner: -
+--
+
+ALTER INDEX public.room_logouts_room_idx ATTACH PARTITION public.room_logouts_default_appid_room_id_logout_time_idx;
+
+
+--
+-- Name: room_logouts_default_appid_room_id_room_seq_idx; Type: INDEX ATTACH; Schema: public; Owner: -
+--
+
+ALTER INDEX public.room_logouts_room_seq_idx ATTACH PARTITION public.room_logouts_default_appid_room_id_room_seq_idx;
+
+
+--
+-- Name: room_logouts_default_appid_room_id_user_account_session_id__idx; Type: INDEX ATTACH; Schema: public; Owner: -
+--
+
+ALTER INDEX public.room_logouts_without_login_idx ATTACH PARTITION public.room_logouts_default_appid_room_id_user_account_session_id__idx;
+
+
+--
+-- Name: room_logouts_default_appid_session_id_logout_time_room_id_u_key; Type: INDEX ATTACH; Schema: public; Owner: -
+--
+
+ALTER INDEX public.room_logouts_natural_key ATTACH PARTITION public.room_logouts_default_appid_session_id_logout_time_room_id_u_key;
+
+
+--
+-- Name: room_logouts_default_appid_user_account_logout_time_idx; Type: INDEX ATTACH; Schema: public; Owner: -
+--
+
+ALTER INDEX public.room_logouts_user_idx ATTACH PARTITION public.room_logouts_default_appid_user_account_logout_time_idx;
+
+
+--
+-- Name: room_logouts_default_received_at_idx; Type: INDEX ATTACH; Schema: public; Owner: -
+--
+
+ALTER INDEX public.room_logouts_clock_skew_idx ATTACH PARTITION public.room_logouts_default_received_at_idx;
+
+
+--
+-- Name: room_logouts_default_received_at_idx1; Type: INDEX ATTACH; Schema: public; Owner: -
+--
+
+ALTER INDEX public.room_logouts_without_login_received_idx ATTACH PARTITION public.room_logouts_default_received_at_idx1;
+
+
+--
+-- Name: signature_ledger_default_pkey; Type: INDEX ATTACH; Schema: public; Owner: -
+--
+
+ALTER INDEX public.signature_ledger_key ATTACH PARTITION public.signature_ledger_default_pkey;
+
+
+--
+-- Name: logout_rollup logout_rollup_deleted; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER logout_rollup_deleted AFTER DELETE ON public.logout_rollup REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION public.zegolog_refresh_reason_days();
+
+
+--
+-- Name: logout_rollup logout_rollup_deleted_days; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER logout_rollup_deleted_days AFTER DELETE ON public.logout_rollup REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION public.zegolog_refresh_duration_days();
+
+
+--
+-- Name: logout_rollup logout_rollup_inserted; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER logout_rollup_inserted AFTER INSERT ON public.logout_rollup REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION public.zegolog_refresh_reason_days();
+
+
+--
+-- Name: logout_rollup logout_rollup_inserted_days; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER logout_rollup_inserted_days AFTER INSERT ON public.logout_rollup REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION public.zegolog_refresh_duration_days();
+
+
+--
+-- Name: logout_rollup logout_rollup_updated; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER logout_rollup_updated AFTER UPDATE ON public.logout_rollup REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION public.zegolog_refresh_reason_days();
+
+
+--
+-- Name: logout_rollup logout_rollup_updated_days; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER logout_rollup_updated_days AFTER UPDATE ON public.logout_rollup REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION public.zegolog_refresh_duration_days();
+
+
+--
+-- PostgreSQL database dump complete
+--
+

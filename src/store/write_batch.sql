@@ -1,0 +1,214 @@
+-- The batch write statement, embedded by src/store.rs (`write_statement` binds its parameters
+-- and turns the rows it returns into one outcome per callback).
+--
+-- One statement, hence one transaction and one round trip, for a whole batch: data-modifying
+-- CTEs insert the archive rows and the typed rows, and append the rollup contributions of the
+-- logouts that are new (from `RETURNING`, so a retried logout is never counted twice).
+-- Each INSERT takes its rows in the order of that table's unique key: two batches holding the
+-- same callbacks (a retry storm, several instances) then wait for each other's keys in one
+-- order and never deadlock.
+-- Arrays are bound whole and UNNESTed, so a batch of any size is one statement; u64 ids
+-- travel as text and are cast to numeric: no float, no i64.
+--
+-- The signature ledger comes first: every signed triple of the batch is upserted (`ON
+-- CONFLICT DO UPDATE ... RETURNING`, which returns the latest committed row, also one a
+-- concurrent transaction inserted after this statement's snapshot: `DO NOTHING` and a join
+-- would miss it). The batch's triples are grouped first, because `DO UPDATE` cannot touch one
+-- row twice in one statement, and inserted in key order, as every other table, so that
+-- concurrent batches lock in one order. A callback whose digest is not its triple's ledger
+-- digest is a reuse (`reused`): under `quarantine` and `reject` its typed rows are left out
+-- (`blocked`), hence its rollups too; under `quarantine` its body is archived with the reason
+-- while the triple's count allows; under `reject` nothing of it is written. Callbacks are
+-- numbered by their position in the batch (`pos`, 1-based), which the typed arrays carry too.
+--
+-- A logout without `login_time` (the 2022-2023 docs) is paired with its login, the latest of
+-- the same appid, room_id, user_account and session_id at or before it: at its insert with
+-- the logins stored or in the batch (`paired_login_time`), or later by the new logins of a
+-- batch (`to_pair`, `paired`: an UPDATE of the logout row, in key order after every insert,
+-- which only moves a pairing to a later login). Rollup contributions are those of
+-- `zegolog_logout_rollup()` / `zegolog_logout_concurrency()` (migration 0009), the one place
+-- that says what a logout adds: a new logout adds its own, a paired one the difference
+-- between its new and its old state (`changes`), so its reason is counted once and its
+-- duration once, whatever the order in which the logout, its login and their retries arrive.
+--
+-- Parameters (arrays; the typed rows carry `pos`, their callback's position in the batch):
+--   $1-$6     every callback: digest, event, appid, body, content_type, refused_reason
+--   $37-$39   its signed triple: signed_at, nonce, signature (NULL when unsigned)
+--   $40, $41  the reuse policy (quarantine, reject, accept), QUARANTINE_PER_SIGNATURE
+--   $7-$17, $42                room_logout rows, pos
+--   $18-$29, $43, $45, $46     room_login rows, pos, term_type, callback_data
+--   $30-$36, $44               room_create / room_close rows, pos
+WITH input AS (
+    SELECT *
+    FROM unnest($1::bytea[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+                $37::timestamptz[], $38::text[], $39::text[])
+        WITH ORDINALITY AS t(digest, event, appid, body, content_type, refused_reason,
+                             signed_at, nonce, signature, pos)
+), triples AS (
+    SELECT signed_at, nonce, signature,
+           (array_agg(appid ORDER BY pos))[1] AS appid,
+           (array_agg(digest ORDER BY pos))[1] AS digest,
+           count(DISTINCT digest) - 1 AS others
+    FROM input
+    WHERE signature IS NOT NULL
+    GROUP BY signed_at, nonce, signature
+), ledger AS (
+    INSERT INTO signature_ledger AS l (signed_at, nonce, signature, appid, digest, reuses)
+    SELECT signed_at, nonce, signature, appid, digest, others
+    FROM triples
+    ORDER BY signed_at, nonce, signature
+    ON CONFLICT ON CONSTRAINT signature_ledger_key DO UPDATE
+    SET reuses = l.reuses + excluded.reuses + (excluded.digest <> l.digest)::int
+    RETURNING l.signed_at, l.nonce, l.signature, l.digest, l.reuses
+), reused AS (
+    -- The n-th other body of its triple, over every batch so far: the count before this
+    -- statement plus the rank of its digest among this batch's other bodies.
+    SELECT i.pos, l.digest AS first_digest,
+           l.reuses - t.others - (t.digest <> l.digest)::int
+           + dense_rank() OVER (PARTITION BY i.signed_at, i.nonce, i.signature
+                                ORDER BY i.first_pos) AS nth
+    FROM (SELECT *, min(pos) OVER (PARTITION BY signed_at, nonce, signature, digest) AS first_pos
+          FROM input WHERE signature IS NOT NULL) AS i
+    JOIN ledger AS l USING (signed_at, nonce, signature)
+    JOIN triples AS t USING (signed_at, nonce, signature)
+    WHERE i.digest <> l.digest
+), verdicts AS (
+    SELECT pos, first_digest, ($40 = 'quarantine' AND nth <= $41) AS quarantined
+    FROM reused
+), blocked AS (
+    SELECT pos FROM verdicts WHERE $40 <> 'accept'
+), events AS (
+    INSERT INTO callback_events (digest, event, appid, body, content_type, refused_reason)
+    SELECT i.digest, i.event, i.appid, i.body::jsonb, i.content_type,
+           CASE WHEN v.quarantined
+                THEN format('signature reuse: this (timestamp, nonce, signature) came first with another body (digest %s); kept out of the typed tables',
+                            encode(v.first_digest, 'hex'))
+                ELSE i.refused_reason END
+    FROM input AS i
+    LEFT JOIN verdicts AS v USING (pos)
+    WHERE v.pos IS NULL OR v.quarantined OR $40 = 'accept'
+    -- Key order; of two copies of one body, the genuine one first (it keeps the archive row).
+    ORDER BY i.digest, v.pos IS NOT NULL, i.pos
+    ON CONFLICT (digest) DO NOTHING
+    RETURNING encode(digest, 'hex') AS digest
+), logout_input AS (
+    SELECT *
+    FROM unnest($7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
+                $13::timestamptz[], $14::timestamptz[], $15::int[], $16::int[], $17::bigint[],
+                $42::bigint[])
+        AS t(appid, room_id, room_seq, user_account, user_nickname, session_id,
+             login_time, logout_time, reason, user_role, user_update_seq, pos)
+    WHERE NOT EXISTS (SELECT 1 FROM blocked AS b WHERE b.pos = t.pos)
+), login_input AS (
+    SELECT *
+    FROM unnest($18::bigint[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[],
+                $24::text[], $25::timestamptz[], $26::int[], $27::int[], $28::int[], $29::bigint[],
+                $43::bigint[], $45::int[], $46::text[])
+        AS t(appid, room_id, room_name, room_seq, user_account, user_nickname,
+             session_id, login_time, user_role, auth_level, relogin, user_update_seq, pos,
+             term_type, callback_data)
+    WHERE NOT EXISTS (SELECT 1 FROM blocked AS b WHERE b.pos = t.pos)
+), logouts AS (
+    -- A logout without login_time is paired at once with the latest login at or before it
+    -- that this statement can see: stored, or in this batch.
+    INSERT INTO room_logouts (appid, room_id, room_seq, user_account, user_nickname, session_id,
+                              login_time, paired_login_time, logout_time, reason, user_role,
+                              user_update_seq)
+    SELECT t.appid, t.room_id, t.room_seq::numeric, t.user_account, t.user_nickname,
+           t.session_id::numeric, t.login_time,
+           CASE WHEN t.login_time IS NULL THEN greatest(
+               (SELECT max(i.login_time) FROM room_logins AS i
+                WHERE i.appid = t.appid AND i.room_id = t.room_id
+                  AND i.user_account = t.user_account AND i.session_id = t.session_id::numeric
+                  AND i.login_time <= t.logout_time),
+               (SELECT max(b.login_time) FROM login_input AS b
+                WHERE b.appid = t.appid AND b.room_id = t.room_id
+                  AND b.user_account = t.user_account
+                  AND b.session_id::numeric = t.session_id::numeric
+                  AND b.login_time <= t.logout_time))
+           END,
+           t.logout_time, t.reason, t.user_role, t.user_update_seq
+    FROM logout_input AS t
+    ORDER BY t.appid, t.session_id::numeric, t.logout_time, t.room_id, t.user_account
+    ON CONFLICT ON CONSTRAINT room_logouts_natural_key DO NOTHING
+    RETURNING appid, session_id::text AS session_id, login_time, paired_login_time, logout_time,
+              room_id, user_account, reason
+), logins AS (
+    INSERT INTO room_logins (appid, room_id, room_name, room_seq, user_account, user_nickname,
+                             session_id, login_time, user_role, auth_level, relogin, user_update_seq,
+                             term_type, callback_data)
+    SELECT appid, room_id, room_name, room_seq::numeric, user_account, user_nickname,
+           session_id::numeric, login_time, user_role, auth_level, relogin, user_update_seq,
+           term_type, callback_data
+    FROM login_input
+    ORDER BY appid, room_id, user_account, session_id::numeric, login_time
+    ON CONFLICT ON CONSTRAINT room_logins_natural_key DO NOTHING
+    RETURNING appid, room_id, user_account, session_id, login_time
+), to_pair AS (
+    -- The stored logouts without login_time that a new login pairs with: its login is the
+    -- latest new one at or before the logout, when later than the one it has (a retried
+    -- login is not new; an earlier re-login does not move it). Locked in key order, as every
+    -- write here; rechecked on the locked row, so that two statements never pair one logout
+    -- from the same old state.
+    SELECT o.appid, o.session_id, o.logout_time, o.room_id, o.user_account, o.reason,
+           o.paired_login_time AS old_login, n.login_time AS new_login
+    FROM room_logouts AS o
+    JOIN (SELECT x.appid, x.session_id, x.logout_time, x.room_id, x.user_account,
+                 max(n.login_time) AS login_time
+          FROM logins AS n
+          JOIN room_logouts AS x
+            ON x.appid = n.appid AND x.room_id = n.room_id AND x.user_account = n.user_account
+           AND x.session_id = n.session_id AND x.login_time IS NULL
+           AND n.login_time <= x.logout_time
+          GROUP BY 1, 2, 3, 4, 5) AS n
+      USING (appid, session_id, logout_time, room_id, user_account)
+    WHERE o.login_time IS NULL
+      AND (o.paired_login_time IS NULL OR n.login_time > o.paired_login_time)
+    ORDER BY o.appid, o.session_id, o.logout_time, o.room_id, o.user_account
+    FOR UPDATE OF o
+), paired AS (
+    UPDATE room_logouts AS o SET paired_login_time = p.new_login
+    FROM to_pair AS p
+    WHERE o.appid = p.appid AND o.session_id = p.session_id AND o.logout_time = p.logout_time
+      AND o.room_id = p.room_id AND o.user_account = p.user_account
+    RETURNING o.appid, o.room_id, o.reason, o.logout_time, p.old_login, p.new_login
+), rooms AS (
+    INSERT INTO room_lifecycle_events (appid, room_id, room_session_id, event, at, creator, close_reason)
+    SELECT appid, room_id, room_session_id::numeric, event, at, creator, close_reason
+    FROM unnest($30::bigint[], $31::text[], $32::text[], $33::text[], $34::timestamptz[],
+                $35::text[], $36::int[], $44::bigint[])
+        AS t(appid, room_id, room_session_id, event, at, creator, close_reason, pos)
+    WHERE NOT EXISTS (SELECT 1 FROM blocked AS b WHERE b.pos = t.pos)
+    ORDER BY appid, room_id, room_session_id::numeric, event
+    ON CONFLICT ON CONSTRAINT room_lifecycle_events_key DO NOTHING
+), changes AS (
+    -- Rollup contributions: each new logout's, and for each logout paired now the difference
+    -- between its contribution with the new login and with the old one (none: the
+    -- no-duration bucket), so that its reason counts once whatever the order of arrival.
+    SELECT appid, room_id, reason, logout_time, coalesce(login_time, paired_login_time) AS login_at,
+           1 AS sign
+    FROM logouts
+    UNION ALL
+    SELECT appid, room_id, reason, logout_time, new_login, 1 FROM paired
+    UNION ALL
+    SELECT appid, room_id, reason, logout_time, old_login, -1 FROM paired
+), durations AS (
+    -- The day cut (reporting time zone, 0010), bucket and sums: zegolog_logout_rollup.
+    INSERT INTO logout_rollup_pending (day, appid, reason, bucket, sessions, total_ms, max_ms)
+    SELECT r.day, r.appid, r.reason, r.bucket, sum(c.sign * r.sessions), sum(c.sign * r.total_ms),
+           coalesce(max(r.max_ms) FILTER (WHERE c.sign > 0), -9223372036854775808)
+    FROM changes AS c, zegolog_logout_rollup(c.appid, c.reason, c.login_at, c.logout_time) AS r
+    GROUP BY 1, 2, 3, 4
+), concurrency AS (
+    INSERT INTO concurrency_pending (appid, room_id, minute, delta)
+    SELECT d.appid, d.room_id, d.minute, sum(c.sign * d.delta)
+    FROM changes AS c, zegolog_logout_concurrency(c.appid, c.room_id, c.login_at, c.logout_time) AS d
+    GROUP BY 1, 2, 3
+)
+SELECT NULL::bigint AS appid, digest AS key, NULL::timestamptz AS logout_time,
+       NULL AS room_id, NULL AS user_account, NULL::bigint AS pos, NULL::boolean AS quarantined
+FROM events
+UNION ALL
+SELECT appid, session_id, logout_time, room_id, user_account, NULL, NULL FROM logouts
+UNION ALL
+SELECT NULL, encode(first_digest, 'hex'), NULL, NULL, NULL, pos, quarantined FROM verdicts
