@@ -1664,19 +1664,26 @@ COMMENT ON FUNCTION public.zegolog_bucket_start(t timestamp with time zone, widt
 CREATE FUNCTION public.zegolog_buckets_in(p_zone text, p_from date, p_to date, p_appid bigint) RETURNS TABLE(day date, appid bigint, reason text, bucket integer, sessions bigint, total_ms numeric, max_ms bigint)
     LANGUAGE sql STABLE
     AS $$
-    WITH counted AS (
-        SELECT zegolog_local_day(r.logout_time, p_zone) AS day, r.appid, r.reason,
-               (extract(EPOCH FROM r.logout_time - coalesce(r.login_time, r.paired_login_time)) * 1000)::bigint AS ms,
-               count(*) AS n
-        FROM zegolog_zone_window(p_zone, p_from, p_to) AS w, room_logouts AS r
-        WHERE r.appid = ANY (CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END)
-          AND r.logout_time >= w.lo AND r.logout_time < w.hi
+    WITH coded AS (
+        SELECT zegolog_local_day(d.logout_time, p_zone) AS day, d.appid, d.reason,
+               CASE WHEN d.ms IS NULL THEN zegolog_no_duration_bucket() ELSE zegolog_duration_bucket(d.ms) END AS bucket,
+               count(*) AS sessions, sum(coalesce(d.ms, 0)) AS total_ms,
+               coalesce(max(d.ms), -9223372036854775808) AS max_ms
+        FROM (
+            -- OFFSET 0 keeps ms a column: flattened, its expression would be computed once per
+            -- use in the bucket's CASE (five times a row).
+            SELECT r.logout_time, r.appid, r.reason,
+                   (extract(EPOCH FROM r.logout_time - coalesce(r.login_time, r.paired_login_time)) * 1000)::bigint AS ms
+            FROM zegolog_zone_window(p_zone, p_from, p_to) AS w, room_logouts AS r
+            WHERE r.appid = ANY (CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END)
+              AND r.logout_time >= w.lo AND r.logout_time < w.hi
+            OFFSET 0
+        ) AS d
         GROUP BY 1, 2, 3, 4
     )
-    SELECT c.day, c.appid, zegolog_reason_name(c.reason),
-           CASE WHEN c.ms IS NULL THEN zegolog_no_duration_bucket() ELSE zegolog_duration_bucket(c.ms) END,
-           sum(c.n)::bigint, sum(c.n * coalesce(c.ms, 0)), coalesce(max(c.ms), -9223372036854775808)
-    FROM counted AS c
+    SELECT c.day, c.appid, zegolog_reason_name(c.reason), c.bucket,
+           sum(c.sessions)::bigint, sum(c.total_ms), max(c.max_ms)
+    FROM coded AS c
     GROUP BY 1, 2, 3, 4;
 $$;
 
