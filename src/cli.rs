@@ -3,7 +3,6 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::builder::TypedValueParser as _;
@@ -15,14 +14,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bench::BenchArgs;
-use crate::database::{Backend, Backoff, Database, Location};
-use crate::http::{app, AppState};
+use crate::database::{Backend, Backoff, Database, DatabaseArgs};
+use crate::http::AppState;
 use crate::ingest::{BatchConfig, Ingest};
 use crate::loadtest::LoadtestArgs;
 use crate::metrics::Metrics;
+use crate::server::app;
 use crate::signature::{Secrets, Verifier};
 use crate::spool::{Spool, SpoolLimits};
 use crate::store::{PoolConfig, ReusePolicy, Store, LEDGER_KEEP};
+use crate::time_zone::TimeZoneArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -122,29 +123,6 @@ impl QuarantineCommand {
             Self::List { database, .. } | Self::Release { database, .. } => database,
         }
     }
-}
-
-#[derive(Debug, Args)]
-pub struct DatabaseArgs {
-    /// PostgreSQL connection URL. Without one, zegolog runs its own private PostgreSQL under
-    /// the data directory, using the PostgreSQL server binaries installed on this machine.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
-
-    /// Where zegolog keeps its files (the private PostgreSQL among them).
-    #[arg(long, env = "ZEGOLOG_DATA_DIR", default_value = "./zegolog-data")]
-    pub data_dir: PathBuf,
-}
-
-/// The reporting time zone an instance expects the database to cut its days in.
-#[derive(Debug, Clone, Args)]
-pub struct TimeZoneArgs {
-    /// The deployment's reporting time zone, an IANA name (Asia/Shanghai, America/New_York):
-    /// days of every daily view, rollup, report and the dashboard are its days. It is kept in
-    /// the database; an instance started with another one than the database's refuses to start
-    /// (change it with `zegolog time-zone set NAME`). A new, empty database takes it.
-    #[arg(long, env = "ZEGOLOG_TIME_ZONE", default_value = crate::time_zone::DEFAULT)]
-    pub time_zone: String,
 }
 
 #[derive(Debug, Args)]
@@ -282,24 +260,6 @@ pub struct ServeArgs {
     /// How often the rollups behind the daily views are compacted, in seconds.
     #[arg(long, env = "ZEGOLOG_COMPACT_EVERY_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub compact_every_secs: u64,
-}
-
-impl DatabaseArgs {
-    /// Where the database is. A URL is checked here, so that a typo fails at start.
-    pub fn location(&self) -> anyhow::Result<Location> {
-        match &self.database_url {
-            Some(url) => {
-                url.parse::<sqlx::postgres::PgConnectOptions>()
-                    .context("the database URL is not valid")?;
-                Ok(Location::Url(url.clone()))
-            }
-            None => Ok(Location::Private(self.data_dir.clone())),
-        }
-    }
-
-    async fn open(&self) -> anyhow::Result<Database> {
-        Ok(Database::open(&self.location()?).await?)
-    }
 }
 
 impl ServeArgs {
@@ -609,15 +569,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             maintain(store, every, retain_days).await
         })
     };
-    let mut state = AppState::with_ingest(verifier, ingest, metrics);
-    if let Some(token) = args.dashboard_token.clone() {
-        state = state.with_dashboard_token(token);
+    let state = AppState::with_ingest(verifier, ingest, metrics);
+    if args.dashboard_token.is_some() {
         tracing::info!("dashboard on at /dashboard (token required)");
     }
     tracing::info!(listen = %args.listen, "zegolog is receiving callbacks on POST /zego/callback");
     let metrics = state.metrics.clone();
     let limits = args.clients.limits(args.max_connections);
-    let served = crate::http::serve(listener, app(state), limits, metrics, shutdown)
+    let router = app(state, args.dashboard_token.clone());
+    let served = crate::http::serve(listener, router, limits, metrics, shutdown)
         .await
         .context("serving HTTP");
     // Every request has been answered; let the writers finish and the spool drain.

@@ -46,6 +46,7 @@ pub mod metrics;
 pub mod quarantine;
 pub mod report;
 pub mod seed;
+pub mod server;
 pub mod signature;
 pub mod spool;
 pub mod store;

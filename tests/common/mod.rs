@@ -19,8 +19,10 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
+use zegolog::dashboard::DashboardToken;
 use zegolog::embedded_pg::EmbeddedPostgres;
-use zegolog::http::{app, AppState};
+use zegolog::http::AppState;
+use zegolog::server::app;
 use zegolog::signature::{sign, Secrets, Verifier};
 use zegolog::store::Store;
 
@@ -136,10 +138,23 @@ impl TestApp {
     }
 
     pub async fn serve_state(state: AppState, pool: PgPool) -> Self {
+        Self::serve_app(state, None, pool).await
+    }
+
+    /// [`TestApp::serve_state`] with the dashboard on, readable with `token`.
+    pub async fn serve_with_dashboard(
+        state: AppState,
+        token: DashboardToken,
+        pool: PgPool,
+    ) -> Self {
+        Self::serve_app(state, Some(token), pool).await
+    }
+
+    async fn serve_app(state: AppState, dashboard: Option<DashboardToken>, pool: PgPool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let metrics = state.metrics.clone();
-        let router = app(state);
+        let router = app(state, dashboard);
         // The binary's own accept loop, with its default client limits.
         tokio::spawn(async move {
             let limits = zegolog::http::ClientLimits::default();
