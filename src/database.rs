@@ -11,6 +11,7 @@
 //! [`Store`], retrying with backoff and logging one line per change of state. Until then the
 //! writers spool (or answer 503 without a spool), and `/readyz` says which state it is in.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -59,6 +60,18 @@ impl DatabaseArgs {
     /// Opens the database these arguments name ([`Database::open`]).
     pub async fn open(&self) -> anyhow::Result<Database> {
         Ok(Database::open(&self.location()?).await?)
+    }
+
+    /// Opens the database, runs `command` on it, then closes it (stopping the private
+    /// PostgreSQL) whatever `command` returned: how every command but `serve` uses a database.
+    pub async fn with<T>(
+        &self,
+        command: impl AsyncFnOnce(&Database) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let database = self.open().await?;
+        let result = command(&database).await;
+        database.close().await;
+        result
     }
 }
 
@@ -120,10 +133,34 @@ impl Database {
         }
     }
 
-    /// A lazily connecting store on this database, with its migrations applied.
-    pub async fn migrated_store(&self, pool: &PoolConfig) -> Result<Store, DatabaseError> {
-        let store = Store::connect_lazy(&self.url, pool).map_err(DatabaseError::InvalidUrl)?;
-        migrate(&store).await?;
+    /// A command's store on this database (not `serve`'s, which [`bring_up`] migrates in the
+    /// background), with its migrations applied: a spinner and the elapsed time show on a
+    /// terminal meanwhile, since a migration can rewrite a large table.
+    pub async fn migrated(&self) -> Result<Store, DatabaseError> {
+        let spinner = indicatif::ProgressBar::new_spinner();
+        if std::io::stderr().is_terminal() {
+            spinner.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                    .expect("a valid template"),
+            );
+            spinner.set_message("bringing the database schema up to date");
+            spinner.enable_steady_tick(Duration::from_millis(200));
+        }
+        let result = async {
+            let store = Store::connect_lazy(&self.url, &PoolConfig::default())
+                .map_err(DatabaseError::InvalidUrl)?;
+            migrate(&store).await?;
+            Ok(store)
+        }
+        .await;
+        spinner.finish_and_clear();
+        result
+    }
+
+    /// [`Database::migrated`], then the check that the database cuts its days in `time_zone`.
+    pub async fn migrated_in(&self, time_zone: &str) -> Result<Store, DatabaseError> {
+        let store = self.migrated().await?;
+        check_time_zone(&store, time_zone).await?;
         Ok(store)
     }
 

@@ -51,6 +51,7 @@ pub mod signature;
 pub mod spool;
 pub mod store;
 pub mod time_zone;
+pub mod upkeep;
 
 /// `error: cause: cause`, for logs.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
