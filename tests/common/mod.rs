@@ -280,12 +280,11 @@ pub fn sign_with(callback: &mut Value, secret: &str, timestamp: &str) {
     callback["nonce"] = json!(nonce);
 }
 
-/// A fresh migrated database, as a URL (it holds the password: do not print it) and a pool,
-/// for code that takes a database URL, such as `zegolog loadtest --verify`.
-pub async fn migrated_database_url() -> (String, PgPool) {
+/// A fresh empty database (no migrations), as a URL: it holds the password, do not print it.
+pub async fn empty_database_url() -> String {
     let options = empty_database().await;
     let name = options.get_database().expect("test databases are named");
-    let url = match &server().embedded {
+    match &server().embedded {
         Some((pg, _)) => pg.url_for(name),
         None => {
             let mut url = reqwest::Url::parse(&std::env::var("DATABASE_URL").unwrap())
@@ -293,7 +292,13 @@ pub async fn migrated_database_url() -> (String, PgPool) {
             url.set_path(name);
             url.to_string()
         }
-    };
+    }
+}
+
+/// A fresh migrated database, as a URL (it holds the password: do not print it) and a pool,
+/// for code that takes a database URL, such as `zegolog loadtest --verify`.
+pub async fn migrated_database_url() -> (String, PgPool) {
+    let url = empty_database_url().await;
     let pool = PgPoolOptions::new()
         .max_connections(20)
         .connect(&url)
