@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::builder::TypedValueParser as _;
@@ -11,18 +11,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use crate::bench::BenchArgs;
-use crate::database::{Backend, Backoff, Database, Location};
-use crate::http::{app, AppState};
-use crate::ingest::{BatchConfig, Ingest};
+use crate::database::DatabaseArgs;
+use crate::ingest::BatchConfig;
 use crate::loadtest::LoadtestArgs;
-use crate::metrics::Metrics;
+use crate::server::{ServerConfig, SpoolConfig};
 use crate::signature::{Secrets, Verifier};
-use crate::spool::{Spool, SpoolLimits};
-use crate::store::{PoolConfig, ReusePolicy, Store, LEDGER_KEEP};
+use crate::spool::SpoolLimits;
+use crate::store::{PoolConfig, ReusePolicy};
+use crate::time_zone::TimeZoneArgs;
+use crate::upkeep::UpkeepConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -122,29 +120,6 @@ impl QuarantineCommand {
             Self::List { database, .. } | Self::Release { database, .. } => database,
         }
     }
-}
-
-#[derive(Debug, Args)]
-pub struct DatabaseArgs {
-    /// PostgreSQL connection URL. Without one, zegolog runs its own private PostgreSQL under
-    /// the data directory, using the PostgreSQL server binaries installed on this machine.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
-
-    /// Where zegolog keeps its files (the private PostgreSQL among them).
-    #[arg(long, env = "ZEGOLOG_DATA_DIR", default_value = "./zegolog-data")]
-    pub data_dir: PathBuf,
-}
-
-/// The reporting time zone an instance expects the database to cut its days in.
-#[derive(Debug, Clone, Args)]
-pub struct TimeZoneArgs {
-    /// The deployment's reporting time zone, an IANA name (Asia/Shanghai, America/New_York):
-    /// days of every daily view, rollup, report and the dashboard are its days. It is kept in
-    /// the database; an instance started with another one than the database's refuses to start
-    /// (change it with `zegolog time-zone set NAME`). A new, empty database takes it.
-    #[arg(long, env = "ZEGOLOG_TIME_ZONE", default_value = crate::time_zone::DEFAULT)]
-    pub time_zone: String,
 }
 
 #[derive(Debug, Args)]
@@ -284,24 +259,6 @@ pub struct ServeArgs {
     pub compact_every_secs: u64,
 }
 
-impl DatabaseArgs {
-    /// Where the database is. A URL is checked here, so that a typo fails at start.
-    pub fn location(&self) -> anyhow::Result<Location> {
-        match &self.database_url {
-            Some(url) => {
-                url.parse::<sqlx::postgres::PgConnectOptions>()
-                    .context("the database URL is not valid")?;
-                Ok(Location::Url(url.clone()))
-            }
-            None => Ok(Location::Private(self.data_dir.clone())),
-        }
-    }
-
-    async fn open(&self) -> anyhow::Result<Database> {
-        Ok(Database::open(&self.location()?).await?)
-    }
-}
-
 impl ServeArgs {
     fn verifier(&self) -> anyhow::Result<Verifier> {
         let secrets = Secrets::new(self.secret.clone(), self.secrets.as_deref())?;
@@ -319,6 +276,41 @@ impl ServeArgs {
             ),
         }
     }
+
+    /// The server's configuration, validated: a missing secret or a bad database URL fails here.
+    fn config(&self) -> anyhow::Result<ServerConfig> {
+        Ok(ServerConfig {
+            verifier: self.verifier()?,
+            database: self.database.location()?,
+            time_zone: self.zone.time_zone.clone(),
+            pool: PoolConfig {
+                max_connections: self.max_connections,
+                ..PoolConfig::default()
+            },
+            reuse_policy: self.on_signature_reuse,
+            batching: BatchConfig {
+                batch_size: self.batch_size as usize,
+                max_wait: Duration::from_millis(self.batch_max_wait_ms),
+                writers: self.writers as usize,
+            },
+            spool: match self.spool_max_mb {
+                0 => None,
+                mb => Some(SpoolConfig {
+                    path: self.database.data_dir.join("spool.redb"),
+                    limits: SpoolLimits {
+                        max_bytes: mb.saturating_mul(1024 * 1024),
+                        min_free_bytes: self.spool_min_free_mb.saturating_mul(1024 * 1024),
+                    },
+                }),
+            },
+            clients: self.clients.limits(self.max_connections),
+            upkeep: UpkeepConfig {
+                compact_every: Duration::from_secs(self.compact_every_secs),
+                retain_days: self.retain_days,
+            },
+            dashboard: self.dashboard_token.clone(),
+        })
+    }
 }
 
 /// Runs the command the user asked for.
@@ -327,21 +319,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Migrate(args) => {
-            let database = args.database.open().await?;
-            let result = migrate_in(&database, &args.zone.time_zone).await;
-            database.close().await;
-            result.map(drop)
+            args.database
+                .with(async |database| {
+                    database.migrated_in(&args.zone.time_zone).await?;
+                    Ok(())
+                })
+                .await
         }
         Command::TimeZone(args) => time_zone(args).await,
         Command::Retain(args) => {
-            let database = args.database.open().await?;
-            let result = async {
-                let store = migrate_in(&database, &args.zone.time_zone).await?;
-                retain(&store, args.retain_days).await
-            }
-            .await;
-            database.close().await;
-            result
+            args.database
+                .with(async |database| {
+                    let store = database.migrated_in(&args.zone.time_zone).await?;
+                    Ok(crate::upkeep::retain(&store, args.retain_days).await?)
+                })
+                .await
         }
         Command::Loadtest(args) => {
             let report = crate::loadtest::run(&args).await?;
@@ -355,283 +347,89 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Seed(args) => crate::seed::run(&args).await,
         Command::BenchQueries(args) => crate::bench_queries::run(&args).await,
         Command::Report(args) => {
-            let args = &args;
-            with_database(&args.database, |url| async move {
-                crate::report::run(args, &url).await
-            })
-            .await
+            args.database
+                .with(async |database| crate::report::run(&args, &database.url).await)
+                .await
         }
         Command::Import(args) => {
-            let args = &args;
-            with_database(&args.database, |url| async move {
-                crate::import::run(args, &url).await
-            })
-            .await
+            args.database
+                .with(async |database| crate::import::run(&args, &database.url).await)
+                .await
         }
         Command::Quarantine(args) => {
-            let args = &args;
-            let database = args.command.database().open().await?;
-            let result = async {
-                let store = migrate(&database).await?;
-                match &args.command {
-                    QuarantineCommand::List { limit, .. } => {
-                        let listed = crate::quarantine::list(&store, *limit).await?;
-                        print!("{listed}");
-                        Ok(())
-                    }
-                    QuarantineCommand::Release { ids, .. } => {
-                        let released = crate::quarantine::release(&store, ids).await?;
-                        print!("{released}");
-                        if released.all_released() {
+            args.command
+                .database()
+                .with(async |database| {
+                    let store = database.migrated().await?;
+                    match &args.command {
+                        QuarantineCommand::List { limit, .. } => {
+                            let listed = crate::quarantine::list(&store, *limit).await?;
+                            print!("{listed}");
                             Ok(())
-                        } else {
-                            bail!("some callbacks were not released (see above)")
+                        }
+                        QuarantineCommand::Release { ids, .. } => {
+                            let released = crate::quarantine::release(&store, ids).await?;
+                            print!("{released}");
+                            if released.all_released() {
+                                Ok(())
+                            } else {
+                                bail!("some callbacks were not released (see above)")
+                            }
                         }
                     }
-                }
-            }
-            .await;
-            database.close().await;
-            result
+                })
+                .await
         }
         Command::GrantAnalyst(args) => {
-            let args = &args;
-            with_database(&args.database, |url| async move {
-                crate::grant::run(args, &url).await
-            })
-            .await
+            args.database
+                .with(async |database| crate::grant::run(&args, &database.url).await)
+                .await
         }
     }
-}
-
-/// Runs a command against the database the arguments name (starting and stopping the private
-/// PostgreSQL when there is no URL).
-async fn with_database<F, Fut>(args: &DatabaseArgs, command: F) -> anyhow::Result<()>
-where
-    F: FnOnce(String) -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<()>>,
-{
-    let database = args.open().await?;
-    let result = command(database.url.clone()).await;
-    database.close().await;
-    result
 }
 
 /// `zegolog time-zone show|set`.
 async fn time_zone(args: TimeZoneCommandArgs) -> anyhow::Result<()> {
     match args.command {
         TimeZoneCommand::Show { database } => {
-            let database = database.open().await?;
-            let result = async {
-                let store = migrate(&database).await?;
-                let zone = crate::time_zone::database_zone(store.pool()).await?;
-                println!("{zone}");
-                anyhow::Ok(())
-            }
-            .await;
-            database.close().await;
-            result
+            database
+                .with(async |database| {
+                    let store = database.migrated().await?;
+                    let zone = crate::time_zone::database_zone(store.pool()).await?;
+                    println!("{zone}");
+                    Ok(())
+                })
+                .await
         }
         TimeZoneCommand::Set { database, name } => {
-            let database = database.open().await?;
-            let result = async {
-                migrate(&database).await?;
-                let changed =
-                    crate::time_zone::change(&database.url, &name, std::io::stderr().is_terminal())
-                        .await?;
-                println!("{changed}");
-                println!(
-                    "start every instance with --time-zone {name} (or ZEGOLOG_TIME_ZONE={name})"
-                );
-                anyhow::Ok(())
-            }
-            .await;
-            database.close().await;
-            result
+            database
+                .with(async |database| {
+                    database.migrated().await?;
+                    let changed = crate::time_zone::change(
+                        &database.url,
+                        &name,
+                        std::io::stderr().is_terminal(),
+                    )
+                    .await?;
+                    println!("{changed}");
+                    println!(
+                        "start every instance with --time-zone {name} (or ZEGOLOG_TIME_ZONE={name})"
+                    );
+                    Ok(())
+                })
+                .await
         }
     }
 }
 
-/// [`migrate`], then the check that the database cuts its days in `time_zone`.
-pub async fn migrate_in(database: &Database, time_zone: &str) -> anyhow::Result<Store> {
-    let store = migrate(database).await?;
-    crate::database::check_time_zone(&store, time_zone)
-        .await
-        .map_err(|e| anyhow::anyhow!(crate::error_chain(&e)))?;
-    Ok(store)
-}
-
-/// Migrates the database of a command (not `serve`, which does it in the background), with a
-/// spinner and the elapsed time on a terminal: a migration can rewrite a large table.
-async fn migrate(database: &Database) -> anyhow::Result<Store> {
-    let spinner = indicatif::ProgressBar::new_spinner();
-    if std::io::stderr().is_terminal() {
-        spinner.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
-                .expect("a valid template"),
-        );
-        spinner.set_message("bringing the database schema up to date");
-        spinner.enable_steady_tick(Duration::from_millis(200));
-    }
-    let result = database.migrated_store(&PoolConfig::default()).await;
-    spinner.finish_and_clear();
-    Ok(result?)
-}
-
-async fn retain(store: &Store, days: u32) -> anyhow::Result<()> {
-    let cutoff = chrono::Utc::now() - chrono::Duration::days(i64::from(days));
-    let dropped = store
-        .drop_partitions_before(cutoff)
-        .await
-        .context("dropping old partitions")?;
-    tracing::info!(%cutoff, dropped = ?dropped, "retention applied");
-    Ok(())
-}
-
-/// Background upkeep while serving: rollup compaction every few seconds; partitions ahead and
-/// retention hourly. Failures are logged and retried at the next tick (the database may be down).
-async fn maintain(store: Store, compact_every: Duration, retain_days: Option<u32>) {
-    let mut compact = tokio::time::interval(compact_every);
-    compact.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut hourly = tokio::time::interval(Duration::from_secs(3600));
-    loop {
-        tokio::select! {
-            _ = compact.tick() => {
-                if let Err(e) = store.compact_rollups().await {
-                    tracing::debug!(error = %crate::error_chain(&e), "rollup compaction failed; retrying later");
-                }
-            }
-            _ = hourly.tick() => {
-                if let Err(e) = store.ensure_partitions().await {
-                    tracing::warn!(error = %crate::error_chain(&e), "creating partitions ahead failed; retrying in an hour");
-                }
-                match store.prune_signature_ledger(LEDGER_KEEP).await {
-                    Ok(dropped) if !dropped.is_empty() => tracing::info!(?dropped, "old signature ledger partitions dropped"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %crate::error_chain(&e), "pruning the signature ledger failed; retrying in an hour"),
-                }
-                if let Some(days) = retain_days {
-                    if let Err(e) = retain(&store, days).await {
-                        tracing::warn!(error = %format!("{e:#}"), "retention failed; retrying in an hour");
-                    }
-                }
-            }
-        }
-    }
-}
-
+/// `zegolog serve`: the configuration checked, the port bound, then [`crate::server::run`]
+/// until SIGTERM or ctrl-c.
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let verifier = args.verifier()?;
-    let location = args.database.location()?;
+    let config = args.config()?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    if verifier.is_insecure() {
-        tracing::warn!("--insecure-skip-verify: callback signatures are NOT checked; anyone who can reach this port can write into the database");
-    }
-
-    // The database comes up in the background: callbacks are spooled (or refused without a
-    // spool) until it is migrated and ready.
-    let backend = Backend::pending();
-    let opened = Arc::new(std::sync::Mutex::new(None));
-    let pool = PoolConfig {
-        max_connections: args.max_connections,
-        ..PoolConfig::default()
-    };
-    tracing::info!(
-        policy = args.on_signature_reuse.as_str(),
-        "signature reuse policy"
-    );
-    // A database this instance must not use (another reporting time zone) stops serve.
-    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<String>();
-    let bring_up = tokio::spawn({
-        let up = crate::database::bring_up(
-            location,
-            pool,
-            args.on_signature_reuse,
-            args.zone.time_zone.clone(),
-            backend.clone(),
-            opened.clone(),
-            Backoff::default(),
-        );
-        async move {
-            if let Err(error) = up.await {
-                let _ = fatal_tx.send(crate::error_chain(&error));
-            }
-        }
-    });
-    let fatal = Arc::new(std::sync::Mutex::new(None::<String>));
-    let shutdown = {
-        let fatal = fatal.clone();
-        async move {
-            tokio::select! {
-                _ = shutdown_signal() => {}
-                Ok(error) = fatal_rx => {
-                    tracing::error!(%error, "stopping: the database cannot be used by this instance");
-                    *fatal.lock().unwrap() = Some(error);
-                }
-            }
-        }
-    };
-
-    let spool = match args.spool_max_mb {
-        0 => None,
-        mb => {
-            let path = args.database.data_dir.join("spool.redb");
-            let limits = SpoolLimits {
-                max_bytes: mb.saturating_mul(1024 * 1024),
-                min_free_bytes: args.spool_min_free_mb.saturating_mul(1024 * 1024),
-            };
-            let spool = Spool::new(&path, limits);
-            if spool.depth() > 0 {
-                tracing::info!(
-                    depth = spool.depth(),
-                    "callbacks wait in the spool from an earlier run; draining them"
-                );
-            }
-            Some(Arc::new(spool))
-        }
-    };
-    let metrics = Arc::new(Metrics::default());
-    let batching = BatchConfig {
-        batch_size: args.batch_size as usize,
-        max_wait: Duration::from_millis(args.batch_max_wait_ms),
-        writers: args.writers as usize,
-    };
-    let (ingest, tasks) = Ingest::start(backend.clone(), spool, batching, metrics.clone());
-    let upkeep = {
-        let (every, retain_days) = (
-            Duration::from_secs(args.compact_every_secs),
-            args.retain_days,
-        );
-        tokio::spawn(async move {
-            let store = backend.wait_ready().await.clone();
-            maintain(store, every, retain_days).await
-        })
-    };
-    let mut state = AppState::with_ingest(verifier, ingest, metrics);
-    if let Some(token) = args.dashboard_token.clone() {
-        state = state.with_dashboard_token(token);
-        tracing::info!("dashboard on at /dashboard (token required)");
-    }
-    tracing::info!(listen = %args.listen, "zegolog is receiving callbacks on POST /zego/callback");
-    let metrics = state.metrics.clone();
-    let limits = args.clients.limits(args.max_connections);
-    let served = crate::http::serve(listener, app(state), limits, metrics, shutdown)
-        .await
-        .context("serving HTTP");
-    // Every request has been answered; let the writers finish and the spool drain.
-    tasks.finish(Duration::from_secs(10)).await;
-    upkeep.abort();
-    bring_up.abort();
-    let database = opened.lock().unwrap().take();
-    if let Some(database) = database {
-        database.close().await;
-    }
-    if let Some(error) = fatal.lock().unwrap().take() {
-        bail!(error);
-    }
-    served
+    Ok(crate::server::run(config, listener, shutdown_signal()).await?)
 }
 
 /// Resolves on SIGTERM or ctrl-c.

@@ -27,6 +27,8 @@
 mod data;
 mod incident;
 
+use std::sync::Arc;
+
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
@@ -237,9 +239,9 @@ impl IntoResponse for DashboardError {
     }
 }
 
-/// The dashboard's routes, all behind the token. [`crate::http::app`] merges them when a token
-/// is configured.
-pub fn routes(state: &AppState) -> Router<AppState> {
+/// The dashboard's routes, all behind `token`. [`crate::server::app`] merges them when a token
+/// is configured; without one they do not exist.
+pub fn routes(token: DashboardToken) -> Router<AppState> {
     Router::new()
         .route("/dashboard", get(page))
         .route("/dashboard/assets/dashboard.js", get(script))
@@ -250,13 +252,17 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/dashboard/api/reasons", get(api_reasons))
         .route("/dashboard/api/concurrency", get(api_concurrency))
         .merge(incident::routes())
-        .route_layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .route_layer(middleware::from_fn_with_state(Arc::new(token), authorize))
 }
 
 /// Lets a request through with the right token (header or cookie), trades `?token=` for the
 /// cookie, refuses everything else; adds the security headers to every answer.
-async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let mut response = match check(&state, &request) {
+async fn authorize(
+    State(token): State<Arc<DashboardToken>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = match check(&token, &request) {
         Ok(Access::Granted) => next.run(request).await,
         Ok(Access::SetCookie(cookie)) => redirect_without_token(request.uri(), &cookie),
         Err(error) => {
@@ -297,11 +303,7 @@ enum Access {
     SetCookie(String),
 }
 
-fn check(state: &AppState, request: &Request) -> Result<Access, DashboardError> {
-    let Some(token) = state.dashboard_token.as_deref() else {
-        // Not reachable: the routes are not merged without a token. Refuse all the same.
-        return Err(DashboardError::BadToken);
-    };
+fn check(token: &DashboardToken, request: &Request) -> Result<Access, DashboardError> {
     if let Some(given) = query_token(request.uri()) {
         return if token.matches(&given) {
             let secure = if came_over_https(request) {

@@ -1,8 +1,8 @@
 //! The database zegolog writes to, and the way `serve` reaches it.
 //!
-//! [`Database`] opens what the configuration names: a PostgreSQL URL, or else the private
-//! PostgreSQL under the data dir. Commands open it, run, and close it, and fail fast with a
-//! clear message when it cannot be reached.
+//! [`Database`] opens what the configuration names ([`DatabaseArgs`], the same flags on every
+//! command): a PostgreSQL URL, or else the private PostgreSQL under the data dir. Commands open
+//! it, run, and close it, and fail fast with a clear message when it cannot be reached.
 //!
 //! `serve` must not wait for it: a restart during a database outage would refuse every callback
 //! until PostgreSQL is back, although the spool exists for exactly that. So `serve` starts with a
@@ -11,9 +11,12 @@
 //! [`Store`], retrying with backoff and logging one line per change of state. Until then the
 //! writers spool (or answer 503 without a spool), and `/readyz` says which state it is in.
 
+use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::embedded_pg::{EmbeddedError, EmbeddedPostgres};
@@ -25,7 +28,51 @@ use crate::time_zone::{self, ZoneError};
 #[derive(Debug, Clone)]
 pub enum Location {
     Url(String),
-    Private(std::path::PathBuf),
+    Private(PathBuf),
+}
+
+/// The database of a command, as flags and environment variables name it.
+#[derive(Debug, clap::Args)]
+pub struct DatabaseArgs {
+    /// PostgreSQL connection URL. Without one, zegolog runs its own private PostgreSQL under
+    /// the data directory, using the PostgreSQL server binaries installed on this machine.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Where zegolog keeps its files (the private PostgreSQL among them).
+    #[arg(long, env = "ZEGOLOG_DATA_DIR", default_value = "./zegolog-data")]
+    pub data_dir: PathBuf,
+}
+
+impl DatabaseArgs {
+    /// Where the database is. A URL is checked here, so that a typo fails at start.
+    pub fn location(&self) -> anyhow::Result<Location> {
+        match &self.database_url {
+            Some(url) => {
+                url.parse::<sqlx::postgres::PgConnectOptions>()
+                    .context("the database URL is not valid")?;
+                Ok(Location::Url(url.clone()))
+            }
+            None => Ok(Location::Private(self.data_dir.clone())),
+        }
+    }
+
+    /// Opens the database these arguments name ([`Database::open`]).
+    pub async fn open(&self) -> anyhow::Result<Database> {
+        Ok(Database::open(&self.location()?).await?)
+    }
+
+    /// Opens the database, runs `command` on it, then closes it (stopping the private
+    /// PostgreSQL) whatever `command` returned: how every command but `serve` uses a database.
+    pub async fn with<T>(
+        &self,
+        command: impl AsyncFnOnce(&Database) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let database = self.open().await?;
+        let result = command(&database).await;
+        database.close().await;
+        result
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,10 +133,34 @@ impl Database {
         }
     }
 
-    /// A lazily connecting store on this database, with its migrations applied.
-    pub async fn migrated_store(&self, pool: &PoolConfig) -> Result<Store, DatabaseError> {
-        let store = Store::connect_lazy(&self.url, pool).map_err(DatabaseError::InvalidUrl)?;
-        migrate(&store).await?;
+    /// A command's store on this database (not `serve`'s, which [`bring_up`] migrates in the
+    /// background), with its migrations applied: a spinner and the elapsed time show on a
+    /// terminal meanwhile, since a migration can rewrite a large table.
+    pub async fn migrated(&self) -> Result<Store, DatabaseError> {
+        let spinner = indicatif::ProgressBar::new_spinner();
+        if std::io::stderr().is_terminal() {
+            spinner.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {msg} [{elapsed}]")
+                    .expect("a valid template"),
+            );
+            spinner.set_message("bringing the database schema up to date");
+            spinner.enable_steady_tick(Duration::from_millis(200));
+        }
+        let result = async {
+            let store = Store::connect_lazy(&self.url, &PoolConfig::default())
+                .map_err(DatabaseError::InvalidUrl)?;
+            migrate(&store).await?;
+            Ok(store)
+        }
+        .await;
+        spinner.finish_and_clear();
+        result
+    }
+
+    /// [`Database::migrated`], then the check that the database cuts its days in `time_zone`.
+    pub async fn migrated_in(&self, time_zone: &str) -> Result<Store, DatabaseError> {
+        let store = self.migrated().await?;
+        check_time_zone(&store, time_zone).await?;
         Ok(store)
     }
 

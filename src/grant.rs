@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 
-use crate::cli::DatabaseArgs;
+use crate::database::DatabaseArgs;
 use crate::store::{PoolConfig, Store};
 
 #[derive(Debug, clap::Args)]

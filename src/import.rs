@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::callback::{Encoding, Envelope, Fields, Payload, Received};
-use crate::cli::DatabaseArgs;
+use crate::database::DatabaseArgs;
 use crate::store::{Outcome, PoolConfig, Store, StoreError};
 
 #[derive(Debug, clap::Args)]

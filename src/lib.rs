@@ -3,18 +3,23 @@
 //! disconnect reasons.
 //!
 //! # Layout
+//! From the callback contract up to the command line: each module uses only modules listed
+//! above it, so dependencies point one way (`../shared/tools/module-cycles src` checks that
+//! there is no cycle).
 //! - [`callback`]: the callback contract: body → fields → envelope → typed event. No HTTP, no SQL.
 //! - [`signature`]: the SHA-1 signature, secrets per appid, the timestamp window.
-//! - [`store`]: PostgreSQL: embedded migrations, idempotent batch writes, the signature ledger. No HTTP.
-//! - [`ingest`]: group commit, and the way to the spool while PostgreSQL is down.
+//! - [`store`]: PostgreSQL: embedded migrations, idempotent batch writes, the signature ledger, upkeep queries. No HTTP.
 //! - [`spool`]: the durable local spool (redb) callbacks wait in during an outage.
-//! - [`dashboard`]: `/dashboard`, the token-protected charts page and the JSON it reads from the views.
-//! - [`incident`]: the incident view's figures (last hours, per-minute reasons and lift, worst rooms), no HTTP.
-//! - [`http`]: the axum router, the callback handler and the JSON error answers.
 //! - [`metrics`]: Prometheus counters.
-//! - [`time_zone`]: the deployment's reporting time zone: the check at start, the change that rebuilds the rollups.
-//! - [`database`]: opening a database for a command; bringing it up in the background for `serve`.
 //! - [`embedded_pg`]: the private PostgreSQL zegolog runs when no database URL is given.
+//! - [`time_zone`]: the deployment's reporting time zone (and its `--time-zone` flag): the check at start, the change that rebuilds the rollups.
+//! - [`database`]: the one way to open, migrate and close a database (`--database-url` / `--data-dir`) for every command; bringing it up in the background for the server.
+//! - [`ingest`]: group commit, and the way to the spool while PostgreSQL is down.
+//! - [`upkeep`]: the background loop while serving: rollup compaction, partitions ahead, ledger pruning, retention.
+//! - [`incident`]: the incident view's figures (last hours, per-minute reasons and lift, worst rooms), no HTTP.
+//! - [`http`]: the callback handler, health and metrics, the edge every route is served behind, the JSON error answers, the accept loop. Knows nothing of the dashboard.
+//! - [`dashboard`]: `/dashboard`, the token-protected charts page and the JSON it reads from the views; built on [`http`]'s state and answers.
+//! - [`server`]: the whole service: [`server::app`], the router of [`http`] and [`dashboard`], and [`server::run`], everything `zegolog serve` does, for the binary and the tests alike.
 //! - [`loadtest`]: `zegolog loadtest`: realistic signed callback traffic, and a check of what got stored.
 //! - [`bench`]: `zegolog bench`, PostgreSQL's ceiling and zegolog under load side by side.
 //! - [`seed`]: `zegolog seed`, realistic synthetic traffic COPYed into a database, rollups included.
@@ -23,11 +28,13 @@
 //! - [`import`]: `zegolog import`, a JSON-lines file of callbacks backfilled through the live write path.
 //! - [`quarantine`]: `zegolog quarantine list|release`, quarantined callbacks, and releasing the genuine ones.
 //! - [`grant`]: `zegolog grant-analyst`, a login role that reads the views and nothing else.
-//! - [`cli`]: command-line and environment configuration, and the commands.
+//! - [`cli`]: the command line: flags and environment into each command's configuration, and the commands. No library module uses it.
 //!
 //! # Errors
-//! Library modules return their own `thiserror` types; `anyhow` is used only for start-up and
-//! command-line glue in [`cli`], where an error is printed and the process exits.
+//! Library modules return their own `thiserror` types ([`server::run`] too); `anyhow` is used
+//! only for start-up and command-line glue: [`cli`], the commands' engines (`seed`, `report`,
+//! `import`, `grant`, ...) and the flag structs' checks ([`database::DatabaseArgs`]), where an
+//! error is printed and the process exits.
 
 pub mod bench;
 pub mod bench_queries;
@@ -46,10 +53,12 @@ pub mod metrics;
 pub mod quarantine;
 pub mod report;
 pub mod seed;
+pub mod server;
 pub mod signature;
 pub mod spool;
 pub mod store;
 pub mod time_zone;
+pub mod upkeep;
 
 /// `error: cause: cause`, for logs.
 pub fn error_chain(error: &dyn std::error::Error) -> String {

@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
-use crate::cli::DatabaseArgs;
+use crate::database::DatabaseArgs;
 
 mod incident;
 
@@ -34,7 +34,7 @@ pub struct ReportArgs {
     pub database: DatabaseArgs,
 
     #[command(flatten)]
-    pub zone: crate::cli::TimeZoneArgs,
+    pub zone: crate::time_zone::TimeZoneArgs,
 
     /// Only this application (ZEGOCLOUD appid). Without it: every app, each on its own rows.
     #[arg(long)]

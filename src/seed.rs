@@ -42,7 +42,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use tokio::sync::mpsc;
 
-use crate::cli::DatabaseArgs;
+use crate::database::DatabaseArgs;
 use crate::embedded_pg::EmbeddedPostgres;
 use crate::loadtest::{mix, normal, skewed};
 use crate::store::Store;

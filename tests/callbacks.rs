@@ -1,4 +1,6 @@
 //! Receiving callbacks over real HTTP with real signatures, checked against a real PostgreSQL.
+//! Most tests drive the router; the last runs the whole server as the binary does
+//! (`zegolog::server::run`), in-process.
 
 mod common;
 
@@ -426,4 +428,142 @@ async fn health_and_unknown_routes_answer_json() {
         .await
         .unwrap();
     assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
+}
+
+/// The server the binary runs, in-process: `zegolog::server::run` (as `zegolog serve` calls it)
+/// on a 127.0.0.1:0 listener over a fresh, unmigrated database, with the spool, the upkeep and
+/// the dashboard on. It brings the database up itself, stores a signed callback sent over real
+/// HTTP once (its retry is a duplicate), compacts the rollups in the background, serves the
+/// dashboard, and returns Ok once the shutdown future resolves, leaving nothing listening.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_run_stores_a_signed_callback_once_and_returns_ok_on_shutdown() {
+    use std::time::{Duration, Instant};
+    use zegolog::dashboard::DashboardToken;
+    use zegolog::database::Location;
+    use zegolog::http::ClientLimits;
+    use zegolog::ingest::BatchConfig;
+    use zegolog::server::{ServerConfig, SpoolConfig};
+    use zegolog::spool::SpoolLimits;
+    use zegolog::store::{PoolConfig, ReusePolicy};
+    use zegolog::upkeep::UpkeepConfig;
+
+    const TOKEN: &str = "server-run-dashboard-token";
+    let url = common::empty_database_url().await;
+    let data_dir = common::temp_data_dir("zegolog-server-run-");
+    let config = ServerConfig {
+        database: Location::Url(url.clone()),
+        time_zone: zegolog::time_zone::DEFAULT.into(),
+        verifier: common::test_verifier(600),
+        pool: PoolConfig::default(),
+        reuse_policy: ReusePolicy::default(),
+        batching: BatchConfig::default(),
+        spool: Some(SpoolConfig {
+            path: data_dir.join("spool.redb"),
+            limits: SpoolLimits {
+                max_bytes: 64 * 1024 * 1024,
+                min_free_bytes: 0,
+            },
+        }),
+        clients: ClientLimits::default(),
+        upkeep: UpkeepConfig {
+            compact_every: Duration::from_secs(1),
+            retain_days: None,
+        },
+        dashboard: Some(DashboardToken::parse(TOKEN).unwrap()),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(zegolog::server::run(config, listener, async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let at = |path: &str| format!("http://{addr}{path}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready: Value = client
+            .get(at("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ready["database_state"] == "ready" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the database never became ready: {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut answers = Vec::new();
+    for _delivery in 0..2 {
+        // The sender signs every delivery anew, retries included.
+        let response = client
+            .post(at("/zego/callback"))
+            .header("content-type", "application/json")
+            .body(signed(vendor_sample()).to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        answers.push((status, body["code"].as_str().unwrap().to_owned()));
+    }
+
+    assert_eq!(
+        answers,
+        [
+            (StatusCode::OK, "stored".to_owned()),
+            (StatusCode::OK, "duplicate".to_owned())
+        ]
+    );
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let logouts: i64 = sqlx::query_scalar("SELECT count(*) FROM room_logouts")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(logouts, 1);
+    // The upkeep folds the logout's pending rollup row into the rollups.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (pending, compacted): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT count(*) FROM logout_rollup_pending), (SELECT count(*) FROM logout_rollup)",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        if pending == 0 && compacted > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the upkeep never compacted the rollups"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let apps = client
+        .get(at("/dashboard/api/apps"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(apps.status(), StatusCode::OK);
+    let apps: Value = apps.json().await.unwrap();
+    assert_eq!(apps["apps"][0]["appid"], 1, "{apps}");
+
+    stop.send(()).unwrap();
+    let stopped = tokio::time::timeout(Duration::from_secs(30), server)
+        .await
+        .expect("server::run did not return within 30 s of the shutdown");
+    assert!(matches!(stopped, Ok(Ok(()))), "{stopped:?}");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    pool.close().await;
+    let _ = std::fs::remove_dir_all(&data_dir);
 }

@@ -91,9 +91,9 @@ fn callback(index: usize, within_day: i64, session: &Session) -> Value {
 /// A server with the dashboard on, over a database seeded by signed callbacks, rollups compacted.
 async fn seeded_app() -> (TestApp, Vec<Session>, NaiveDate) {
     let pool = common::migrated_pool().await;
-    let state = AppState::new(test_verifier(600), Store::from_pool(pool.clone()))
-        .with_dashboard_token(DashboardToken::parse(TOKEN).unwrap());
-    let app = TestApp::serve_state(state, pool).await;
+    let state = AppState::new(test_verifier(600), Store::from_pool(pool.clone()));
+    let app =
+        TestApp::serve_with_dashboard(state, DashboardToken::parse(TOKEN).unwrap(), pool).await;
     let today = Utc::now().date_naive();
     let sessions = plan(today);
     let mut within_day = std::collections::HashMap::new();

@@ -100,9 +100,9 @@ fn callback(index: usize, logout: &Logout) -> Value {
 
 async fn seeded_app() -> TestApp {
     let pool = common::migrated_pool().await;
-    let state = AppState::new(test_verifier(600), Store::from_pool(pool.clone()))
-        .with_dashboard_token(DashboardToken::parse(TOKEN).unwrap());
-    let app = TestApp::serve_state(state, pool).await;
+    let state = AppState::new(test_verifier(600), Store::from_pool(pool.clone()));
+    let app =
+        TestApp::serve_with_dashboard(state, DashboardToken::parse(TOKEN).unwrap(), pool).await;
     for (index, logout) in plan().iter().enumerate() {
         let (status, body) = app.post_json(&signed(callback(index, logout))).await;
         assert_eq!(status, StatusCode::OK, "{body}");

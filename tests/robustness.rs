@@ -36,9 +36,10 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sha1::{Digest, Sha1};
 use zegolog::callback::{Encoding, Envelope, Fields, ParseError, Payload, Received, RoomLogout};
-use zegolog::http::{app, AppState};
+use zegolog::http::AppState;
 use zegolog::ingest::{BatchConfig, Ingest};
 use zegolog::metrics::Metrics;
+use zegolog::server::app;
 use zegolog::signature::sign;
 use zegolog::spool::Spool;
 use zegolog::store::Store;
@@ -2154,7 +2155,7 @@ async fn serve_with_ingest(batch: BatchConfig, spool: Option<Arc<Spool>>) -> Tes
     let state = AppState::with_ingest(test_verifier(600), ingest, metrics);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app(state)).await.unwrap() });
+    tokio::spawn(async move { axum::serve(listener, app(state, None)).await.unwrap() });
     TestApp {
         addr,
         pool,

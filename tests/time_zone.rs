@@ -77,9 +77,11 @@ async fn sessions_on(pool: &sqlx::PgPool, d: &str) -> Option<i64> {
 async fn app_in(zone: &str) -> (TestApp, String) {
     let (url, pool) = common::migrated_database_url().await;
     zegolog::time_zone::change(&url, zone, false).await.unwrap();
-    let state = AppState::new(test_verifier(600), Store::from_pool(pool.clone()))
-        .with_dashboard_token(DashboardToken::parse(TOKEN).unwrap());
-    (TestApp::serve_state(state, pool).await, url)
+    let state = AppState::new(test_verifier(600), Store::from_pool(pool.clone()));
+    (
+        TestApp::serve_with_dashboard(state, DashboardToken::parse(TOKEN).unwrap(), pool).await,
+        url,
+    )
 }
 
 /// New York's two DST days of 2026, with a logout every hour from the day before to the day after.

@@ -1,9 +1,13 @@
-//! The HTTP adapter: routes, the callback handler, health and metrics.
+//! The HTTP adapter: the callback handler, health and metrics, the edge every route is served
+//! behind, and the JSON answers.
 //!
 //! A thin layer between the contract (`callback`, `signature`) and the store: it reads the body,
 //! asks the contract what it holds and whether it is authentic, asks the store to keep it, and
 //! turns each answer into a status and a JSON body. [`serve`] is the accept loop that serves it
 //! with client timeouts and a connection bound.
+//!
+//! It knows nothing of the dashboard: the dashboard builds on [`AppState`] and [`Answer`], and
+//! [`crate::server::app`] mounts both behind [`edge`].
 
 mod error;
 pub mod serve;
@@ -25,7 +29,6 @@ pub use error::{Answer, ApiError};
 pub use serve::{serve, ClientLimits};
 
 use crate::callback::{Encoding, Envelope, Fields, Payload, Received};
-use crate::dashboard::DashboardToken;
 use crate::database::{Backend, BackendState};
 use crate::ingest::{Ack, BatchConfig, Ingest};
 use crate::metrics::Metrics;
@@ -41,8 +44,6 @@ pub struct AppState {
     pub verifier: Arc<Verifier>,
     pub ingest: Ingest,
     pub metrics: Arc<Metrics>,
-    /// The dashboard's token; `None` (the default) turns the dashboard off: its routes 404.
-    pub dashboard_token: Option<Arc<DashboardToken>>,
 }
 
 impl AppState {
@@ -61,7 +62,6 @@ impl AppState {
             verifier: Arc::new(verifier),
             ingest,
             metrics,
-            dashboard_token: None,
         }
     }
 
@@ -69,27 +69,23 @@ impl AppState {
     pub fn backend(&self) -> &Backend {
         self.ingest.backend()
     }
-
-    /// Turns the dashboard on (`/dashboard`), readable with this token.
-    pub fn with_dashboard_token(mut self, token: DashboardToken) -> Self {
-        self.dashboard_token = Some(Arc::new(token));
-        self
-    }
 }
 
-/// The whole service: the binary serves this router and the tests drive the very same one.
-pub fn app(state: AppState) -> Router {
-    let x_request_id = header::HeaderName::from_static("x-request-id");
-    let mut router = Router::new()
+/// The callback side's routes: `POST /zego/callback`, `/healthz`, `/readyz` and `/metrics`.
+pub fn routes() -> Router<AppState> {
+    Router::new()
         .route("/zego/callback", post(receive_callback))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics));
-    if state.dashboard_token.is_some() {
-        // Off unless a token is configured: then its routes do not exist at all (404).
-        router = router.merge(crate::dashboard::routes(&state));
-    }
-    router
+        .route("/metrics", get(metrics))
+}
+
+/// `routes` behind the edge every route of zegolog is served behind: an unknown path answers
+/// our JSON 404, bodies are bounded by [`MAX_BODY_BYTES`], a panic is answered 500, and every
+/// request gets a request id (kept from the client or made) and a trace span.
+pub fn edge(routes: Router<AppState>, state: AppState) -> Router {
+    let x_request_id = header::HeaderName::from_static("x-request-id");
+    routes
         .fallback(|| async { ApiError::NotFound })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

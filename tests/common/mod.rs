@@ -19,8 +19,10 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
+use zegolog::dashboard::DashboardToken;
 use zegolog::embedded_pg::EmbeddedPostgres;
-use zegolog::http::{app, AppState};
+use zegolog::http::AppState;
+use zegolog::server::app;
 use zegolog::signature::{sign, Secrets, Verifier};
 use zegolog::store::Store;
 
@@ -136,10 +138,23 @@ impl TestApp {
     }
 
     pub async fn serve_state(state: AppState, pool: PgPool) -> Self {
+        Self::serve_app(state, None, pool).await
+    }
+
+    /// [`TestApp::serve_state`] with the dashboard on, readable with `token`.
+    pub async fn serve_with_dashboard(
+        state: AppState,
+        token: DashboardToken,
+        pool: PgPool,
+    ) -> Self {
+        Self::serve_app(state, Some(token), pool).await
+    }
+
+    async fn serve_app(state: AppState, dashboard: Option<DashboardToken>, pool: PgPool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let metrics = state.metrics.clone();
-        let router = app(state);
+        let router = app(state, dashboard);
         // The binary's own accept loop, with its default client limits.
         tokio::spawn(async move {
             let limits = zegolog::http::ClientLimits::default();
@@ -265,12 +280,11 @@ pub fn sign_with(callback: &mut Value, secret: &str, timestamp: &str) {
     callback["nonce"] = json!(nonce);
 }
 
-/// A fresh migrated database, as a URL (it holds the password: do not print it) and a pool,
-/// for code that takes a database URL, such as `zegolog loadtest --verify`.
-pub async fn migrated_database_url() -> (String, PgPool) {
+/// A fresh empty database (no migrations), as a URL: it holds the password, do not print it.
+pub async fn empty_database_url() -> String {
     let options = empty_database().await;
     let name = options.get_database().expect("test databases are named");
-    let url = match &server().embedded {
+    match &server().embedded {
         Some((pg, _)) => pg.url_for(name),
         None => {
             let mut url = reqwest::Url::parse(&std::env::var("DATABASE_URL").unwrap())
@@ -278,7 +292,13 @@ pub async fn migrated_database_url() -> (String, PgPool) {
             url.set_path(name);
             url.to_string()
         }
-    };
+    }
+}
+
+/// A fresh migrated database, as a URL (it holds the password: do not print it) and a pool,
+/// for code that takes a database URL, such as `zegolog loadtest --verify`.
+pub async fn migrated_database_url() -> (String, PgPool) {
+    let url = empty_database_url().await;
     let pool = PgPoolOptions::new()
         .max_connections(20)
         .connect(&url)
