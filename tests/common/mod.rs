@@ -433,6 +433,17 @@ impl Served {
     }
 }
 
+/// A server still running when its test ends (a failed assertion, a panic) is killed, so that a
+/// failing test leaves no `zegolog serve` behind holding its port and data directory.
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// A tiny blocking HTTP helper, so that these tests need no runtime of their own.
 pub mod blocking_http {
     /// Whether `GET path` on 127.0.0.1:port answers 200. Plain std, so that it works inside
