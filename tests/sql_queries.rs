@@ -3,9 +3,11 @@
 
 mod common;
 
+use std::path::Path;
+
 use common::{signed, vendor_sample, TestApp};
 use serde_json::json;
-use zegolog::bench_queries::{documented_queries, EMBEDDED_SQL};
+use zegolog::bench_queries::{documented_queries, sql_files, EMBEDDED_SQL};
 
 /// Logouts spread over the last day: rooms, users, reasons and durations of all kinds.
 async fn seed(app: &TestApp) {
@@ -58,12 +60,7 @@ async fn every_sql_file_runs_and_returns_rows() {
     let app = TestApp::spawn().await;
     seed(&app).await;
 
-    let mut files: Vec<_> = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
-        .collect();
-    files.sort();
+    let files = sql_files(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sql"))).unwrap();
     assert!(files.len() >= 4, "sql/ holds at least four queries");
     for file in files {
         let sql = std::fs::read_to_string(&file).unwrap();
@@ -84,16 +81,14 @@ async fn every_sql_file_runs_and_returns_rows() {
 #[test]
 fn the_binary_embeds_every_file_of_sql_dir() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql");
-    let mut on_disk: Vec<(String, String)> = std::fs::read_dir(dir)
+    let on_disk: Vec<(String, String)> = sql_files(Path::new(dir))
         .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+        .into_iter()
         .map(|p| {
             let name = p.file_name().unwrap().to_str().unwrap().to_owned();
             (name, std::fs::read_to_string(&p).unwrap())
         })
         .collect();
-    on_disk.sort();
 
     let on_disk_names: Vec<&str> = on_disk.iter().map(|(name, _)| name.as_str()).collect();
     let embedded_names: Vec<&str> = EMBEDDED_SQL.iter().map(|&(name, _)| name).collect();
