@@ -6,8 +6,8 @@
 -- diffing migrations; change it with a new migration, never here.
 --
 -- Generated. Regenerate it after adding a migration, and commit it with the migration:
---     ZEGOLOG_WRITE_SCHEMA=1 cargo test --test schema
--- (tests/schema.rs fails when this file is not what the migrations build.)
+--     ZEGOLOG_WRITE_SCHEMA=1 cargo test --test it schema::
+-- (tests/it/schema.rs fails when this file is not what the migrations build.)
 --
 -- Left out, because they change from one run to the next: the dated partitions
 -- (room_logouts_YYYY_MM, signature_ledger_YYYY_MM_DD; the migrations create them around the

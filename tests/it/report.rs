@@ -1,7 +1,7 @@
 //! `zegolog report` over logouts received through the real HTTP path: the range is a set of
 //! whole UTC days, both ends included; every format shows the same figures.
 
-mod common;
+use crate::common;
 
 use chrono::{NaiveDate, Utc};
 use common::{signed, vendor_sample, TestApp};

@@ -5,7 +5,7 @@
 //! it); `zegolog loadtest` (the library behind the command) sends signed logouts and, with
 //! `--verify`, checks that the database holds every acknowledged one exactly once.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,12 +1,11 @@
 //! Shared test harness: a real PostgreSQL, a fresh migrated database per test, the real router
 //! served over real HTTP, and correctly signed callbacks.
 //!
-//! Without `DATABASE_URL`, the first test of a binary starts one private PostgreSQL (the same
-//! code as `zegolog serve` without a database URL) in a temporary directory; it is stopped and
-//! removed when the test binary exits. With `DATABASE_URL`, that server is used and each test
-//! creates its own database on it.
-
-#![allow(dead_code)]
+//! Without `DATABASE_URL`, the first test starts one private PostgreSQL (the same code as
+//! `zegolog serve` without a database URL) in a temporary directory; it is stopped and removed
+//! when the test binary exits. All integration tests are one binary (`tests/it`), so that is one
+//! server per `cargo test`. With `DATABASE_URL`, that server is used and each test creates its
+//! own database on it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

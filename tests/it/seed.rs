@@ -1,7 +1,7 @@
 //! `zegolog seed` writes realistic traffic with unique keys, its rollups agree with the raw
 //! rows they summarise, and the queries `zegolog bench-queries` times run on it.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

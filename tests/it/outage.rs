@@ -2,7 +2,7 @@
 //!
 //! This test stops and starts PostgreSQL, so it runs its own private server, never a shared one.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! idempotent against itself and against what `serve` received; bad lines are counted and
 //! named, never fatal.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 

@@ -4,7 +4,7 @@
 //! with real signatures where the point is what the sender does (order, retries, missing
 //! events); rows are inserted with SQL where the point is the arithmetic.
 
-mod common;
+use crate::common;
 
 use common::{signed, TestApp};
 use reqwest::StatusCode;

@@ -1,7 +1,7 @@
 //! `zegolog loadtest` against the real server over a real socket and a real PostgreSQL: the
 //! loader's figures, and its `--verify`, must agree with what the database holds.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! Most tests drive the router; the last runs the whole server as the binary does
 //! (`zegolog::server::run`), in-process.
 
-mod common;
+use crate::common;
 
 use common::{sign_with, signed, vendor_sample, TestApp, SECRET};
 use reqwest::StatusCode;

@@ -4,7 +4,7 @@
 //!
 //! Each test that stops PostgreSQL runs its own private server, never a shared one.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! The `zegolog` binary as an operator runs it: refusing to start unsafely, and `serve` with no
 //! database URL running its own PostgreSQL that keeps data across restarts and stops with it.
 
-mod common;
+use crate::common;
 
 use common::{blocking_http, serve, signed, temp_data_dir, vendor_sample, zegolog, SECRET};
 

@@ -3,7 +3,7 @@
 //! login's terminal type, URL-encoded and gzipped bodies, other products' envelopes, and the
 //! in-app chat room_create.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 

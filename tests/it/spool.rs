@@ -3,7 +3,7 @@
 //!
 //! These tests stop and start PostgreSQL, so each runs its own private server.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,14 +2,14 @@
 //! the real server against ten thousand random and mutated requests.
 //!
 //! The HTTP run is seeded: it prints its seed, every failure names it, and
-//! `ZEGOLOG_FUZZ_SEED=<seed> cargo test --test robustness` replays the same requests.
+//! `ZEGOLOG_FUZZ_SEED=<seed> cargo test --test it robustness::` replays the same requests.
 //!
 //! The tests at the end of this file each reproduce a bug these tests found (and that was fixed):
 //! unstorable numbers and over-long keys answered 503 forever, one such callback failing its
 //! whole batch or wedging the spool, deep nesting that the spool could not read back, and a 413
 //! that closed the connection without saying so.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write as _;
@@ -660,7 +660,7 @@ fn logout_json(replacements: &[(&str, &str)]) -> String {
 fn proptest_config() -> ProptestConfig {
     ProptestConfig {
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
-            "tests/robustness.proptest-regressions",
+            "tests/it/robustness.proptest-regressions",
         ))),
         ..ProptestConfig::default()
     }
@@ -1338,7 +1338,7 @@ impl Generator {
         };
         // Odd nonces, each made unique with a random suffix: the same timestamp and nonce with
         // another body is a signature reuse, which the ledger keeps out of the typed tables
-        // (tests/replay.rs); here every authentic callback has a triple of its own.
+        // (tests/it/replay.rs); here every authentic callback has a triple of its own.
         let unique = self.rng.gen::<u64>();
         let nonce = match self.rng.gen_range(0..6) {
             0 => raw_number(&unique.to_string()),

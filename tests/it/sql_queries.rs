@@ -1,7 +1,7 @@
 //! Every documented query in `sql/` runs against the migrated schema with data in it, and the
 //! daily views agree with the per-session view they summarise.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! a real headless Chromium (the spike, its reason and lift, the worst room; the URL state
 //! round-trip; a screenshot under `target/`), and `zegolog report --last --bucket`.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

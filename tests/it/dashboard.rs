@@ -2,7 +2,7 @@
 //! cookie exchange, the JSON it reads on seeded data, and the page itself rendered by a real
 //! headless Chromium (which also leaves a screenshot under `target/`).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

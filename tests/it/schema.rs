@@ -5,9 +5,9 @@
 //! After a migration that changes the schema, regenerate the file and commit it with the
 //! migration (as expect-test's `UPDATE_EXPECT=1` rewrites its expectations):
 //!
-//!     ZEGOLOG_WRITE_SCHEMA=1 cargo test --test schema
+//!     ZEGOLOG_WRITE_SCHEMA=1 cargo test --test it schema::
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 
@@ -41,13 +41,13 @@ async fn committed_schema_is_what_the_migrations_build() {
         return;
     }
     let committed = std::fs::read_to_string(SCHEMA_FILE).unwrap_or_else(|e| {
-        panic!("reading {SCHEMA_FILE}: {e}; write it with `{WRITE_VAR}=1 cargo test --test schema`")
+        panic!("reading {SCHEMA_FILE}: {e}; write it with `{WRITE_VAR}=1 cargo test --test it schema::`")
     });
     assert!(
         committed == expected,
         "schema/current.sql is not the schema the migrations build.\n{}\n\
          If a migration changed the schema on purpose, regenerate the file with \
-         `{WRITE_VAR}=1 cargo test --test schema` and commit it with the migration.",
+         `{WRITE_VAR}=1 cargo test --test it schema::` and commit it with the migration.",
         diff_excerpt(&committed, &expected)
     );
 }
@@ -67,8 +67,8 @@ fn header(major_version: &str) -> String {
 -- diffing migrations; change it with a new migration, never here.
 --
 -- Generated. Regenerate it after adding a migration, and commit it with the migration:
---     ZEGOLOG_WRITE_SCHEMA=1 cargo test --test schema
--- (tests/schema.rs fails when this file is not what the migrations build.)
+--     ZEGOLOG_WRITE_SCHEMA=1 cargo test --test it schema::
+-- (tests/it/schema.rs fails when this file is not what the migrations build.)
 --
 -- Left out, because they change from one run to the next: the dated partitions
 -- (room_logouts_YYYY_MM, signature_ledger_YYYY_MM_DD; the migrations create them around the

@@ -2,7 +2,7 @@
 //! included; an instance started with another zone refuses to run; changing the zone rebuilds
 //! the rollups; the ad-hoc `*_in(zone, from, to)` functions; report and dashboard in the zone.
 
-mod common;
+use crate::common;
 
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};

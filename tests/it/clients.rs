@@ -2,7 +2,7 @@
 //! half-sent headers, a stalled body, an idle kept-alive connection and more connections than
 //! the bound. Each test runs its own server over a fresh database, with short timeouts.
 
-mod common;
+use crate::common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;

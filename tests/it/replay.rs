@@ -4,7 +4,7 @@
 //!
 //! Real PostgreSQL, real HTTP, real signatures.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

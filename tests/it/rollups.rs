@@ -2,7 +2,7 @@
 //! whatever the retries), partitions are created and retained by month, and logins and room
 //! lifecycle events are stored once.
 
-mod common;
+use crate::common;
 
 use common::{signed, vendor_sample, TestApp};
 use reqwest::StatusCode;

@@ -1,7 +1,7 @@
 //! `zegolog grant-analyst`: the role logs in with its password over TCP, reads every view,
 //! and can do nothing else: no raw table, no write, no new object.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
