@@ -13,7 +13,7 @@
 //! reviewed `pbkdf2` and `hmac`), so PostgreSQL receives and may log only the verifier, never
 //! the password.
 //!
-//! Errors are `anyhow`: this is command-line glue, like [`crate::cli`].
+//! Errors are `anyhow`: this is command-line glue, like the binary's command line (`src/bin/zegolog`).
 
 use std::fmt;
 

@@ -13,7 +13,7 @@
 //! is counted and reported by number. Only the database failing stops it, after what was
 //! written is committed; running the same import again resumes it.
 //!
-//! Errors are `anyhow`: this is command-line glue, like [`crate::cli`].
+//! Errors are `anyhow`: this is command-line glue, like the binary's command line (`src/bin/zegolog`).
 
 use std::collections::BTreeSet;
 use std::fmt;

@@ -20,26 +20,23 @@
 //! - [`http`]: the callback handler, health and metrics, the edge every route is served behind, the JSON error answers, the accept loop. Knows nothing of the dashboard.
 //! - [`dashboard`]: `/dashboard`, the token-protected charts page and the JSON it reads from the views; built on [`http`]'s state and answers.
 //! - [`server`]: the whole service: [`server::app`], the router of [`http`] and [`dashboard`], and [`server::run`], everything `zegolog serve` does, for the binary and the tests alike.
-//! - [`loadtest`]: `zegolog loadtest`: realistic signed callback traffic, and a check of what got stored.
-//! - [`bench`]: `zegolog bench`, PostgreSQL's ceiling and zegolog under load side by side.
-//! - [`seed`]: `zegolog seed`, realistic synthetic traffic COPYed into a database, rollups included.
-//! - [`bench_queries`]: `zegolog bench-queries`, the views' standard queries timed on N seeded logouts.
 //! - [`report`]: `zegolog report`, an app's days, disconnect reasons and worst rooms and users as a table, CSV or JSON.
 //! - [`import`]: `zegolog import`, a JSON-lines file of callbacks backfilled through the live write path.
 //! - [`quarantine`]: `zegolog quarantine list|release`, quarantined callbacks, and releasing the genuine ones.
 //! - [`grant`]: `zegolog grant-analyst`, a login role that reads the views and nothing else.
-//! - [`cli`]: the command line: flags and environment into each command's configuration, and the commands. No library module uses it.
+//! - [`tools`] (cargo feature `tools`, on by default): `loadtest`, `bench`, `seed`, `bench-queries`; dev and operator tools apart from the service.
+//!
+//! The command line (flags and environment into each command's configuration, and the
+//! commands) is the binary's, in `src/bin/zegolog/`: it uses this library's public API and
+//! nothing here imports it.
 //!
 //! # Errors
 //! Library modules return their own `thiserror` types ([`server::run`] too); `anyhow` is used
-//! only for start-up and command-line glue: [`cli`], the commands' engines (`seed`, `report`,
-//! `import`, `grant`, ...) and the flag structs' checks ([`database::DatabaseArgs`]), where an
+//! only for start-up and command-line glue: the binary's command line, the commands' engines (`report`,
+//! `import`, `grant`, the [`tools`], ...) and the flag structs' checks ([`database::DatabaseArgs`]), where an
 //! error is printed and the process exits.
 
-pub mod bench;
-pub mod bench_queries;
 pub mod callback;
-pub mod cli;
 pub mod dashboard;
 pub mod database;
 pub mod embedded_pg;
@@ -48,16 +45,16 @@ pub mod http;
 pub mod import;
 pub mod incident;
 pub mod ingest;
-pub mod loadtest;
 pub mod metrics;
 pub mod quarantine;
 pub mod report;
-pub mod seed;
 pub mod server;
 pub mod signature;
 pub mod spool;
 pub mod store;
 pub mod time_zone;
+#[cfg(feature = "tools")]
+pub mod tools;
 pub mod upkeep;
 
 /// `error: cause: cause`, for logs.

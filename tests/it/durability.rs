@@ -10,7 +10,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::{serve, OwnPostgres, Served, SECRET};
-use zegolog::loadtest::{self, LoadtestArgs, Report};
+use zegolog::tools::loadtest::{self, LoadtestArgs, Report};
 
 /// A PostgreSQL and a data dir for zegolog, both this test's own.
 struct Rig {

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use common::{migrated_database_url, test_verifier, TestApp, SECRET};
-use zegolog::loadtest::{self, LoadtestArgs, Report};
 use zegolog::store::Store;
+use zegolog::tools::loadtest::{self, LoadtestArgs, Report};
 
 /// The loadtest flags, parsed as a user types them.
 #[derive(Debug, Parser)]

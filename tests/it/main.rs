@@ -17,6 +17,7 @@ mod grant;
 mod import;
 mod incident;
 mod loadtest;
+mod modules;
 mod outage;
 mod replay;
 mod report;

@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use sqlx::{Connection, PgConnection, PgPool};
-use zegolog::bench_queries::{pick_params, sql_files, standard_queries, time_query};
-use zegolog::seed::{seed, SeedOptions, SeedReport};
+use zegolog::tools::bench_queries::{pick_params, sql_files, standard_queries, time_query};
+use zegolog::tools::seed::{seed, SeedOptions, SeedReport};
 
 fn options(events: u64, seed: u64) -> SeedOptions {
     let mut options = SeedOptions::new(events);

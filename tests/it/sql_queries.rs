@@ -7,7 +7,7 @@ use std::path::Path;
 
 use common::{signed, vendor_sample, TestApp};
 use serde_json::json;
-use zegolog::bench_queries::{documented_queries, sql_files, EMBEDDED_SQL};
+use zegolog::tools::bench_queries::{documented_queries, sql_files, EMBEDDED_SQL};
 
 /// Logouts spread over the last day: rooms, users, reasons and durations of all kinds.
 async fn seed(app: &TestApp) {

@@ -27,7 +27,7 @@
 //! (under a short table lock), so the rollups are fed exactly the seeded rows; each table's rows
 //! arrive in one transaction, committed only when everything was written.
 //!
-//! Errors are `anyhow`: this is command-line glue, like [`crate::cli`].
+//! Errors are `anyhow`: this is command-line glue, like the binary's command line (`src/bin/zegolog`).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -42,9 +42,9 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use tokio::sync::mpsc;
 
+use super::loadtest::{mix, normal, skewed};
 use crate::database::DatabaseArgs;
 use crate::embedded_pg::EmbeddedPostgres;
-use crate::loadtest::{mix, normal, skewed};
 use crate::store::Store;
 
 #[derive(Debug, clap::Args)]

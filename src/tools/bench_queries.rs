@@ -2,7 +2,7 @@
 //!
 //! 1. A database `zegolog_bench_queries`, dropped and created again: on the server of
 //!    `DATABASE_URL`, or on a private PostgreSQL (in a temporary directory, or `--data-dir`).
-//! 2. [`crate::seed`] of N logouts with their logins, room lifecycles and rollups, then
+//! 2. [`super::seed`] of N logouts with their logins, room lifecycles and rollups, then
 //!    `VACUUM (ANALYZE)`, as autovacuum would leave the tables.
 //! 3. Each view's standard query ([`standard_queries`]) once to warm the cache, then `--runs`
 //!    times: the median and the fastest run, rows fetched included.
@@ -13,7 +13,7 @@
 //!
 //! `--no-seed` reuses the database of an earlier `--keep` run.
 //!
-//! Errors are `anyhow`: this is command-line glue, like [`crate::cli`].
+//! Errors are `anyhow`: this is command-line glue, like the binary's command line (`src/bin/zegolog`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -27,9 +27,9 @@ use sqlx::{Connection, PgConnection};
 
 use chrono::{DateTime, Utc};
 
+use super::seed::{SeedOptions, SeedReport};
 use crate::embedded_pg::EmbeddedPostgres;
 use crate::incident::{Bucket, Window};
-use crate::seed::{SeedOptions, SeedReport};
 use crate::store::Store;
 
 /// The database the benchmark seeds (and drops at the end unless `--keep`).
@@ -443,7 +443,7 @@ async fn bench(
             options.seed = seed;
         }
         eprintln!("seeding {} logouts ...", args.events);
-        let report = crate::seed::seed(db_url, &options).await?;
+        let report = super::seed::seed(db_url, &options).await?;
         println!("{report}");
         Some(report)
     };

@@ -14,7 +14,7 @@
 //! kept light: each worker owns its random generator, its traffic generator and its tallies
 //! (merged once at the end); the only shared state is one atomic request counter with `--count`.
 //!
-//! Errors are `anyhow`: this is command-line glue, like [`crate::cli`].
+//! Errors are `anyhow`: this is command-line glue, like the binary's command line (`src/bin/zegolog`).
 
 use std::collections::BTreeMap;
 use std::fmt;

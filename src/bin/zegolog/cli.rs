@@ -11,16 +11,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-use crate::bench::BenchArgs;
-use crate::database::DatabaseArgs;
-use crate::ingest::BatchConfig;
-use crate::loadtest::LoadtestArgs;
-use crate::server::{ServerConfig, SpoolConfig};
-use crate::signature::{Secrets, Verifier};
-use crate::spool::SpoolLimits;
-use crate::store::{PoolConfig, ReusePolicy};
-use crate::time_zone::TimeZoneArgs;
-use crate::upkeep::UpkeepConfig;
+use zegolog::database::DatabaseArgs;
+use zegolog::ingest::BatchConfig;
+use zegolog::server::{ServerConfig, SpoolConfig};
+use zegolog::signature::{Secrets, Verifier};
+use zegolog::spool::SpoolLimits;
+use zegolog::store::{PoolConfig, ReusePolicy};
+use zegolog::time_zone::TimeZoneArgs;
+use zegolog::upkeep::UpkeepConfig;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -63,25 +61,29 @@ pub enum Command {
     /// DELETE), with their rollups.
     Retain(RetainArgs),
     /// Send realistic signed callbacks to a zegolog deployment and report throughput and latency.
-    Loadtest(LoadtestArgs),
+    #[cfg(feature = "tools")]
+    Loadtest(zegolog::tools::loadtest::LoadtestArgs),
     /// Benchmark ingest on this machine: PostgreSQL's own ceiling (pgbench), then zegolog under
     /// load, side by side.
-    Bench(BenchArgs),
+    #[cfg(feature = "tools")]
+    Bench(zegolog::tools::bench::BenchArgs),
     /// Fill a database with realistic synthetic traffic (logouts, logins, room lifecycles) by
     /// COPY, with the rollups, for trials and benchmarks.
-    Seed(crate::seed::SeedArgs),
+    #[cfg(feature = "tools")]
+    Seed(zegolog::tools::seed::SeedArgs),
     /// Seed N logouts into a fresh database and time each view's standard query (median of
     /// several runs), then every query in sql/.
-    BenchQueries(crate::bench_queries::BenchQueriesArgs),
+    #[cfg(feature = "tools")]
+    BenchQueries(zegolog::tools::bench_queries::BenchQueriesArgs),
     /// Print an app's daily sessions and duration percentiles, disconnect reasons and the rooms
     /// and users with the most abnormal disconnects, as a table, CSV or JSON.
-    Report(crate::report::ReportArgs),
+    Report(zegolog::report::ReportArgs),
     /// Backfill callbacks from a JSON-lines file (one callback per line, as ZEGOCLOUD sent it),
     /// idempotently. Signatures are not verified: import only files you trust.
-    Import(crate::import::ImportArgs),
+    Import(zegolog::import::ImportArgs),
     /// Create or update a PostgreSQL role that can log in and read the analytics views, and
     /// nothing else (no raw tables, no writes).
-    GrantAnalyst(crate::grant::GrantAnalystArgs),
+    GrantAnalyst(zegolog::grant::GrantAnalystArgs),
     /// List quarantined callbacks, or release the ones an operator judged genuine through the
     /// normal write path (typed rows and rollups as for any callback, stored once).
     Quarantine(QuarantineArgs),
@@ -240,8 +242,8 @@ pub struct ServeArgs {
     /// Turns on the dashboard at /dashboard, readable with this token (at least 16 characters,
     /// e.g. `openssl rand -hex 32`). Off without it. Prefer the environment variable: flags show
     /// in the process list.
-    #[arg(long, env = "ZEGOLOG_DASHBOARD_TOKEN", hide_env_values = true, value_parser = crate::dashboard::DashboardToken::parse)]
-    pub dashboard_token: Option<crate::dashboard::DashboardToken>,
+    #[arg(long, env = "ZEGOLOG_DASHBOARD_TOKEN", hide_env_values = true, value_parser = zegolog::dashboard::DashboardToken::parse)]
+    pub dashboard_token: Option<zegolog::dashboard::DashboardToken>,
 
     /// What to do with a callback whose (timestamp, nonce, signature) came first with another
     /// body (a forged body on a captured signature, or two callbacks sharing a nonce by chance):
@@ -331,29 +333,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             args.database
                 .with(async |database| {
                     let store = database.migrated_in(&args.zone.time_zone).await?;
-                    Ok(crate::upkeep::retain(&store, args.retain_days).await?)
+                    Ok(zegolog::upkeep::retain(&store, args.retain_days).await?)
                 })
                 .await
         }
+        #[cfg(feature = "tools")]
         Command::Loadtest(args) => {
-            let report = crate::loadtest::run(&args).await?;
+            let report = zegolog::tools::loadtest::run(&args).await?;
             println!("{report}");
             if !report.verified_ok() {
                 bail!("verification failed: the database does not hold exactly the acknowledged callbacks");
             }
             Ok(())
         }
-        Command::Bench(args) => crate::bench::run(&args).await,
-        Command::Seed(args) => crate::seed::run(&args).await,
-        Command::BenchQueries(args) => crate::bench_queries::run(&args).await,
+        #[cfg(feature = "tools")]
+        Command::Bench(args) => zegolog::tools::bench::run(&args).await,
+        #[cfg(feature = "tools")]
+        Command::Seed(args) => zegolog::tools::seed::run(&args).await,
+        #[cfg(feature = "tools")]
+        Command::BenchQueries(args) => zegolog::tools::bench_queries::run(&args).await,
         Command::Report(args) => {
             args.database
-                .with(async |database| crate::report::run(&args, &database.url).await)
+                .with(async |database| zegolog::report::run(&args, &database.url).await)
                 .await
         }
         Command::Import(args) => {
             args.database
-                .with(async |database| crate::import::run(&args, &database.url).await)
+                .with(async |database| zegolog::import::run(&args, &database.url).await)
                 .await
         }
         Command::Quarantine(args) => {
@@ -363,12 +369,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     let store = database.migrated().await?;
                     match &args.command {
                         QuarantineCommand::List { limit, .. } => {
-                            let listed = crate::quarantine::list(&store, *limit).await?;
+                            let listed = zegolog::quarantine::list(&store, *limit).await?;
                             print!("{listed}");
                             Ok(())
                         }
                         QuarantineCommand::Release { ids, .. } => {
-                            let released = crate::quarantine::release(&store, ids).await?;
+                            let released = zegolog::quarantine::release(&store, ids).await?;
                             print!("{released}");
                             if released.all_released() {
                                 Ok(())
@@ -382,7 +388,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::GrantAnalyst(args) => {
             args.database
-                .with(async |database| crate::grant::run(&args, &database.url).await)
+                .with(async |database| zegolog::grant::run(&args, &database.url).await)
                 .await
         }
     }
@@ -395,7 +401,7 @@ async fn time_zone(args: TimeZoneCommandArgs) -> anyhow::Result<()> {
             database
                 .with(async |database| {
                     let store = database.migrated().await?;
-                    let zone = crate::time_zone::database_zone(store.pool()).await?;
+                    let zone = zegolog::time_zone::database_zone(store.pool()).await?;
                     println!("{zone}");
                     Ok(())
                 })
@@ -405,7 +411,7 @@ async fn time_zone(args: TimeZoneCommandArgs) -> anyhow::Result<()> {
             database
                 .with(async |database| {
                     database.migrated().await?;
-                    let changed = crate::time_zone::change(
+                    let changed = zegolog::time_zone::change(
                         &database.url,
                         &name,
                         std::io::stderr().is_terminal(),
@@ -422,14 +428,14 @@ async fn time_zone(args: TimeZoneCommandArgs) -> anyhow::Result<()> {
     }
 }
 
-/// `zegolog serve`: the configuration checked, the port bound, then [`crate::server::run`]
+/// `zegolog serve`: the configuration checked, the port bound, then [`zegolog::server::run`]
 /// until SIGTERM or ctrl-c.
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    Ok(crate::server::run(config, listener, shutdown_signal()).await?)
+    Ok(zegolog::server::run(config, listener, shutdown_signal()).await?)
 }
 
 /// Resolves on SIGTERM or ctrl-c.
@@ -493,8 +499,8 @@ pub struct ClientArgs {
 impl ClientArgs {
     /// The limits to serve with, reserving descriptors for `database_connections` PostgreSQL
     /// connections and a margin for the spool, logs and the private PostgreSQL's pipes.
-    pub fn limits(&self, database_connections: u32) -> crate::http::ClientLimits {
-        crate::http::ClientLimits {
+    pub fn limits(&self, database_connections: u32) -> zegolog::http::ClientLimits {
+        zegolog::http::ClientLimits {
             header_timeout: Duration::from_secs(self.header_timeout_secs),
             request_timeout: Duration::from_secs(self.request_timeout_secs),
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),

@@ -16,8 +16,8 @@ use anyhow::{bail, Context};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
+use super::loadtest::{self, LoadtestArgs};
 use crate::embedded_pg::{find_bindir, EmbeddedPostgres};
-use crate::loadtest::{self, LoadtestArgs};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
