@@ -4,8 +4,9 @@
 //! The page is a few files embedded in the binary (`src/dashboard/`: HTML, CSS and plain
 //! JavaScript that draws inline SVG): no front-end build step, nothing fetched from outside, so
 //! it works on a machine without internet. `/dashboard/incident` is the incident page (the
-//! last hours in minutes), in `src/dashboard/incident.rs`. The figures come from the rollup-backed views; the
-//! SQL is in `src/dashboard/data.rs`, which knows nothing of HTTP.
+//! last hours in minutes), in `src/dashboard/incident.rs`. The figures come from the views
+//! through [`crate::views`] ([`views::days`], [`views::incident`]), which holds the SQL and knows
+//! nothing of HTTP; this module only answers their rows as JSON.
 //!
 //! # Access
 //! - Off unless a token is configured (`--dashboard-token` / `ZEGOLOG_DASHBOARD_TOKEN`): then
@@ -24,7 +25,6 @@
 //! - Every answer carries `Cache-Control: no-store`, `Referrer-Policy: no-referrer` and a strict
 //!   `Content-Security-Policy` (only this origin's script, style and data).
 
-mod data;
 mod incident;
 
 use std::sync::Arc;
@@ -42,10 +42,9 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-pub use data::{AppSummary, Bin, DurationDay, Histogram, PeakDay, Range, ReasonDay};
-
 use crate::error_chain;
 use crate::http::{Answer, AppState};
+use crate::views::{self, days, days::Range};
 
 /// Tokens shorter than this are refused at start-up.
 pub const MIN_TOKEN_CHARS: usize = 16;
@@ -493,7 +492,7 @@ type Filter = Result<Query<FilterParams>, QueryRejection>;
 /// time zone (kept in the database), and that zone's name.
 async fn range_of(state: &AppState, filter: Filter) -> Result<Zoned, DashboardError> {
     let params = filter?.0;
-    let (time_zone, today) = data::today(pool(state)?).await?;
+    let (time_zone, today) = views::today(pool(state)?).await?;
     Ok(Zoned {
         range: params.range(today)?,
         time_zone,
@@ -523,7 +522,7 @@ fn answer(zoned: Zoned, key: &str, value: impl serde::Serialize) -> Json<serde_j
 async fn api_apps(
     State(state): State<AppState>,
 ) -> Result<Json<serde_json::Value>, DashboardError> {
-    let apps = data::apps(pool(&state)?).await?;
+    let apps = days::apps(pool(&state)?).await?;
     Ok(Json(json!({ "apps": apps })))
 }
 
@@ -534,7 +533,7 @@ async fn api_histogram(
     filter: Filter,
 ) -> Result<Json<serde_json::Value>, DashboardError> {
     let zoned = range_of(&state, filter).await?;
-    let histogram = data::histogram(pool(&state)?, zoned.range).await?;
+    let histogram = days::histogram(pool(&state)?, zoned.range).await?;
     Ok(answer(zoned, "histogram", histogram))
 }
 
@@ -545,7 +544,7 @@ async fn api_durations(
     filter: Filter,
 ) -> Result<Json<serde_json::Value>, DashboardError> {
     let zoned = range_of(&state, filter).await?;
-    let days = data::durations(pool(&state)?, zoned.range).await?;
+    let days = days::durations(pool(&state)?, zoned.range).await?;
     Ok(answer(zoned, "days", days))
 }
 
@@ -556,7 +555,7 @@ async fn api_reasons(
     filter: Filter,
 ) -> Result<Json<serde_json::Value>, DashboardError> {
     let zoned = range_of(&state, filter).await?;
-    let rows = data::reasons(pool(&state)?, zoned.range).await?;
+    let rows = days::reasons(pool(&state)?, zoned.range).await?;
     Ok(answer(zoned, "rows", rows))
 }
 
@@ -567,7 +566,7 @@ async fn api_concurrency(
     filter: Filter,
 ) -> Result<Json<serde_json::Value>, DashboardError> {
     let zoned = range_of(&state, filter).await?;
-    let days = data::concurrency(pool(&state)?, zoned.range).await?;
+    let days = days::concurrency(pool(&state)?, zoned.range).await?;
     Ok(answer(zoned, "days", days))
 }
 

@@ -5,7 +5,8 @@
 //!
 //! Read-only, and it reads views only (`session_duration_daily`, `logout_reasons_daily`,
 //! `session_durations`), so it runs as a role made by `zegolog grant-analyst` too. It does not
-//! migrate the database.
+//! migrate the database. The queries are [`crate::views`]' ([`views::days`],
+//! [`views::incident`]); this module turns their rows into sections and prints them.
 //!
 //! Every section is first a [`Grid`] of typed cells, and the three formats render that one grid:
 //! a table for the terminal (free text sanitised and shortened), CSV and JSON (values as stored,
@@ -23,6 +24,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
 use crate::database::DatabaseArgs;
+use crate::views::{self, days, By};
 
 mod incident;
 
@@ -68,13 +70,13 @@ pub struct ReportArgs {
     /// minutes such as `90m`; at most 24h), per bucket: logouts by reason with each reason's lift
     /// against its usual share, users online, and the worst rooms and users. Sections
     /// buckets, lift, online, rooms, users.
-    #[arg(long, value_name = "DURATION", value_parser = crate::incident::parse_last,
+    #[arg(long, value_name = "DURATION", value_parser = crate::views::incident::parse_last,
           conflicts_with_all = ["from", "to"])]
     pub last: Option<std::time::Duration>,
 
     /// Bucket width with --last: `1m` or `5m`.
-    #[arg(long, value_parser = crate::incident::Bucket::parse, default_value = "5m", requires = "last")]
-    pub bucket: crate::incident::Bucket,
+    #[arg(long, value_parser = crate::views::incident::Bucket::parse, default_value = "5m", requires = "last")]
+    pub bucket: crate::views::incident::Bucket,
 
     /// End of the --last window (RFC 3339, e.g. 2024-05-01T10:00:00Z), rounded up to a bucket
     /// boundary. Default: now.
@@ -172,6 +174,15 @@ impl ReportQuery {
         })
     }
 
+    /// The apps and days the views are asked about.
+    fn span(&self) -> days::Span {
+        days::Span {
+            appid: self.appid,
+            from: self.from,
+            to: self.to,
+        }
+    }
+
     fn scope(&self) -> String {
         match self.appid {
             Some(appid) => format!("appid {appid}"),
@@ -213,11 +224,9 @@ pub async fn run(args: &ReportArgs, database_url: &str) -> anyhow::Result<()> {
     }
     let mut conn = connect(database_url).await?;
     // Days are the deployment's: refuse to report another zone's under its name.
-    let (zone, today): (String, NaiveDate) =
-        sqlx::query_as("SELECT zegolog_time_zone(), zegolog_local_day(now())")
-            .fetch_one(&mut conn)
-            .await
-            .context("reading the reporting time zone (is the database migrated?)")?;
+    let (zone, today) = views::today(&mut conn)
+        .await
+        .context("reading the reporting time zone (is the database migrated?)")?;
     if zone != args.zone.time_zone {
         return Err(crate::time_zone::ZoneError::Mismatch {
             database: zone,
@@ -258,12 +267,8 @@ pub struct Report {
 impl Report {
     /// Runs the report's queries (one read-only transaction, so the sections agree).
     pub async fn load(conn: &mut PgConnection, query: &ReportQuery) -> anyhow::Result<Self> {
-        let mut tx = conn.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
-        let time_zone: String = sqlx::query_scalar("SELECT zegolog_time_zone()")
-            .fetch_one(&mut *tx)
+        let mut tx = views::snapshot(conn).await?;
+        let time_zone = crate::time_zone::database_zone(&mut *tx)
             .await
             .context("reading the reporting time zone (is the database migrated?)")?;
         let daily = daily(&mut tx, query)
@@ -272,10 +277,10 @@ impl Report {
         let reasons = reasons(&mut tx, query)
             .await
             .context("reading logout_reasons_daily")?;
-        let rooms = offenders(&mut tx, query, Offender::Room)
+        let rooms = offenders(&mut tx, query, By::Room)
             .await
             .context("reading session_durations")?;
-        let users = offenders(&mut tx, query, Offender::User)
+        let users = offenders(&mut tx, query, By::User)
             .await
             .context("reading session_durations")?;
         tx.commit().await?;
@@ -378,67 +383,13 @@ impl Report {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The queries
+// The sections, from the views
 // ---------------------------------------------------------------------------------------------
-
-/// ` AND appid = $3` when the report is about one app. The filters stay plain comparisons on
-/// the views' grouping columns, so PostgreSQL pushes them down to the rollups' and the logouts'
-/// indexes (and prunes partitions).
-fn app_filter(query: &ReportQuery) -> &'static str {
-    match query.appid {
-        Some(_) => " AND appid = $3",
-        None => "",
-    }
-}
-
-/// Binds the appid that [`app_filter`] put in the SQL, if it put one.
-fn bind_app<'q, O>(
-    q: sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments>,
-    query: &ReportQuery,
-) -> sqlx::query::QueryAs<'q, sqlx::Postgres, O, sqlx::postgres::PgArguments> {
-    match query.appid {
-        Some(appid) => q.bind(appid),
-        None => q,
-    }
-}
-
-#[derive(sqlx::FromRow)]
-struct DailyRow {
-    day: NaiveDate,
-    appid: i64,
-    sessions: i64,
-    avg_s: Option<f64>,
-    p50_s: Option<f64>,
-    p90_s: Option<f64>,
-    p99_s: Option<f64>,
-    max_s: Option<f64>,
-    total_minutes: f64,
-}
 
 /// Every day of the range for each app that had sessions in it (or the one app asked for),
 /// days without sessions included: a quiet day is news during an incident.
 async fn daily(conn: &mut PgConnection, query: &ReportQuery) -> sqlx::Result<Grid> {
-    let apps = match query.appid {
-        Some(_) => "SELECT $3::bigint AS appid",
-        None => "SELECT DISTINCT appid FROM s",
-    };
-    let sql = format!(
-        "WITH s AS (
-            SELECT * FROM session_duration_daily WHERE day BETWEEN $1 AND $2{filter}
-         ), apps AS ({apps}),
-         days AS (SELECT d::date AS day FROM generate_series($1::date, $2::date, interval '1 day') AS d)
-         SELECT days.day, apps.appid, coalesce(s.sessions, 0)::bigint AS sessions,
-                s.avg_s, s.p50_s, s.p90_s, s.p99_s, s.max_s,
-                coalesce(s.total_minutes, 0)::double precision AS total_minutes
-         FROM apps CROSS JOIN days
-         LEFT JOIN s ON s.appid = apps.appid AND s.day = days.day
-         ORDER BY apps.appid, days.day",
-        filter = app_filter(query),
-    );
-    let q = sqlx::query_as::<_, DailyRow>(&sql)
-        .bind(query.from)
-        .bind(query.to);
-    let rows = bind_app(q, query).fetch_all(&mut *conn).await?;
+    let rows = days::app_days(&mut *conn, query.span()).await?;
     Ok(Grid {
         columns: vec![
             Column::new("day", "day"),
@@ -470,29 +421,9 @@ async fn daily(conn: &mut PgConnection, query: &ReportQuery) -> sqlx::Result<Gri
     })
 }
 
-#[derive(sqlx::FromRow)]
-struct ReasonRow {
-    appid: i64,
-    reason: String,
-    logouts: i64,
-    share: f64,
-}
-
 /// The daily counts summed over the range; shares of each app's logouts in the range.
 async fn reasons(conn: &mut PgConnection, query: &ReportQuery) -> sqlx::Result<Grid> {
-    let sql = format!(
-        "SELECT appid, reason, sum(logouts)::bigint AS logouts,
-                (sum(logouts) / sum(sum(logouts)) OVER (PARTITION BY appid))::double precision AS share
-         FROM logout_reasons_daily
-         WHERE day BETWEEN $1 AND $2{filter}
-         GROUP BY appid, reason
-         ORDER BY appid, logouts DESC, reason",
-        filter = app_filter(query),
-    );
-    let q = sqlx::query_as::<_, ReasonRow>(&sql)
-        .bind(query.from)
-        .bind(query.to);
-    let rows = bind_app(q, query).fetch_all(&mut *conn).await?;
+    let rows = days::app_reasons(&mut *conn, query.span()).await?;
     Ok(Grid {
         columns: vec![
             Column::new("appid", "appid"),
@@ -514,71 +445,18 @@ async fn reasons(conn: &mut PgConnection, query: &ReportQuery) -> sqlx::Result<G
     })
 }
 
-/// What the abnormal disconnects are counted by.
-#[derive(Debug, Clone, Copy)]
-enum Offender {
-    Room,
-    User,
-}
-
-#[derive(sqlx::FromRow)]
-struct OffenderRow {
-    appid: i64,
-    key: String,
-    abnormal: i64,
-    logouts: i64,
-    heartbeat_timeout: i64,
-    connection_lost: i64,
-    kicked_out: i64,
-    token_expired: i64,
-    unknown: i64,
-    last_abnormal_at: Option<DateTime<Utc>>,
-}
-
 /// The rooms (or users) with the most logouts whose reason is not `normal` in the range, with
-/// their logouts of every reason for scale. Reads `session_durations` filtered on appid and
-/// logout time only, which the index `(appid, logout_time)` and the monthly partitions serve.
-async fn offenders(
-    conn: &mut PgConnection,
-    query: &ReportQuery,
-    by: Offender,
-) -> anyhow::Result<Grid> {
-    let (column, label) = match by {
-        Offender::Room => ("room_id", "room_id"),
-        Offender::User => ("user_account", "user_account"),
+/// their logouts of every reason for scale.
+async fn offenders(conn: &mut PgConnection, query: &ReportQuery, by: By) -> sqlx::Result<Grid> {
+    let key = match by {
+        By::Room => "room_id",
+        By::User => "user_account",
     };
-    let limit_param = if query.appid.is_some() { "$4" } else { "$3" };
-    let sql = format!(
-        "SELECT appid, {column} AS key,
-                count(*) FILTER (WHERE reason <> 'normal') AS abnormal,
-                count(*) AS logouts,
-                count(*) FILTER (WHERE reason = 'heartbeat_timeout') AS heartbeat_timeout,
-                count(*) FILTER (WHERE reason = 'connection_lost') AS connection_lost,
-                count(*) FILTER (WHERE reason = 'kicked_out') AS kicked_out,
-                count(*) FILTER (WHERE reason = 'token_expired') AS token_expired,
-                count(*) FILTER (WHERE reason NOT IN ('normal', 'heartbeat_timeout',
-                    'connection_lost', 'kicked_out', 'token_expired')) AS unknown,
-                max(logout_at) FILTER (WHERE reason <> 'normal') AS last_abnormal_at
-         FROM session_durations
-         WHERE logout_at >= $1::date::timestamp AT TIME ZONE zegolog_time_zone()
-           AND logout_at < ($2::date + 1)::timestamp AT TIME ZONE zegolog_time_zone(){filter}
-         GROUP BY appid, {column}
-         HAVING count(*) FILTER (WHERE reason <> 'normal') > 0
-         ORDER BY abnormal DESC, appid, key
-         LIMIT {limit_param}",
-        filter = app_filter(query),
-    );
-    let q = sqlx::query_as::<_, OffenderRow>(&sql)
-        .bind(query.from)
-        .bind(query.to);
-    let rows = bind_app(q, query)
-        .bind(i64::from(query.top))
-        .fetch_all(&mut *conn)
-        .await?;
+    let rows = days::offenders(&mut *conn, query.span(), by, query.top).await?;
     Ok(Grid {
         columns: vec![
             Column::new("appid", "appid"),
-            Column::new(column, label),
+            Column::new(key, key),
             Column::new("abnormal", "abnormal"),
             Column::new("logouts", "logouts"),
             Column::new("abnormal_share", "abnormal %"),

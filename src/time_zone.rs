@@ -40,10 +40,10 @@ pub enum ZoneError {
     Database(#[from] sqlx::Error),
 }
 
-/// The zone the database cuts its days in.
-pub async fn database_zone(pool: &PgPool) -> Result<String, sqlx::Error> {
+/// The zone the database cuts its days in: `zegolog_time_zone()`.
+pub async fn database_zone<'e>(db: impl sqlx::PgExecutor<'e>) -> Result<String, sqlx::Error> {
     sqlx::query_scalar("SELECT zegolog_time_zone()")
-        .fetch_one(pool)
+        .fetch_one(db)
         .await
 }
 

@@ -1,7 +1,7 @@
 //! `/dashboard/incident`: the last hours of one app for ops during an incident, and the JSON
 //! under `/dashboard/api/incident/` it reads. Behind the dashboard's token like every dashboard
 //! route (the routes are merged under [`super::routes`]'s authorisation layer). The figures come
-//! from [`crate::incident`].
+//! from [`crate::views::incident`].
 //!
 //! Every API takes `appid` (required), `last` (`1h`, `6h`, `24h`, or minutes such as `90m`;
 //! default `6h`), `bucket` (`1m` or `5m`; default `1m`) and `until` (an RFC 3339 time; default
@@ -19,7 +19,8 @@ use serde_json::{json, Value};
 
 use super::{pool, DashboardError};
 use crate::http::AppState;
-use crate::incident::{self, Bucket, By, Window};
+use crate::views::incident::{self, Bucket, Window};
+use crate::views::By;
 
 const INCIDENT_HTML: &str = include_str!("incident.html");
 const INCIDENT_JS: &str = include_str!("incident.js");

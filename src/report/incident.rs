@@ -1,5 +1,5 @@
 //! `zegolog report --last 6h --bucket 5m`: the incident view in the terminal, from
-//! [`crate::incident`] (the same functions as `/dashboard/incident`), as the same [`Grid`]s as
+//! [`crate::views::incident`] (the same functions as `/dashboard/incident`), as the same [`Grid`]s as
 //! the daily report, so the three formats come for free.
 
 use std::io::Write;
@@ -8,10 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 
 use super::{Cell, Column, Format, Grid, SectionName};
-use crate::incident::{self, Bucket, By, Reasons, Window};
+use crate::views::incident::{self, Bucket, Reasons, Window};
+use crate::views::{self, By};
 
 /// What an incident report covers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,14 +42,10 @@ pub struct IncidentReport {
 impl IncidentReport {
     /// Runs the queries in one read-only transaction, app by app.
     pub async fn load(conn: &mut PgConnection, query: &IncidentQuery) -> anyhow::Result<Self> {
-        let mut tx = conn.begin().await?;
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut *tx)
-            .await?;
+        let mut tx = views::snapshot(conn).await?;
         let appids: Vec<i64> = match query.appid {
             Some(appid) => vec![appid],
-            None => sqlx::query_scalar("SELECT unnest(zegolog_appids())")
-                .fetch_all(&mut *tx)
+            None => views::appids(&mut *tx)
                 .await
                 .context("listing the apps (is the database migrated?)")?,
         };

@@ -15,9 +15,9 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use zegolog::dashboard::DashboardToken;
 use zegolog::http::AppState;
-use zegolog::incident::{Bucket, Window};
 use zegolog::report::{Format, IncidentQuery, IncidentReport, SectionName};
 use zegolog::store::Store;
+use zegolog::views::incident::{Bucket, Window};
 
 const TOKEN: &str = "incident-test-token-0123456789";
 

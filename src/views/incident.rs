@@ -16,6 +16,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use serde::Serialize;
 use sqlx::PgExecutor;
 
+use super::{By, Query};
+
 /// The longest window the incident view answers.
 pub const MAX_LAST: Duration = Duration::from_secs(24 * 3600);
 
@@ -128,6 +130,11 @@ impl Window {
         }
     }
 
+    /// The appid, `from` and `to` as `$1`, `$2` and `$3`.
+    fn bind<'q, O>(&self, q: Query<'q, O>) -> Query<'q, O> {
+        q.bind(self.appid).bind(self.from).bind(self.to)
+    }
+
     /// The start of every bucket of the window, in order.
     pub fn bucket_starts(&self) -> Vec<DateTime<Utc>> {
         let step = chrono::Duration::seconds(self.bucket.seconds());
@@ -184,21 +191,22 @@ pub struct Reasons {
     pub spike: Option<ReasonBucket>,
 }
 
+/// Logouts per bucket and reason, with shares and lifts: `incident_reasons(appid, from, to,
+/// bucket)`.
 pub async fn reason_buckets<'e>(
     db: impl PgExecutor<'e>,
     w: &Window,
 ) -> Result<Vec<ReasonBucket>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    w.bind(sqlx::query_as(&format!(
         "SELECT * FROM incident_reasons($1, $2, $3, interval '{}')",
         w.bucket.interval()
-    ))
-    .bind(w.appid)
-    .bind(w.from)
-    .bind(w.to)
+    )))
     .fetch_all(db)
     .await
 }
 
+/// Each reason's share of the app's logouts over the [`USUAL_DAYS`] UTC days before the window:
+/// `reason_usual_shares(appid, from, days)`.
 pub async fn usual_shares<'e>(
     db: impl PgExecutor<'e>,
     w: &Window,
@@ -279,6 +287,8 @@ pub fn spike(rows: &[ReasonBucket]) -> Option<ReasonBucket> {
         .cloned()
 }
 
+/// [`reason_buckets`] and [`usual_shares`] (`incident_reasons`, `reason_usual_shares`), and
+/// the totals and spike derived from them.
 pub async fn reasons(pool: &sqlx::PgPool, w: &Window) -> Result<Reasons, sqlx::Error> {
     let rows = reason_buckets(pool, w).await?;
     let usual = usual_shares(pool, w).await?;
@@ -295,26 +305,18 @@ pub struct OnlineBucket {
     pub fewest_online: i64,
 }
 
+/// The most and fewest users online in a minute of each bucket:
+/// `incident_users_online(appid, from, to, bucket)`.
 pub async fn online<'e>(
     db: impl PgExecutor<'e>,
     w: &Window,
 ) -> Result<Vec<OnlineBucket>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    w.bind(sqlx::query_as(&format!(
         "SELECT * FROM incident_users_online($1, $2, $3, interval '{}')",
         w.bucket.interval()
-    ))
-    .bind(w.appid)
-    .bind(w.from)
-    .bind(w.to)
+    )))
     .fetch_all(db)
     .await
-}
-
-/// What the abnormal disconnects are counted by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum By {
-    Room,
-    User,
 }
 
 /// A room (or user) with abnormal disconnects in the window.
@@ -332,6 +334,8 @@ pub struct Offender {
     pub last_abnormal_at: DateTime<Utc>,
 }
 
+/// The `top` rooms (or users) with the most abnormal disconnects (reasons 1-4) in the window:
+/// `abnormal_rooms_between` (or `abnormal_users_between`)`(appid, from, to, top)`.
 pub async fn offenders<'e>(
     db: impl PgExecutor<'e>,
     w: &Window,
@@ -350,10 +354,7 @@ pub async fn offenders<'e>(
              FROM abnormal_users_between($1, $2, $3, $4)"
         }
     };
-    sqlx::query_as(sql)
-        .bind(w.appid)
-        .bind(w.from)
-        .bind(w.to)
+    w.bind(sqlx::query_as(sql))
         .bind(i32::try_from(top).unwrap_or(i32::MAX))
         .fetch_all(db)
         .await
