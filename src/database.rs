@@ -194,6 +194,13 @@ pub async fn migrate(store: &Store) -> Result<(), DatabaseError> {
     Ok(())
 }
 
+/// The reporting time zone the database cuts its days in.
+pub async fn reporting_time_zone(store: &Store) -> Result<String, DatabaseError> {
+    time_zone::database_zone(store.pool())
+        .await
+        .map_err(|e| DatabaseError::TimeZone(e.into()))
+}
+
 /// Checks that the database cuts its days in `time_zone` (a new database takes it).
 pub async fn check_time_zone(store: &Store, time_zone: &str) -> Result<(), DatabaseError> {
     time_zone::check(store.pool(), time_zone)

@@ -18,7 +18,7 @@
 //! - [`upkeep`]: the background loop while serving: rollup compaction, partitions ahead, ledger pruning, retention.
 //! - [`views`]: the read side: every query the dashboard and the report run over the views, typed functions returning typed rows. No HTTP, no terminal.
 //!   - [`views::days`]: days of the reporting time zone: the dashboard's charts of one app, the report's sections of one app or all.
-//!   - [`views::incident`]: the incident view's figures (last hours, per-minute reasons and lift, worst rooms); `crate::incident` is its old name.
+//!   - [`views::incident`]: the incident view's figures (last hours, per-minute reasons and lift, worst rooms).
 //! - [`http`]: the callback handler, health and metrics, the edge every route is served behind, the JSON error answers, the accept loop. Knows nothing of the dashboard.
 //! - [`dashboard`]: `/dashboard`, the token-protected charts page and the JSON it reads from the views; built on [`http`]'s state and answers.
 //! - [`server`]: the whole service: [`server::app`], the router of [`http`] and [`dashboard`], and [`server::run`], everything `zegolog serve` does, for the binary and the tests alike.
@@ -58,9 +58,6 @@ pub mod time_zone;
 pub mod tools;
 pub mod upkeep;
 pub mod views;
-
-/// The old path of [`views::incident`], still used by [`bench_queries`].
-pub use views::incident;
 
 /// `error: cause: cause`, for logs.
 pub fn error_chain(error: &dyn std::error::Error) -> String {

@@ -12,7 +12,7 @@
 //! a table for the terminal (free text sanitised and shortened), CSV and JSON (values as stored,
 //! same column names in both).
 //!
-//! Errors are `anyhow`: this is command-line glue, like [`crate::cli`].
+//! Errors are `anyhow`: this is command-line glue, like the binary's command line (`src/bin/zegolog`).
 
 use std::fmt::Write as _;
 use std::io::Write;

@@ -212,7 +212,9 @@ impl Store {
         self.reuse_policy
     }
 
-    pub fn pool(&self) -> &PgPool {
+    /// For the library's own read side (the dashboard's views); commands and tools open their
+    /// own connections.
+    pub(crate) fn pool(&self) -> &PgPool {
         &self.pool
     }
 

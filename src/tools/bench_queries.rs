@@ -6,7 +6,7 @@
 //!    `VACUUM (ANALYZE)`, as autovacuum would leave the tables.
 //! 3. Each view's standard query ([`standard_queries`]) once to warm the cache, then `--runs`
 //!    times: the median and the fastest run, rows fetched included.
-//!    The incident view's queries ([`crate::incident::bench_sql`]) come last, over windows
+//!    The incident view's queries ([`crate::views::incident::bench_sql`]) come last, over windows
 //!    pointed at the seed's incident hour and over the last 24 hours ([`incident_windows`]).
 //! 4. Each documented query in `sql/`, once: the files built into the binary
 //!    ([`EMBEDDED_SQL`]), so that an installed binary has them, or those of `--sql-dir`.
@@ -29,8 +29,8 @@ use chrono::{DateTime, Utc};
 
 use super::seed::{SeedOptions, SeedReport};
 use crate::embedded_pg::EmbeddedPostgres;
-use crate::incident::{Bucket, Window};
 use crate::store::Store;
+use crate::views::incident::{Bucket, Window};
 
 /// The database the benchmark seeds (and drops at the end unless `--keep`).
 pub const BENCH_DB: &str = "zegolog_bench_queries";
@@ -233,7 +233,7 @@ pub fn standard_queries(p: &QueryParams) -> Vec<BenchQuery> {
     queries.extend(
         incident_windows(p)
             .iter()
-            .flat_map(|w| crate::incident::bench_sql(w, 10))
+            .flat_map(|w| crate::views::incident::bench_sql(w, 10))
             .map(|(name, sql)| query(name, sql, Some(INCIDENT_TARGET))),
     );
     queries

@@ -97,6 +97,15 @@ pub async fn empty_database() -> PgConnectOptions {
     server.options.clone().database(&name)
 }
 
+/// A pool of the test's own on `url` that connects when first used, so that it can be made
+/// while the server is down (the store under test keeps its pool to itself).
+pub fn lazy_pool(url: &str) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(4)
+        .connect_lazy(url)
+        .expect("a PostgreSQL URL")
+}
+
 /// A fresh database with zegolog's migrations applied.
 pub async fn migrated_pool() -> PgPool {
     let options = empty_database().await;
@@ -173,14 +182,18 @@ impl TestApp {
 
     /// The real router over `store`, with a durable spool of `max_spool_bytes` at `spool_path`
     /// and the default group commit.
-    pub async fn serve_with_spool(store: Store, spool_path: &Path, max_spool_bytes: u64) -> Self {
+    pub async fn serve_with_spool(
+        store: Store,
+        pool: PgPool,
+        spool_path: &Path,
+        max_spool_bytes: u64,
+    ) -> Self {
         use std::sync::Arc;
         use zegolog::ingest::{BatchConfig, Ingest};
         use zegolog::metrics::Metrics;
         use zegolog::spool::Spool;
         let spool = Arc::new(Spool::open(spool_path, max_spool_bytes).unwrap());
         let metrics = Arc::new(Metrics::default());
-        let pool = store.pool().clone();
         let (ingest, _tasks) =
             Ingest::start(store, Some(spool), BatchConfig::default(), metrics.clone());
         let state = AppState::with_ingest(test_verifier(600), ingest, metrics);

@@ -6,7 +6,7 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{signed, test_verifier, vendor_sample, OwnPostgres, TestApp};
+use common::{lazy_pool, signed, test_verifier, vendor_sample, OwnPostgres, TestApp};
 use reqwest::StatusCode;
 use zegolog::store::{PoolConfig, Store};
 
@@ -15,7 +15,7 @@ async fn stopped_database_gives_503_and_the_retry_succeeds_once_it_is_back() {
     let mut pg = OwnPostgres::start("zegolog-outage-").await;
     let store = Store::connect_lazy(&pg.url(), &PoolConfig::default()).unwrap();
     store.migrate().await.unwrap();
-    let app = TestApp::serve(test_verifier(600), store.clone(), store.pool().clone()).await;
+    let app = TestApp::serve(test_verifier(600), store.clone(), lazy_pool(&pg.url())).await;
     let mut first = vendor_sample();
     first["session_id"] = serde_json::json!("1");
     assert_eq!(app.post_json(&signed(first)).await.0, StatusCode::OK);

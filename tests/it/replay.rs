@@ -9,8 +9,8 @@ use crate::common;
 use std::time::{Duration, Instant};
 
 use common::{
-    migrated_database_url, migrated_pool, signed, test_verifier, vendor_sample, OwnPostgres,
-    TestApp,
+    lazy_pool, migrated_database_url, migrated_pool, signed, test_verifier, vendor_sample,
+    OwnPostgres, TestApp,
 };
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -340,7 +340,13 @@ async fn app_with_spool(policy: ReusePolicy) -> Outage {
         .unwrap()
         .with_reuse_policy(policy);
     store.migrate().await.unwrap();
-    let app = TestApp::serve_with_spool(store, &pg.dir.join("spool.redb"), 64 << 20).await;
+    let app = TestApp::serve_with_spool(
+        store,
+        lazy_pool(&pg.url()),
+        &pg.dir.join("spool.redb"),
+        64 << 20,
+    )
+    .await;
     Outage { pg, app }
 }
 

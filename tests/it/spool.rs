@@ -7,7 +7,7 @@ use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::{signed, vendor_sample, OwnPostgres, TestApp};
+use common::{lazy_pool, signed, vendor_sample, OwnPostgres, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
 use zegolog::store::{PoolConfig, Store};
@@ -21,7 +21,13 @@ async fn app_with_spool(max_spool_bytes: u64) -> Outage {
     let pg = OwnPostgres::start("zegolog-spool-").await;
     let store = Store::connect_lazy(&pg.url(), &PoolConfig::default()).unwrap();
     store.migrate().await.unwrap();
-    let app = TestApp::serve_with_spool(store, &pg.dir.join("spool.redb"), max_spool_bytes).await;
+    let app = TestApp::serve_with_spool(
+        store,
+        lazy_pool(&pg.url()),
+        &pg.dir.join("spool.redb"),
+        max_spool_bytes,
+    )
+    .await;
     Outage { pg, app }
 }
 

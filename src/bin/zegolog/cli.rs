@@ -401,7 +401,7 @@ async fn time_zone(args: TimeZoneCommandArgs) -> anyhow::Result<()> {
             database
                 .with(async |database| {
                     let store = database.migrated().await?;
-                    let zone = zegolog::time_zone::database_zone(store.pool()).await?;
+                    let zone = zegolog::database::reporting_time_zone(&store).await?;
                     println!("{zone}");
                     Ok(())
                 })
