@@ -9,10 +9,9 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -24,6 +23,11 @@ use zegolog::http::AppState;
 use zegolog::server::app;
 use zegolog::signature::{sign, Secrets, Verifier};
 use zegolog::store::Store;
+
+pub mod browser;
+mod process;
+
+pub use process::*;
 
 /// The secret the test apps verify appid 1 and appid 2 with; any other appid is unknown.
 pub const SECRET: &str = "test-secret-one";
@@ -331,221 +335,6 @@ pub fn pg_dump() -> PathBuf {
     }
 }
 
-pub fn zegolog() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_zegolog"));
-    for var in [
-        "DATABASE_URL",
-        "ZEGOLOG_SECRET",
-        "ZEGOLOG_SECRETS",
-        "ZEGOLOG_LISTEN",
-        "ZEGOLOG_DATA_DIR",
-        "ZEGOLOG_TIME_ZONE",
-    ] {
-        command.env_remove(var);
-    }
-    command
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `zegolog serve` as a separate process, as an operator runs it.
-pub struct Served {
-    pub child: Child,
-    pub port: u16,
-    pub log: PathBuf,
-}
-
-/// Starts `zegolog serve` on a free port with this data dir and environment; waits until its
-/// database is ready (`/readyz` says `"database_state":"ready"`).
-pub fn serve(data_dir: &Path, extra_env: &[(&str, &str)]) -> Served {
-    let served = serve_answering(data_dir, data_dir, extra_env);
-    served.wait_for_database();
-    served
-}
-
-/// Starts `zegolog serve` on a free port with this data dir and environment, its log under
-/// `log_dir`; waits only until it answers `/healthz` (its database may not be ready).
-pub fn serve_answering(data_dir: &Path, log_dir: &Path, extra_env: &[(&str, &str)]) -> Served {
-    let port = free_port();
-    let log = log_dir.join(format!("zegolog-{port}.log"));
-    let mut command = zegolog();
-    command
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    for (k, v) in extra_env {
-        command.env(k, v);
-    }
-    let child = command.spawn().unwrap();
-    let served = Served { child, port, log };
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while Instant::now() < deadline {
-        if blocking_http::get_ok(port, "/healthz") {
-            return served;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("zegolog did not start:\n{}", served.log_text());
-}
-
-impl Served {
-    /// Waits until `/readyz` says the database is ready (migrated and answering).
-    pub fn wait_for_database(&self) {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        while Instant::now() < deadline {
-            if blocking_http::get(self.port, "/readyz")
-                .is_some_and(|(_, body)| body.contains(r#""database_state":"ready""#))
-            {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!(
-            "zegolog's database did not become ready:\n{}",
-            self.log_text()
-        );
-    }
-
-    pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    /// SIGKILL: no chance to finish anything.
-    pub fn kill9(mut self) -> String {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        self.log_text()
-    }
-
-    /// SIGTERM, then the exit status.
-    pub fn terminate(mut self) -> (std::process::ExitStatus, String) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        let status = self.child.wait().unwrap();
-        (status, self.log_text())
-    }
-}
-
-/// A server still running when its test ends (a failed assertion, a panic) is killed, so that a
-/// failing test leaves no `zegolog serve` behind holding its port and data directory.
-impl Drop for Served {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// A tiny blocking HTTP helper, so that these tests need no runtime of their own.
-pub mod blocking_http {
-    /// Whether `GET path` on 127.0.0.1:port answers 200. Plain std, so that it works inside
-    /// or outside an async runtime.
-    pub fn get_ok(port: u16, path: &str) -> bool {
-        get(port, path).is_some_and(|(status, _)| status == 200)
-    }
-
-    /// `GET path` on 127.0.0.1:port: the status and the body, if it answered.
-    pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
-        let request = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
-        let mut answer = String::new();
-        stream.write_all(request.as_bytes()).ok()?;
-        stream.read_to_string(&mut answer).ok()?;
-        let status = answer.split(' ').nth(1)?.parse().ok()?;
-        let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
-        Some((status, body))
-    }
-
-    pub fn post_json(url: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime.block_on(async {
-            let response = ::reqwest::Client::new()
-                .post(url)
-                .header("content-type", "application/json")
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap();
-            (response.status().as_u16(), response.json().await.unwrap())
-        })
-    }
-}
-
-/// A private PostgreSQL of one test's own, for tests that stop and start it.
-pub struct OwnPostgres {
-    pub dir: PathBuf,
-    pg: Option<EmbeddedPostgres>,
-}
-
-impl OwnPostgres {
-    pub async fn start(prefix: &str) -> Self {
-        let dir = temp_data_dir(prefix);
-        let pg_dir = dir.join("pg");
-        let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&pg_dir).unwrap())
-            .await
-            .unwrap();
-        Self { dir, pg: Some(pg) }
-    }
-
-    pub fn url(&self) -> String {
-        self.pg.as_ref().unwrap().url()
-    }
-
-    pub async fn stop(&mut self) {
-        self.with_server(|pg| pg.stop().unwrap()).await;
-    }
-
-    pub async fn restart(&mut self) {
-        self.with_server(|pg| pg.restart().unwrap()).await;
-    }
-
-    async fn with_server(&mut self, f: impl FnOnce(&mut EmbeddedPostgres) + Send + 'static) {
-        let mut pg = self.pg.take().unwrap();
-        self.pg = Some(
-            tokio::task::spawn_blocking(move || {
-                f(&mut pg);
-                pg
-            })
-            .await
-            .unwrap(),
-        );
-    }
-}
-
-impl Drop for OwnPostgres {
-    fn drop(&mut self) {
-        if let Some(pg) = &self.pg {
-            let _ = pg.stop();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 /// The daily duration and reason views, which read the rollups, equal a recomputation from the
 /// raw rows (percentiles within the rollups' 1%), days cut in the database's reporting time zone
 /// (UTC unless changed: then exactly the UTC days of before).
@@ -604,78 +393,4 @@ pub async fn assert_rollups_equal_raw_rows_in(pool: &PgPool, zone: &str) {
     .await
     .unwrap();
     assert_eq!(reason_mismatches, 0);
-}
-
-/// Headless Chromium for the end-to-end tests of the dashboard pages.
-pub mod browser {
-    use std::path::{Path, PathBuf};
-    use std::time::Duration;
-
-    const CHROMIUM: &str = "/usr/bin/chromium";
-
-    /// Runs Debian's Chromium headless on `url` with `extra` arguments; returns its standard output.
-    pub async fn chromium(url: &str, extra: &[&str]) -> String {
-        assert!(
-            Path::new(CHROMIUM).exists(),
-            "{CHROMIUM} is missing: the end-to-end tests of the dashboard pages need Debian's Chromium. \
-             Install it with `apt-get install chromium` (CI does)."
-        );
-        let profile = tempfile::tempdir().unwrap();
-        let mut command = tokio::process::Command::new(CHROMIUM);
-        command
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-dev-shm-usage",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-quic",
-                "--no-first-run",
-                "--hide-scrollbars",
-                "--virtual-time-budget=10000",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .args(extra)
-            .arg(url)
-            .kill_on_drop(true);
-        let output = tokio::time::timeout(Duration::from_secs(120), command.output())
-            .await
-            .expect("chromium did not finish within 120 s")
-            .expect("starting chromium");
-        assert!(
-            output.status.success(),
-            "chromium failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    }
-
-    /// The value of `attribute` on the element with `id` in serialized HTML.
-    pub fn attribute_of(html: &str, id: &str, attribute: &str) -> Option<String> {
-        let start = html.find(&format!(r#"id="{id}""#))?;
-        let tag_start = html[..start].rfind('<')?;
-        let tag = &html[tag_start..tag_start + html[tag_start..].find('>')?];
-        let key = format!(r#"{attribute}=""#);
-        let at = tag.find(&key)? + key.len();
-        Some(tag[at..at + tag[at..].find('"')?].replace("&amp;", "&"))
-    }
-
-    pub fn screenshot_path(name: &str) -> PathBuf {
-        let target = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-        target.join(name)
-    }
-
-    /// The value of `attribute` on the page's `<body>` in serialized HTML.
-    pub fn body_attribute(html: &str, attribute: &str) -> Option<String> {
-        let tag_start = html.find("<body")?;
-        let tag = &html[tag_start..tag_start + html[tag_start..].find('>')?];
-        let key = format!(r#"{attribute}=""#);
-        let at = tag.find(&key)? + key.len();
-        Some(tag[at..at + tag[at..].find('"')?].replace("&amp;", "&"))
-    }
 }
