@@ -13,6 +13,7 @@ mod clients;
 mod dashboard;
 mod durability;
 mod faults;
+mod fuzz;
 mod grant;
 mod import;
 mod incident;

@@ -1,0 +1,144 @@
+//! An authenticated callback, ready to be stored: [`Received`] with its [`Payload`] (the typed
+//! event, or why it is kept raw only), and the signed triple the ledger remembers.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use super::body::Encoding;
+use super::envelope::Envelope;
+use super::events::{RoomLifecycle, RoomLogin, RoomLogout, MAX_KEY_BYTES};
+use super::fields::Fields;
+
+/// An authenticated callback, ready to be stored: what the archive keeps and, for a logout,
+/// its typed row.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Received {
+    pub event: String,
+    pub appid: i64,
+    /// See [`Fields::business_digest`].
+    pub digest: [u8; 32],
+    /// The decoded fields as a JSON object (U+0000 replaced, see [`Fields::to_json`]).
+    /// Serialised as JSON text, so that a spooled callback is no deeper than the one received
+    /// (serde_json refuses nesting beyond 128 levels).
+    #[serde(with = "json_text")]
+    pub body: Value,
+    pub encoding: Encoding,
+    pub payload: Payload,
+    /// The verified (timestamp, nonce, signature) it came with, for the signature ledger;
+    /// `None` for callbacks nobody signed (`zegolog import`, a released quarantined callback,
+    /// `--insecure-skip-verify`) and for spool entries written before the ledger existed.
+    #[serde(default)]
+    pub signed: Option<SignedBy>,
+}
+
+/// The triple a callback's signature covers. The signature proves the sender knew the secret
+/// at `timestamp`, nothing about the body: the ledger makes one triple carry one body.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SignedBy {
+    /// The signed timestamp, unix seconds.
+    pub timestamp: i64,
+    pub nonce: String,
+    /// Lower-case hex, as the verifier compares it (so case changes do not make a new triple).
+    pub signature: String,
+}
+
+impl SignedBy {
+    /// The triple of a verified envelope. The nonce is part of an indexed key: U+0000 (which
+    /// PostgreSQL text cannot hold) is replaced, and a nonce beyond [`MAX_KEY_BYTES`] is kept
+    /// as its SHA-256, so that no triple is refused by the database.
+    pub fn of(envelope: &Envelope) -> Self {
+        let nonce = if envelope.nonce.len() > MAX_KEY_BYTES {
+            format!(
+                "sha256:{}",
+                hex::encode(Sha256::digest(envelope.nonce.as_bytes()))
+            )
+        } else {
+            envelope.nonce.replace('\0', "\u{FFFD}")
+        };
+        Self {
+            timestamp: envelope.timestamp_secs,
+            nonce,
+            signature: envelope.signature.to_ascii_lowercase(),
+        }
+    }
+}
+
+/// What an authenticated callback holds beyond the archive row.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum Payload {
+    Logout(RoomLogout),
+    Login(RoomLogin),
+    Room(RoomLifecycle),
+    /// An event zegolog keeps raw only (logins, rooms, streams, future events).
+    Other,
+    /// Authentic but unusable: kept in the archive with this reason, in no typed table.
+    Refused(String),
+}
+
+impl Received {
+    /// Normalises an authenticated callback. Never fails: what cannot be normalised is
+    /// [`Payload::Refused`], because a retry would not fix it and the sender proved it sent it.
+    pub fn new(envelope: &Envelope, fields: &Fields, encoding: Encoding) -> Self {
+        let (body, unstorable) = fields.to_json();
+        let appid = envelope.appid;
+        let typed = match envelope.event.as_str() {
+            RoomLogout::EVENT => RoomLogout::from_fields(appid, fields).map(Payload::Logout),
+            RoomLogin::EVENT => RoomLogin::from_fields(appid, fields).map(Payload::Login),
+            "room_create" if is_chat_room_create(fields) => Ok(Payload::Other),
+            "room_create" => RoomLifecycle::created(appid, fields).map(Payload::Room),
+            "room_close" => RoomLifecycle::closed(appid, fields).map(Payload::Room),
+            _ => Ok(Payload::Other),
+        };
+        let mut payload = typed.unwrap_or_else(|e| Payload::Refused(e.to_string()));
+        if let Some(reason) = unstorable {
+            payload = Payload::Refused(reason.into());
+        }
+        // The event name is indexed: a name beyond any real one is cut, and the callback kept
+        // whole in the body, quarantined.
+        let mut event = envelope.event.replace('\0', "\u{FFFD}");
+        if event.len() > MAX_KEY_BYTES {
+            event.truncate(event.floor_char_boundary(MAX_KEY_BYTES));
+            payload = Payload::Refused(format!(
+                "the event name is longer than {MAX_KEY_BYTES} bytes (cut in column event, whole in body)"
+            ));
+        }
+        Self {
+            event,
+            appid: envelope.appid,
+            digest: fields.business_digest(),
+            body,
+            encoding,
+            payload,
+            signed: None,
+        }
+    }
+
+    /// The same callback, remembered in the signature ledger under its envelope's triple. Call
+    /// it only once the signature was verified.
+    pub fn signed_by(mut self, envelope: &Envelope) -> Self {
+        self.signed = Some(SignedBy::of(envelope));
+        self
+    }
+}
+
+/// In-app chat (ZIM) sends a `room_create` of its own: no `room_session_id`, an
+/// `operator_account` (and `room_name`). It is authentic and whole, only not an RTC room
+/// lifecycle: it is archived as sent (event `room_create`, payload [`Payload::Other`]).
+/// An RTC room_create without room_session_id and without operator_account stays refused.
+pub fn is_chat_room_create(fields: &Fields) -> bool {
+    fields.get("room_session_id").is_none() && fields.get("operator_account").is_some()
+}
+
+mod json_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use serde_json::Value;
+
+    pub fn serialize<S: Serializer>(value: &Value, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&value.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        serde_json::from_str(&text).map_err(serde::de::Error::custom)
+    }
+}
