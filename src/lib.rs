@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! From the callback contract up to the command line: each module uses only modules listed
-//! above it, so dependencies point one way (`../shared/tools/module-cycles src` checks that
+//! above it, so dependencies point one way (`tests/it/modules.rs` checks that
 //! there is no cycle).
 //! - [`callback`]: the callback contract: body → fields → envelope → typed event. No HTTP, no SQL.
 //! - [`signature`]: the SHA-1 signature, secrets per appid, the timestamp window.
