@@ -27,7 +27,7 @@ use sqlx::{Connection, PgConnection};
 
 use chrono::{DateTime, Utc};
 
-use super::seed::{SeedOptions, SeedReport};
+use super::seed::{self, SeedOptions, SeedReport};
 use crate::embedded_pg::EmbeddedPostgres;
 use crate::store::Store;
 use crate::views::incident::{Bucket, Window};
@@ -44,16 +44,18 @@ const INCIDENT_TARGET: Duration = Duration::from_millis(100);
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchQueriesArgs {
     /// Logouts to seed.
-    #[arg(long, default_value_t = 1_000_000,
-          value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+    #[arg(long, default_value_t = seed::DEFAULT_EVENTS,
+          value_parser = clap::value_parser!(u64).range(seed::EVENTS_RANGE))]
     pub events: u64,
 
     /// Apps to seed (appid 1 is the busiest; the queries ask about the busiest app).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    #[arg(long, default_value_t = seed::DEFAULT_APPS,
+          value_parser = clap::value_parser!(u32).range(seed::APPS_RANGE))]
     pub apps: u32,
 
     /// Days of traffic to seed, ending now.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    #[arg(long, default_value_t = seed::DEFAULT_DAYS,
+          value_parser = clap::value_parser!(u32).range(seed::DAYS_RANGE))]
     pub days: u32,
 
     /// Seed of the traffic generator, for the same rooms, users and mix on every run.
@@ -436,14 +438,9 @@ async fn bench(
         recreate_database(&server).await?;
         migrate(db_url).await?;
         set_time_zone(db_url, &args.time_zone).await?;
-        let mut options = SeedOptions::new(args.events);
-        options.apps = args.apps;
-        options.days = args.days;
-        if let Some(seed) = args.seed {
-            options.seed = seed;
-        }
+        let options = SeedOptions::from_flags(args.events, args.apps, args.days, args.seed);
         eprintln!("seeding {} logouts ...", args.events);
-        let report = super::seed::seed(db_url, &options).await?;
+        let report = seed::seed(db_url, &options).await?;
         println!("{report}");
         Some(report)
     };

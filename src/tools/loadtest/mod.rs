@@ -1,0 +1,74 @@
+//! `zegolog loadtest`: sends signed `room_logout` callbacks to a zegolog deployment as fast as
+//! it takes them, the way ZEGOCLOUD would (retries included), and checks afterwards that the
+//! database holds every acknowledged logout exactly once.
+//!
+//! The traffic looks like a real app's: rooms of skewed popularity (a few big ones, a long tail
+//! of small ones), mostly audience with some hosts and a few admin bots, mostly normal logouts,
+//! sessions from seconds to hours (log-normal, median a few minutes), nicknames in many scripts,
+//! `room_seq` values above 2^63, every value a JSON string as in the current vendor docs.
+//!
+//! Every logout of a run gets a `session_id` in a range of 2^32 ids picked at random for the run,
+//! so `--verify` finds this run's rows (and only them) in a shared database.
+//!
+//! The loader shares the machine with zegolog and PostgreSQL in benchmarks, so the hot loop is
+//! kept light: each worker owns its random generator, its traffic generator and its tallies
+//! (merged once at the end); the only shared state is one atomic request counter with `--count`.
+//!
+//! Errors are `anyhow`: this is command-line glue, like the binary's command line (`src/bin/zegolog`).
+//!
+//! # Layout
+//! - `args.rs`: the flags ([`LoadtestArgs`]).
+//! - `body.rs`: the body generator, each worker's stream of signed callbacks, new and retried;
+//!   `fields.rs` writes their fields as JSON or a form. The traffic model itself (rooms, users,
+//!   roles, session lengths, nicknames) is [`crate::tools::traffic`], shared with `seed`.
+//! - `sender.rs`: the workers, one per connection, and their tallies merged into the [`Report`].
+//! - `ledger.rs`: which session ids were sent and acknowledged ([`Ledger`]).
+//! - `report.rs`: the [`Report`] and its latency percentiles.
+//! - `verify.rs`: the `--verify` check of the database ([`verify()`], [`Verification`]).
+
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+mod args;
+mod body;
+mod fields;
+mod ledger;
+mod report;
+mod sender;
+mod verify;
+
+pub use args::{BodyEncoding, LoadtestArgs};
+pub use ledger::{Ledger, SESSION_SPAN};
+pub use report::Report;
+pub use verify::{verify, Verification};
+
+/// Sends the load, then (with `--verify`) checks the database.
+pub async fn run(args: &LoadtestArgs) -> anyhow::Result<Report> {
+    let Some(secret) = args.secret.as_deref().filter(|s| !s.is_empty()) else {
+        bail!(
+            "no callback secret: set ZEGOLOG_SECRET (or --secret) to the secret zegolog \
+             verifies appid {} with",
+            args.appid
+        );
+    };
+    let database_url = match (args.verify, args.database_url.as_deref()) {
+        (true, None) => bail!(
+            "--verify needs the database zegolog writes to: set DATABASE_URL or --database-url"
+        ),
+        (true, Some(url)) => Some(url),
+        (false, _) => None,
+    };
+    let url: reqwest::Url = args
+        .url
+        .parse()
+        .with_context(|| format!("--url `{}` is not a URL", args.url))?;
+
+    let mut report = sender::send(args, secret, url).await?;
+    if let Some(database_url) = database_url {
+        let timeout = Duration::from_secs(args.verify_timeout_secs);
+        report.verification =
+            Some(verify(database_url, args.appid, &report.ledger, timeout).await?);
+    }
+    Ok(report)
+}

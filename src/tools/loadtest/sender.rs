@@ -1,0 +1,208 @@
+//! The sender: one worker per connection, each posting its stream of callbacks one after the
+//! other until the budget (`--count` or `--duration-secs`) is spent; their tallies merged into
+//! the [`Report`].
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use reqwest::header::{HeaderValue, CONTENT_TYPE};
+
+use super::args::LoadtestArgs;
+use super::body::{Clock, Shape, Traffic};
+use super::ledger::{Lane, LaneIds, Ledger};
+use super::report::{percentile, Report};
+
+/// When workers stop.
+#[derive(Clone)]
+enum Budget {
+    Count { sent: Arc<AtomicU64>, limit: u64 },
+    Until(Instant),
+}
+
+impl Budget {
+    /// Takes one request from the budget; false when it is spent.
+    fn take(&self) -> bool {
+        match self {
+            Budget::Count { sent, limit } => sent.fetch_add(1, Ordering::Relaxed) < *limit,
+            Budget::Until(deadline) => Instant::now() < *deadline,
+        }
+    }
+}
+
+/// One worker's tallies, merged into the report at the end.
+struct Tally {
+    lane: Lane,
+    retries: u64,
+    /// Microseconds, answered requests only.
+    latencies_us: Vec<u32>,
+    /// Index: HTTP status (100..=999).
+    statuses: Box<[u64; 1000]>,
+    transport_errors: u64,
+    first_error: Option<String>,
+}
+
+pub(super) async fn send(
+    args: &LoadtestArgs,
+    secret: &str,
+    url: reqwest::Url,
+) -> anyhow::Result<Report> {
+    let connections = args.connections as usize;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .tcp_nodelay(true)
+        .timeout(Duration::from_secs(args.request_timeout_secs))
+        .build()
+        .context("building the HTTP client")?;
+    let content_type = HeaderValue::from_static(args.encoding.mime());
+    let mut seeds = match args.seed {
+        Some(seed) => StdRng::seed_from_u64(seed),
+        None => StdRng::from_entropy(),
+    };
+    // Not from the seed: a rerun with the same seed must not collide with the first run.
+    let base = u64::from(rand::random::<u32>()) << 32;
+    let shape = Shape::new(&mut seeds, args.appid, args.encoding);
+    let secret: Arc<str> = secret.into();
+
+    let started = Instant::now();
+    let budget = match (args.count, args.duration_secs) {
+        (Some(limit), _) => Budget::Count {
+            sent: Arc::new(AtomicU64::new(0)),
+            limit,
+        },
+        (None, secs) => Budget::Until(started + Duration::from_secs_f64(secs.unwrap_or(10.0))),
+    };
+    tracing::info!(url = %url, connections, encoding = ?args.encoding, duplicates = args.duplicates,
+        "loadtest: sending signed room_logout callbacks");
+    let mut workers = tokio::task::JoinSet::new();
+    for lane in 0..connections {
+        let traffic = Traffic::new(
+            shape.clone(),
+            StdRng::seed_from_u64(seeds.gen()),
+            LaneIds {
+                base,
+                lanes: connections as u64,
+                lane: lane as u64,
+            },
+            args.duplicates,
+            secret.clone(),
+        );
+        let worker = Worker {
+            client: client.clone(),
+            url: url.clone(),
+            content_type: content_type.clone(),
+            budget: budget.clone(),
+            traffic,
+        };
+        workers.spawn(async move { (lane, worker.run().await) });
+    }
+    let mut tallies: Vec<Option<Tally>> = (0..connections).map(|_| None).collect();
+    while let Some(joined) = workers.join_next().await {
+        let (lane, tally) = joined.context("a loadtest worker panicked")?;
+        tallies[lane] = Some(tally);
+    }
+    let elapsed = started.elapsed();
+
+    let mut statuses = BTreeMap::new();
+    let mut latencies = Vec::new();
+    let mut lanes = Vec::with_capacity(connections);
+    let (mut retries, mut transport_errors, mut error_samples) = (0, 0, Vec::new());
+    for tally in tallies.into_iter().flatten() {
+        for (status, &n) in tally.statuses.iter().enumerate() {
+            if n > 0 {
+                *statuses.entry(status as u16).or_insert(0) += n;
+            }
+        }
+        latencies.extend_from_slice(&tally.latencies_us);
+        retries += tally.retries;
+        transport_errors += tally.transport_errors;
+        if error_samples.len() < 5 {
+            error_samples.extend(tally.first_error);
+        }
+        lanes.push(tally.lane);
+    }
+    latencies.sort_unstable();
+    let ledger = Ledger::new(base, lanes);
+    let requests = statuses.values().sum::<u64>() + transport_errors;
+    Ok(Report {
+        url: url.to_string(),
+        connections: args.connections,
+        requests,
+        unique_sent: ledger.unique_sent(),
+        retries_sent: retries,
+        acknowledged_unique: ledger.acknowledged_unique(),
+        elapsed,
+        statuses,
+        transport_errors,
+        error_samples,
+        latency_p50: percentile(&latencies, 0.50),
+        latency_p99: percentile(&latencies, 0.99),
+        latency_max: percentile(&latencies, 1.0),
+        ledger,
+        verification: None,
+    })
+}
+
+struct Worker {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    content_type: HeaderValue,
+    budget: Budget,
+    traffic: Traffic,
+}
+
+impl Worker {
+    async fn run(mut self) -> Tally {
+        let mut tally = Tally {
+            lane: Lane::default(),
+            retries: 0,
+            latencies_us: Vec::with_capacity(4096),
+            statuses: Box::new([0; 1000]),
+            transport_errors: 0,
+            first_error: None,
+        };
+        while self.budget.take() {
+            let mut body = Vec::with_capacity(self.traffic.body_capacity());
+            let pick = self.traffic.next(Clock::now(), &mut body);
+            tally.retries += u64::from(pick.retry);
+            let started = Instant::now();
+            let answer = self
+                .client
+                .post(self.url.clone())
+                .header(CONTENT_TYPE, self.content_type.clone())
+                .body(body)
+                .send()
+                .await;
+            // Read the answer to its end: the connection goes back to the pool only then.
+            let status = match answer {
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    response.bytes().await.map(|_| status)
+                }
+                Err(e) => Err(e),
+            };
+            match status {
+                Ok(status) => {
+                    let us = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+                    tally.latencies_us.push(us);
+                    tally.statuses[usize::from(status).min(999)] += 1;
+                    if (200..300).contains(&status) {
+                        tally.lane.ack(pick.k);
+                    }
+                }
+                Err(e) => {
+                    tally.transport_errors += 1;
+                    if tally.first_error.is_none() {
+                        tally.first_error = Some(crate::error_chain(&e));
+                    }
+                }
+            }
+        }
+        tally.lane.generated = self.traffic.generated();
+        tally
+    }
+}
