@@ -237,8 +237,11 @@ impl IncidentReport {
             Format::Json => {
                 let mut object = Map::new();
                 object.insert("appid".into(), json!(self.query.appid));
-                object.insert("from".into(), json!(super::rfc3339(&self.window.from)));
-                object.insert("to".into(), json!(super::rfc3339(&self.window.to)));
+                object.insert(
+                    "from".into(),
+                    json!(super::grid::rfc3339(&self.window.from)),
+                );
+                object.insert("to".into(), json!(super::grid::rfc3339(&self.window.to)));
                 object.insert("bucket".into(), json!(self.query.bucket.as_str()));
                 object.insert("usual_days".into(), json!(incident::USUAL_DAYS));
                 for (name, grid) in sections {

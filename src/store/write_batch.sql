@@ -1,4 +1,4 @@
--- The batch write statement, embedded by src/store.rs (`write_statement` binds its parameters
+-- The batch write statement, embedded by src/store/write.rs (`write_statement` binds its parameters
 -- and turns the rows it returns into one outcome per callback).
 --
 -- One statement, hence one transaction and one round trip, for a whole batch: data-modifying

@@ -13,20 +13,27 @@
 //! reviewed `pbkdf2` and `hmac`), so PostgreSQL receives and may log only the verifier, never
 //! the password.
 //!
+//!
+//! Here: the command, [`grant_analyst`] (the grants, in order) and its [`GrantSummary`]. Beside
+//! it: `check.rs`, the check of the role's effective rights before committing, and the views it
+//! still cannot read; `scram.rs`, the password verifier.
+//!
 //! Errors are `anyhow`: this is command-line glue, like the binary's command line (`src/bin/zegolog`).
 
 use std::fmt;
 
 use anyhow::{bail, Context};
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 
 use crate::database::DatabaseArgs;
 use crate::store::{PoolConfig, Store};
+
+mod check;
+mod scram;
+
+use check::{try_views, verify};
+pub use scram::scram_verifier;
 
 #[derive(Debug, clap::Args)]
 pub struct GrantAnalystArgs {
@@ -346,90 +353,6 @@ pub async fn grant_analyst(
     })
 }
 
-/// Plans `SELECT * FROM view` as the role, for each view: PostgreSQL checks the rights of
-/// every table a query reads when it starts executing it, which `EXPLAIN` does without reading
-/// a row. A view whose functions run with the caller's rights (a `SECURITY INVOKER` function,
-/// inlined or not) reads its tables as the analyst, who may not: such views are returned
-/// with PostgreSQL's reason. `None` when this session may not take the role (`SET ROLE` needs
-/// membership in it, which a superuser has).
-async fn try_views(
-    tx: &mut Transaction<'_, Postgres>,
-    role: &str,
-    views: &[String],
-) -> anyhow::Result<Option<Vec<(String, String)>>> {
-    let mut unreadable = Vec::new();
-    for view in views {
-        let mut attempt = tx.begin().await?;
-        if exec(&mut attempt, "SET LOCAL ROLE %I", &[role])
-            .await
-            .is_err()
-        {
-            attempt.rollback().await?;
-            return Ok(None);
-        }
-        let statement: String =
-            sqlx::query_scalar("SELECT format('EXPLAIN SELECT * FROM public.%I', $1::text)")
-                .bind(view)
-                .fetch_one(&mut *attempt)
-                .await?;
-        let planned = sqlx::raw_sql(&statement).execute(&mut *attempt).await;
-        // Rolling back the savepoint also ends SET LOCAL ROLE.
-        attempt.rollback().await?;
-        if let Err(e) = planned {
-            let reason = match &e {
-                sqlx::Error::Database(db) => db.message().to_owned(),
-                other => other.to_string(),
-            };
-            unreadable.push((view.clone(), reason));
-        }
-    }
-    Ok(Some(unreadable))
-}
-
-/// The role's effective rights (through PUBLIC and memberships included) are SELECT on views
-/// and nothing else; an error, and so a rollback, otherwise.
-async fn verify(
-    tx: &mut Transaction<'_, Postgres>,
-    role: &str,
-    database: &str,
-) -> anyhow::Result<()> {
-    let too_much: Vec<String> = sqlx::query_scalar(
-        "SELECT format('%s on %s', p.privilege, c.oid::regclass)
-         FROM pg_class AS c
-         JOIN pg_namespace AS n ON n.oid = c.relnamespace
-         CROSS JOIN unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE',
-                                 'REFERENCES', 'TRIGGER']) AS p(privilege)
-         WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
-           AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-           AND n.nspname NOT LIKE 'pg\\_toast%'
-           AND NOT (c.relkind IN ('v', 'm') AND n.nspname = 'public' AND p.privilege = 'SELECT')
-           AND (CASE WHEN c.relkind = 'S'
-                     THEN p.privilege IN ('SELECT', 'UPDATE')
-                          AND has_sequence_privilege($1, c.oid, p.privilege)
-                     ELSE has_table_privilege($1, c.oid, p.privilege) END)
-         UNION ALL
-         SELECT format('CREATE on schema %I', nspname) FROM pg_namespace
-         WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema'
-           AND has_schema_privilege($1, oid, 'CREATE')
-         UNION ALL
-         SELECT format('CREATE on database %I', $2::text)
-         WHERE has_database_privilege($1, $2, 'CREATE')
-         ORDER BY 1 LIMIT 10",
-    )
-    .bind(role)
-    .bind(database)
-    .fetch_all(&mut **tx)
-    .await?;
-    if !too_much.is_empty() {
-        bail!(
-            "after the grants, {role:?} would still have {} (through PUBLIC, a default privilege \
-             or another grant this command cannot revoke): nothing was changed",
-            too_much.join(", ")
-        );
-    }
-    Ok(())
-}
-
 /// Runs a statement built by PostgreSQL's own `format()`: `%I` quotes an identifier, `%L` a
 /// literal, exactly as the server parses them.
 async fn exec(
@@ -478,119 +401,9 @@ fn shell_quote(text: &str) -> String {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// SCRAM-SHA-256 verifier (RFC 5802 / RFC 7677), as PostgreSQL stores it
-// ---------------------------------------------------------------------------------------------
-
-/// PostgreSQL's default iteration count (`scram_iterations`).
-const SCRAM_ITERATIONS: u32 = 4096;
-
-/// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, the form PostgreSQL keeps in
-/// `pg_authid` and accepts in `ALTER ROLE ... PASSWORD` without hashing it again.
-///
-/// PostgreSQL normalises a password with SASLprep before hashing; printable ASCII is left as
-/// it is, so only printable ASCII is accepted here rather than reimplementing SASLprep.
-pub fn scram_verifier(password: &str) -> anyhow::Result<String> {
-    let mut salt = [0u8; 16];
-    rand::thread_rng().fill_bytes(&mut salt);
-    scram_verifier_with(password, &salt, SCRAM_ITERATIONS)
-}
-
-fn scram_verifier_with(password: &str, salt: &[u8], iterations: u32) -> anyhow::Result<String> {
-    if password.is_empty() {
-        bail!("the password is empty");
-    }
-    if !password.bytes().all(|b| (0x20..=0x7e).contains(&b)) {
-        bail!("the password must be printable ASCII (letters, digits, punctuation, spaces)");
-    }
-    let (stored_key, server_key) = scram_keys(password.as_bytes(), salt, iterations);
-    Ok(format!(
-        "SCRAM-SHA-256${iterations}:{}${}:{}",
-        base64(salt),
-        base64(&stored_key),
-        base64(&server_key)
-    ))
-}
-
-/// StoredKey = H(HMAC(SaltedPassword, "Client Key")), ServerKey = HMAC(SaltedPassword, "Server Key").
-fn scram_keys(password: &[u8], salt: &[u8], iterations: u32) -> ([u8; 32], [u8; 32]) {
-    let salted = pbkdf2_hmac_sha256(password, salt, iterations);
-    let client_key = hmac_sha256(&salted, &[b"Client Key"]);
-    let stored_key: [u8; 32] = Sha256::digest(client_key).into();
-    (stored_key, hmac_sha256(&salted, &[b"Server Key"]))
-}
-
-fn hmac_sha256(key: &[u8], message: &[&[u8]]) -> [u8; 32] {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes a key of any length");
-    for part in message {
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().into()
-}
-
-/// PBKDF2 with HMAC-SHA-256, one 32-byte block: all SCRAM-SHA-256 needs.
-fn pbkdf2_hmac_sha256(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
-    pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password, salt, iterations)
-}
-
-/// Standard base64 with padding.
-fn base64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn base64_decode(text: &str) -> Vec<u8> {
-        base64::engine::general_purpose::STANDARD
-            .decode(text)
-            .unwrap()
-    }
-
-    #[test]
-    fn base64_matches_rfc_4648() {
-        for (plain, encoded) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(plain.as_bytes()), encoded);
-            assert_eq!(base64_decode(encoded), plain.as_bytes());
-        }
-    }
-
-    #[test]
-    fn hmac_matches_rfc_4231() {
-        // Test case 2.
-        let mac = hmac_sha256(b"Jefe", &[b"what do ya want ", b"for nothing?"]);
-        assert_eq!(
-            hex::encode(mac),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
-    }
-
-    /// RFC 7677's example exchange: user `user`, password `pencil`; the server's signature
-    /// of the exchange follows from the ServerKey alone.
-    #[test]
-    fn scram_keys_match_rfc_7677() {
-        let salt = base64_decode("W22ZaJ0SNY7soEsUEjb6gQ==");
-        let (_, server_key) = scram_keys(b"pencil", &salt, 4096);
-        let auth_message = "n=user,r=rOprNGfwEbeRWgbNEkqO,\
-            r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,\
-            c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
-        let server_signature = hmac_sha256(&server_key, &[auth_message.as_bytes()]);
-        assert_eq!(
-            base64(&server_signature),
-            "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
-        );
-        let verifier = scram_verifier_with("pencil", &salt, 4096).unwrap();
-        assert!(verifier.starts_with("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"));
-    }
 
     #[test]
     fn passwords_and_names_are_checked() {

@@ -1,258 +1,18 @@
-//! PostgreSQL: the schema (embedded from `migrations/`) and the idempotent writes.
-//!
-//! Idempotency lives in the database, not in memory: `callback_events` is unique on the business
-//! digest and `room_logouts` on the logout's natural key, and every write is
-//! `INSERT ... ON CONFLICT DO NOTHING`. Whatever retries or races happen, a callback is one row.
-//! The batch write statement lives beside this file, in `store/write_batch.sql`, with its
-//! comments. This module knows SQL and nothing of HTTP.
+//! The batch write: one statement for a whole batch of callbacks (`write_batch.sql`, beside
+//! this file, with the account of its shape), bound as one array per column and read back as one
+//! [`Outcome`] per callback. A batch that loses a race with another transaction (deadlock,
+//! serialization failure) is retried in place; one the database refuses for its data is written
+//! one callback at a time, and a callback refused alone is quarantined with PostgreSQL's reason.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
 
+use super::{Outcome, Reuse, ReusePolicy, Store, StoreError, QUARANTINE_PER_SIGNATURE};
 use crate::callback::{Payload, Received, RoomLifecycle, RoomLogin, RoomLogout};
 
-/// What storing one callback did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// New: its rows were written.
-    Stored,
-    /// Already stored by an earlier delivery (or an earlier callback of the same batch).
-    Duplicate,
-    /// Authentic but unusable: archived with the reason in `callback_events.refused_reason`.
-    Quarantined,
-    /// Its (timestamp, nonce, signature) came first with another body: see [`Reuse`].
-    SignatureReuse(Reuse),
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Stored | Self::SignatureReuse(Reuse::Accepted { stored: true }) => "stored",
-            Self::Duplicate | Self::SignatureReuse(Reuse::Accepted { stored: false }) => {
-                "duplicate"
-            }
-            Self::Quarantined | Self::SignatureReuse(Reuse::Quarantined | Reuse::OverBound) => {
-                "quarantined"
-            }
-            Self::SignatureReuse(Reuse::Rejected) => "replayed_signature",
-        }
-    }
-}
-
-/// What was done with a callback whose signed triple the ledger holds with another body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reuse {
-    /// Kept in `callback_events` with the reuse and the first digest in `refused_reason`, in no
-    /// typed table and no rollup (policy `quarantine`, and every policy when draining the spool
-    /// would otherwise reject).
-    Quarantined,
-    /// Beyond [`QUARANTINE_PER_SIGNATURE`] bodies of its triple: counted only, nothing written.
-    OverBound,
-    /// Nothing written; the sender is answered 401 (policy `reject`).
-    Rejected,
-    /// Stored as usual (policy `accept`); `stored` tells new from duplicate.
-    Accepted { stored: bool },
-}
-
-impl Reuse {
-    /// The metrics label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Quarantined => "quarantined",
-            Self::OverBound => "over_bound",
-            Self::Rejected => "rejected",
-            Self::Accepted { .. } => "accepted",
-        }
-    }
-}
-
-/// What to do with another body under a signed triple already in the ledger (`zegolog serve
-/// --on-signature-reuse`). The same triple with the same body is a retry under every policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ReusePolicy {
-    /// Keep it out of the typed tables, in `callback_events` with the reason; answer 2xx.
-    #[default]
-    Quarantine,
-    /// Write nothing; answer 401 `replayed_signature`.
-    Reject,
-    /// Store it as usual; only count it.
-    Accept,
-}
-
-impl ReusePolicy {
-    pub const NAMES: [&'static str; 3] = ["quarantine", "reject", "accept"];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Quarantine => "quarantine",
-            Self::Reject => "reject",
-            Self::Accept => "accept",
-        }
-    }
-
-    /// The policy for a callback whose sender was already answered 2xx (drained from the
-    /// spool): it can no longer be refused, so `reject` quarantines.
-    pub fn acknowledged(self) -> Self {
-        match self {
-            Self::Reject => Self::Quarantine,
-            other => other,
-        }
-    }
-}
-
-impl std::str::FromStr for ReusePolicy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "quarantine" => Ok(Self::Quarantine),
-            "reject" => Ok(Self::Reject),
-            "accept" => Ok(Self::Accept),
-            other => Err(format!(
-                "`{other}` is not one of quarantine, reject, accept"
-            )),
-        }
-    }
-}
-
-/// Most bodies one signed triple can put in quarantine; later reuses of it are only counted
-/// (answered 2xx all the same), so that one captured triple cannot fill the disk.
-pub const QUARANTINE_PER_SIGNATURE: i32 = 10;
-
-/// How long the signature ledger remembers a triple, at least: far beyond the default skew
-/// window (600 s) plus the sender's retries (~62 s). Daily partitions older go whole.
-pub const LEDGER_KEEP: Duration = Duration::from_secs(2 * 24 * 3600);
-
-/// One quarantined callback, as `zegolog quarantine list` shows it.
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct QuarantinedCallback {
-    pub id: i64,
-    pub received_at: DateTime<Utc>,
-    pub event: String,
-    pub appid: i64,
-    pub reason: String,
-}
-
-/// A quarantined callback's archive row, locked for release.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct QuarantinedBody {
-    pub id: i64,
-    /// The stored fields as JSON text.
-    pub body: String,
-    pub content_type: String,
-    pub reason: String,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database error")]
-    Database(#[from] sqlx::Error),
-    #[error("the database did not answer within {0:?}")]
-    Timeout(Duration),
-    #[error("migrations failed")]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-}
-
-/// Connection settings for the pool.
-#[derive(Debug, Clone)]
-pub struct PoolConfig {
-    pub max_connections: u32,
-    /// How long a write may wait for a connection before the caller is told to come back later.
-    pub acquire_timeout: Duration,
-}
-
-impl Default for PoolConfig {
-    fn default() -> Self {
-        Self {
-            max_connections: 16,
-            acquire_timeout: Duration::from_secs(1),
-        }
-    }
-}
-
-/// The database, and the deadline every write must meet.
-#[derive(Debug, Clone)]
-pub struct Store {
-    pool: PgPool,
-    write_deadline: Duration,
-    reuse_policy: ReusePolicy,
-}
-
 impl Store {
-    /// A pool that connects lazily: start-up does not fail while PostgreSQL is down, and the pool
-    /// reconnects by itself when it is back.
-    pub fn connect_lazy(url: &str, config: &PoolConfig) -> Result<Self, StoreError> {
-        let options: PgConnectOptions = url.parse()?;
-        let pool = PgPoolOptions::new()
-            .max_connections(config.max_connections)
-            .acquire_timeout(config.acquire_timeout)
-            .connect_lazy_with(options.application_name("zegolog"));
-        Ok(Self::from_pool(pool))
-    }
-
-    pub fn from_pool(pool: PgPool) -> Self {
-        Self {
-            pool,
-            write_deadline: Duration::from_millis(1800),
-            reuse_policy: ReusePolicy::default(),
-        }
-    }
-
-    /// The same store, applying this policy to signature reuses.
-    pub fn with_reuse_policy(mut self, policy: ReusePolicy) -> Self {
-        self.reuse_policy = policy;
-        self
-    }
-
-    pub fn reuse_policy(&self) -> ReusePolicy {
-        self.reuse_policy
-    }
-
-    /// For the library's own read side (the dashboard's views); commands and tools open their
-    /// own connections.
-    pub(crate) fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-
-    /// The embedded migrations the database has not applied yet, as `version description`.
-    pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
-        let applied: Vec<i64> =
-            match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&self.pool)
-                .await
-            {
-                Ok(versions) => versions,
-                // A new database: no migration table yet.
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Vec::new(),
-                Err(e) => return Err(e.into()),
-            };
-        Ok(sqlx::migrate!("./migrations")
-            .iter()
-            .filter(|m| !applied.contains(&m.version))
-            .map(|m| format!("{} {}", m.version, m.description))
-            .collect())
-    }
-
-    /// Applies the migrations this binary embeds that the database lacks.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations").run(&self.pool).await?;
-        Ok(())
-    }
-
-    /// Whether the database answers a trivial query now.
-    pub async fn ping(&self) -> bool {
-        tokio::time::timeout(
-            self.write_deadline,
-            sqlx::query("SELECT 1").execute(&self.pool),
-        )
-        .await
-        .is_ok_and(|r| r.is_ok())
-    }
-
     /// Stores a batch of authenticated callbacks in one statement, hence one transaction, and
     /// says for each what happened. Nothing is written unless everything is.
     pub async fn write(&self, batch: &[Received]) -> Result<Vec<Outcome>, StoreError> {
@@ -351,118 +111,6 @@ impl Store {
         .await?;
         Ok(Outcome::Quarantined)
     }
-
-    /// Folds the rollup rows appended by recent writes into the rollup tables and recomputes the
-    /// daily concurrency they touch (`zegolog_compact_rollups()`, idempotent). First, pairs the
-    /// logouts without login_time received in the last ten minutes whose login was written by a
-    /// concurrent transaction (`zegolog_pair_recent_logouts()`, see migration 0009).
-    pub async fn compact_rollups(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT zegolog_pair_recent_logouts()")
-            .execute(&self.pool)
-            .await?;
-        sqlx::query("SELECT zegolog_compact_rollups()")
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Creates the monthly partitions of `room_logouts` from last month to three months ahead,
-    /// and the daily partitions of the signature ledger from yesterday to two days ahead.
-    pub async fn ensure_partitions(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT zegolog_ensure_partitions()")
-            .execute(&self.pool)
-            .await?;
-        sqlx::query("SELECT zegolog_ensure_ledger_partitions()")
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    /// Drops the daily partitions of the signature ledger that ended more than `keep` ago, and
-    /// the rows of its default partition first seen before then; returns the partitions dropped.
-    pub async fn prune_signature_ledger(&self, keep: Duration) -> Result<Vec<String>, StoreError> {
-        let keep_secs = i64::try_from(keep.as_secs()).unwrap_or(i64::MAX);
-        Ok(sqlx::query_scalar(
-            "SELECT zegolog_prune_signature_ledger(make_interval(secs => $1::double precision))",
-        )
-        .bind(keep_secs as f64)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// The quarantined callbacks (`refused_reason` set), newest first.
-    pub async fn quarantined(&self, limit: i64) -> Result<Vec<QuarantinedCallback>, StoreError> {
-        Ok(sqlx::query_as(
-            "SELECT id, received_at, event, appid, refused_reason AS reason
-             FROM callback_events
-             WHERE refused_reason IS NOT NULL
-             ORDER BY received_at DESC, id DESC
-             LIMIT $1",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?)
-    }
-
-    /// Releases one quarantined callback in one transaction: locks its archive row, lets
-    /// `prepare` turn the stored body into a callback (or say why it cannot be released), writes
-    /// that through the normal batch write (typed rows and rollups exactly as for any callback;
-    /// the archive row is already there) and clears `refused_reason`. `Ok(None)`: no quarantined
-    /// callback has this id (never had, or already released: releasing twice stores once).
-    pub async fn release<F>(
-        &self,
-        id: i64,
-        prepare: F,
-    ) -> Result<Option<Result<(QuarantinedBody, Outcome), String>>, StoreError>
-    where
-        F: FnOnce(&QuarantinedBody) -> Result<Received, String>,
-    {
-        let mut tx = self.pool.begin().await?;
-        let row: Option<QuarantinedBody> = sqlx::query_as(
-            "SELECT id, body::text AS body, content_type, refused_reason AS reason
-             FROM callback_events
-             WHERE id = $1 AND refused_reason IS NOT NULL
-             FOR UPDATE",
-        )
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let received = match prepare(&row) {
-            Ok(received) => received,
-            Err(why) => return Ok(Some(Err(why))),
-        };
-        let outcome = write_statement(
-            &mut *tx,
-            std::slice::from_ref(&received),
-            ReusePolicy::Accept,
-        )
-        .await?
-        .pop()
-        .unwrap_or(Outcome::Duplicate);
-        sqlx::query("UPDATE callback_events SET refused_reason = NULL WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(Some(Ok((row, outcome))))
-    }
-
-    /// Drops the monthly partitions of `room_logouts` that end before `cutoff` (and older rows
-    /// of the default partition and of the rollups); returns the partitions dropped.
-    pub async fn drop_partitions_before(
-        &self,
-        cutoff: DateTime<Utc>,
-    ) -> Result<Vec<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT zegolog_drop_partitions_before($1)")
-                .bind(cutoff)
-                .fetch_all(&self.pool)
-                .await?,
-        )
-    }
 }
 
 /// Deadlock detected (40P01) or serialization failure (40001): the transaction was rolled back
@@ -476,7 +124,7 @@ fn is_transient_conflict(error: &sqlx::Error) -> bool {
 
 /// Runs [`WRITE_BATCH`] for a batch on a pool or inside a transaction, and says for each
 /// callback what happened.
-async fn write_statement<'e, E: sqlx::PgExecutor<'e>>(
+pub(super) async fn write_statement<'e, E: sqlx::PgExecutor<'e>>(
     executor: E,
     batch: &[Received],
     policy: ReusePolicy,
@@ -621,10 +269,10 @@ fn is_data_error(error: &sqlx::Error) -> bool {
     }
 }
 
-/// The batch write statement, in `store/write_batch.sql` with the account of why it is shaped
+/// The batch write statement, in `write_batch.sql` with the account of why it is shaped
 /// so: one statement, hence one transaction and one round trip, for a whole batch, every
 /// insert in its table's key order.
-const WRITE_BATCH: &str = include_str!("store/write_batch.sql");
+const WRITE_BATCH: &str = include_str!("write_batch.sql");
 
 /// One row of the write statement: an archived digest, a new logout's natural key, or a
 /// signature reuse (its position, the first body's digest, whether it was quarantined).

@@ -1,0 +1,238 @@
+//! PostgreSQL: the schema (embedded from `migrations/`) and the idempotent writes.
+//!
+//! Idempotency lives in the database, not in memory: `callback_events` is unique on the business
+//! digest and `room_logouts` on the logout's natural key, and every write is
+//! `INSERT ... ON CONFLICT DO NOTHING`. Whatever retries or races happen, a callback is one row.
+//! This module knows SQL and nothing of HTTP.
+//!
+//! Here: the [`Store`] (connecting, migrating, the health ping) and what a write answers
+//! ([`Outcome`], [`Reuse`], [`ReusePolicy`]). Beside it, one file per concern: `write.rs`, the
+//! batch write (its statement in `write_batch.sql`, with its comments); `quarantine.rs`, listing
+//! and releasing quarantined callbacks; `upkeep.rs`, rollup compaction, partitions and retention.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+mod quarantine;
+mod upkeep;
+mod write;
+
+pub use quarantine::{QuarantinedBody, QuarantinedCallback};
+pub use upkeep::LEDGER_KEEP;
+
+/// What storing one callback did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// New: its rows were written.
+    Stored,
+    /// Already stored by an earlier delivery (or an earlier callback of the same batch).
+    Duplicate,
+    /// Authentic but unusable: archived with the reason in `callback_events.refused_reason`.
+    Quarantined,
+    /// Its (timestamp, nonce, signature) came first with another body: see [`Reuse`].
+    SignatureReuse(Reuse),
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Stored | Self::SignatureReuse(Reuse::Accepted { stored: true }) => "stored",
+            Self::Duplicate | Self::SignatureReuse(Reuse::Accepted { stored: false }) => {
+                "duplicate"
+            }
+            Self::Quarantined | Self::SignatureReuse(Reuse::Quarantined | Reuse::OverBound) => {
+                "quarantined"
+            }
+            Self::SignatureReuse(Reuse::Rejected) => "replayed_signature",
+        }
+    }
+}
+
+/// What was done with a callback whose signed triple the ledger holds with another body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reuse {
+    /// Kept in `callback_events` with the reuse and the first digest in `refused_reason`, in no
+    /// typed table and no rollup (policy `quarantine`, and every policy when draining the spool
+    /// would otherwise reject).
+    Quarantined,
+    /// Beyond [`QUARANTINE_PER_SIGNATURE`] bodies of its triple: counted only, nothing written.
+    OverBound,
+    /// Nothing written; the sender is answered 401 (policy `reject`).
+    Rejected,
+    /// Stored as usual (policy `accept`); `stored` tells new from duplicate.
+    Accepted { stored: bool },
+}
+
+impl Reuse {
+    /// The metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Quarantined => "quarantined",
+            Self::OverBound => "over_bound",
+            Self::Rejected => "rejected",
+            Self::Accepted { .. } => "accepted",
+        }
+    }
+}
+
+/// What to do with another body under a signed triple already in the ledger (`zegolog serve
+/// --on-signature-reuse`). The same triple with the same body is a retry under every policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReusePolicy {
+    /// Keep it out of the typed tables, in `callback_events` with the reason; answer 2xx.
+    #[default]
+    Quarantine,
+    /// Write nothing; answer 401 `replayed_signature`.
+    Reject,
+    /// Store it as usual; only count it.
+    Accept,
+}
+
+impl ReusePolicy {
+    pub const NAMES: [&'static str; 3] = ["quarantine", "reject", "accept"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Quarantine => "quarantine",
+            Self::Reject => "reject",
+            Self::Accept => "accept",
+        }
+    }
+
+    /// The policy for a callback whose sender was already answered 2xx (drained from the
+    /// spool): it can no longer be refused, so `reject` quarantines.
+    pub fn acknowledged(self) -> Self {
+        match self {
+            Self::Reject => Self::Quarantine,
+            other => other,
+        }
+    }
+}
+
+impl std::str::FromStr for ReusePolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "quarantine" => Ok(Self::Quarantine),
+            "reject" => Ok(Self::Reject),
+            "accept" => Ok(Self::Accept),
+            other => Err(format!(
+                "`{other}` is not one of quarantine, reject, accept"
+            )),
+        }
+    }
+}
+
+/// Most bodies one signed triple can put in quarantine; later reuses of it are only counted
+/// (answered 2xx all the same), so that one captured triple cannot fill the disk.
+pub const QUARANTINE_PER_SIGNATURE: i32 = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    #[error("the database did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("migrations failed")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// Connection settings for the pool.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    pub max_connections: u32,
+    /// How long a write may wait for a connection before the caller is told to come back later.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The database, and the deadline every write must meet.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: PgPool,
+    write_deadline: Duration,
+    reuse_policy: ReusePolicy,
+}
+
+impl Store {
+    /// A pool that connects lazily: start-up does not fail while PostgreSQL is down, and the pool
+    /// reconnects by itself when it is back.
+    pub fn connect_lazy(url: &str, config: &PoolConfig) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .connect_lazy_with(options.application_name("zegolog"));
+        Ok(Self::from_pool(pool))
+    }
+
+    pub fn from_pool(pool: PgPool) -> Self {
+        Self {
+            pool,
+            write_deadline: Duration::from_millis(1800),
+            reuse_policy: ReusePolicy::default(),
+        }
+    }
+
+    /// The same store, applying this policy to signature reuses.
+    pub fn with_reuse_policy(mut self, policy: ReusePolicy) -> Self {
+        self.reuse_policy = policy;
+        self
+    }
+
+    pub fn reuse_policy(&self) -> ReusePolicy {
+        self.reuse_policy
+    }
+
+    /// For the library's own read side (the dashboard's views); commands and tools open their
+    /// own connections.
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The embedded migrations the database has not applied yet, as `version description`.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        let applied: Vec<i64> =
+            match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+            {
+                Ok(versions) => versions,
+                // A new database: no migration table yet.
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+        Ok(sqlx::migrate!("./migrations")
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .map(|m| format!("{} {}", m.version, m.description))
+            .collect())
+    }
+
+    /// Applies the migrations this binary embeds that the database lacks.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::migrate!("./migrations").run(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Whether the database answers a trivial query now.
+    pub async fn ping(&self) -> bool {
+        tokio::time::timeout(
+            self.write_deadline,
+            sqlx::query("SELECT 1").execute(&self.pool),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok())
+    }
+}

@@ -1,0 +1,92 @@
+//! Quarantined callbacks: authentic ones kept in `callback_events` with a `refused_reason`, in
+//! no typed table and no rollup. Listing them (`zegolog quarantine list`), and releasing one
+//! (`zegolog quarantine release`): written through the same batch statement as any callback, in
+//! the transaction that clears its reason.
+
+use chrono::{DateTime, Utc};
+
+use super::write::write_statement;
+use super::{Outcome, ReusePolicy, Store, StoreError};
+use crate::callback::Received;
+
+/// One quarantined callback, as `zegolog quarantine list` shows it.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct QuarantinedCallback {
+    pub id: i64,
+    pub received_at: DateTime<Utc>,
+    pub event: String,
+    pub appid: i64,
+    pub reason: String,
+}
+
+/// A quarantined callback's archive row, locked for release.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct QuarantinedBody {
+    pub id: i64,
+    /// The stored fields as JSON text.
+    pub body: String,
+    pub content_type: String,
+    pub reason: String,
+}
+
+impl Store {
+    /// The quarantined callbacks (`refused_reason` set), newest first.
+    pub async fn quarantined(&self, limit: i64) -> Result<Vec<QuarantinedCallback>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, received_at, event, appid, refused_reason AS reason
+             FROM callback_events
+             WHERE refused_reason IS NOT NULL
+             ORDER BY received_at DESC, id DESC
+             LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Releases one quarantined callback in one transaction: locks its archive row, lets
+    /// `prepare` turn the stored body into a callback (or say why it cannot be released), writes
+    /// that through the normal batch write (typed rows and rollups exactly as for any callback;
+    /// the archive row is already there) and clears `refused_reason`. `Ok(None)`: no quarantined
+    /// callback has this id (never had, or already released: releasing twice stores once).
+    pub async fn release<F>(
+        &self,
+        id: i64,
+        prepare: F,
+    ) -> Result<Option<Result<(QuarantinedBody, Outcome), String>>, StoreError>
+    where
+        F: FnOnce(&QuarantinedBody) -> Result<Received, String>,
+    {
+        let mut tx = self.pool.begin().await?;
+        let row: Option<QuarantinedBody> = sqlx::query_as(
+            "SELECT id, body::text AS body, content_type, refused_reason AS reason
+             FROM callback_events
+             WHERE id = $1 AND refused_reason IS NOT NULL
+             FOR UPDATE",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let received = match prepare(&row) {
+            Ok(received) => received,
+            Err(why) => return Ok(Some(Err(why))),
+        };
+        let outcome = write_statement(
+            &mut *tx,
+            std::slice::from_ref(&received),
+            ReusePolicy::Accept,
+        )
+        .await?
+        .pop()
+        .unwrap_or(Outcome::Duplicate);
+        sqlx::query("UPDATE callback_events SET refused_reason = NULL WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(Ok((row, outcome))))
+    }
+}

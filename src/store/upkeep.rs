@@ -1,0 +1,68 @@
+//! The upkeep queries the background loop of `zegolog serve` runs: folding the rollup rows
+//! recent writes appended, creating partitions ahead, pruning the signature ledger, dropping
+//! what is past retention. Each calls a function of the migrations (`zegolog_*`), where the
+//! work is done.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::{Store, StoreError};
+
+/// How long the signature ledger remembers a triple, at least: far beyond the default skew
+/// window (600 s) plus the sender's retries (~62 s). Daily partitions older go whole.
+pub const LEDGER_KEEP: Duration = Duration::from_secs(2 * 24 * 3600);
+
+impl Store {
+    /// Folds the rollup rows appended by recent writes into the rollup tables and recomputes the
+    /// daily concurrency they touch (`zegolog_compact_rollups()`, idempotent). First, pairs the
+    /// logouts without login_time received in the last ten minutes whose login was written by a
+    /// concurrent transaction (`zegolog_pair_recent_logouts()`, see migration 0009).
+    pub async fn compact_rollups(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT zegolog_pair_recent_logouts()")
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("SELECT zegolog_compact_rollups()")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Creates the monthly partitions of `room_logouts` from last month to three months ahead,
+    /// and the daily partitions of the signature ledger from yesterday to two days ahead.
+    pub async fn ensure_partitions(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT zegolog_ensure_partitions()")
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("SELECT zegolog_ensure_ledger_partitions()")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Drops the daily partitions of the signature ledger that ended more than `keep` ago, and
+    /// the rows of its default partition first seen before then; returns the partitions dropped.
+    pub async fn prune_signature_ledger(&self, keep: Duration) -> Result<Vec<String>, StoreError> {
+        let keep_secs = i64::try_from(keep.as_secs()).unwrap_or(i64::MAX);
+        Ok(sqlx::query_scalar(
+            "SELECT zegolog_prune_signature_ledger(make_interval(secs => $1::double precision))",
+        )
+        .bind(keep_secs as f64)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Drops the monthly partitions of `room_logouts` that end before `cutoff` (and older rows
+    /// of the default partition and of the rollups); returns the partitions dropped.
+    pub async fn drop_partitions_before(
+        &self,
+        cutoff: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT zegolog_drop_partitions_before($1)")
+                .bind(cutoff)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+}
