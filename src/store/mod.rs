@@ -21,6 +21,8 @@ mod write;
 
 pub use quarantine::{QuarantinedBody, QuarantinedCallback};
 pub use upkeep::LEDGER_KEEP;
+#[cfg(feature = "tools")]
+pub(crate) use write::WRITE_BATCH;
 
 /// What storing one callback did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -21,17 +21,19 @@
 //! - `body.rs`: the body generator, each worker's stream of signed callbacks, new and retried;
 //!   `fields.rs` writes their fields as JSON or a form. The traffic model itself (rooms, users,
 //!   roles, session lengths, nicknames) is [`crate::tools::traffic`], shared with `seed`.
-//! - `sender.rs`: the workers, one per connection, and their tallies merged into the [`Report`].
+//! - `sender.rs`: the workers, one per connection, and their tallies merged into the [`Report`];
+//!   `connection.rs` is the minimal kept-alive HTTP/1.1 client each worker posts through.
 //! - `ledger.rs`: which session ids were sent and acknowledged ([`Ledger`]).
 //! - `report.rs`: the [`Report`] and its latency percentiles.
 //! - `verify.rs`: the `--verify` check of the database ([`verify()`], [`Verification`]).
 
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 
 mod args;
 mod body;
+mod connection;
 mod fields;
 mod ledger;
 mod report;
@@ -59,12 +61,9 @@ pub async fn run(args: &LoadtestArgs) -> anyhow::Result<Report> {
         (true, Some(url)) => Some(url),
         (false, _) => None,
     };
-    let url: reqwest::Url = args
-        .url
-        .parse()
-        .with_context(|| format!("--url `{}` is not a URL", args.url))?;
+    let target = connection::Target::parse(&args.url)?;
 
-    let mut report = sender::send(args, secret, url).await?;
+    let mut report = sender::send(args, secret, target).await?;
     if let Some(database_url) = database_url {
         let timeout = Duration::from_secs(args.verify_timeout_secs);
         report.verification =

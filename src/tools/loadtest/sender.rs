@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use reqwest::header::{HeaderValue, CONTENT_TYPE};
 
 use super::args::LoadtestArgs;
 use super::body::{Clock, Shape, Traffic};
+use super::connection::{Connection, Target};
 use super::ledger::{Lane, LaneIds, Ledger};
 use super::report::{percentile, Report};
 
@@ -49,16 +49,11 @@ struct Tally {
 pub(super) async fn send(
     args: &LoadtestArgs,
     secret: &str,
-    url: reqwest::Url,
+    target: Target,
 ) -> anyhow::Result<Report> {
     let connections = args.connections as usize;
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(connections)
-        .tcp_nodelay(true)
-        .timeout(Duration::from_secs(args.request_timeout_secs))
-        .build()
-        .context("building the HTTP client")?;
-    let content_type = HeaderValue::from_static(args.encoding.mime());
+    let timeout = Duration::from_secs(args.request_timeout_secs);
+    let content_type = args.encoding.mime();
     let mut seeds = match args.seed {
         Some(seed) => StdRng::seed_from_u64(seed),
         None => StdRng::from_entropy(),
@@ -76,7 +71,7 @@ pub(super) async fn send(
         },
         (None, secs) => Budget::Until(started + Duration::from_secs_f64(secs.unwrap_or(10.0))),
     };
-    tracing::info!(url = %url, connections, encoding = ?args.encoding, duplicates = args.duplicates,
+    tracing::info!(url = %args.url, connections, encoding = ?args.encoding, duplicates = args.duplicates,
         "loadtest: sending signed room_logout callbacks");
     let mut workers = tokio::task::JoinSet::new();
     for lane in 0..connections {
@@ -92,9 +87,9 @@ pub(super) async fn send(
             secret.clone(),
         );
         let worker = Worker {
-            client: client.clone(),
-            url: url.clone(),
-            content_type: content_type.clone(),
+            connection: Connection::new(target.clone()),
+            timeout,
+            content_type,
             budget: budget.clone(),
             traffic,
         };
@@ -129,7 +124,7 @@ pub(super) async fn send(
     let ledger = Ledger::new(base, lanes);
     let requests = statuses.values().sum::<u64>() + transport_errors;
     Ok(Report {
-        url: url.to_string(),
+        url: args.url.clone(),
         connections: args.connections,
         requests,
         unique_sent: ledger.unique_sent(),
@@ -148,9 +143,9 @@ pub(super) async fn send(
 }
 
 struct Worker {
-    client: reqwest::Client,
-    url: reqwest::Url,
-    content_type: HeaderValue,
+    connection: Connection,
+    timeout: Duration,
+    content_type: &'static str,
     budget: Budget,
     traffic: Traffic,
 }
@@ -165,27 +160,17 @@ impl Worker {
             transport_errors: 0,
             first_error: None,
         };
+        let mut body = Vec::with_capacity(self.traffic.body_capacity());
         while self.budget.take() {
-            let mut body = Vec::with_capacity(self.traffic.body_capacity());
+            body.clear();
             let pick = self.traffic.next(Clock::now(), &mut body);
             tally.retries += u64::from(pick.retry);
             let started = Instant::now();
-            let answer = self
-                .client
-                .post(self.url.clone())
-                .header(CONTENT_TYPE, self.content_type.clone())
-                .body(body)
-                .send()
-                .await;
-            // Read the answer to its end: the connection goes back to the pool only then.
-            let status = match answer {
-                Ok(response) => {
-                    let status = response.status().as_u16();
-                    response.bytes().await.map(|_| status)
-                }
-                Err(e) => Err(e),
-            };
-            match status {
+            match self
+                .connection
+                .post(self.content_type, &body, self.timeout)
+                .await
+            {
                 Ok(status) => {
                     let us = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
                     tally.latencies_us.push(us);
@@ -197,7 +182,7 @@ impl Worker {
                 Err(e) => {
                     tally.transport_errors += 1;
                     if tally.first_error.is_none() {
-                        tally.first_error = Some(crate::error_chain(&e));
+                        tally.first_error = Some(e.to_string());
                     }
                 }
             }

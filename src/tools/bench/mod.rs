@@ -1,0 +1,350 @@
+//! `zegolog bench`: the ingest benchmark, all on this machine, in one command.
+//!
+//! 1. A database: `DATABASE_URL` or a private PostgreSQL in a temporary directory.
+//! 2. PostgreSQL's ceilings with pgbench ([`pgbench`]): a plain batched insert, then zegolog's
+//!    own write statement with the same kind of rows.
+//! 3. zegolog itself at each `--connections` (64 and 256 by default): `zegolog serve` as a
+//!    separate process over a freshly migrated database, and the load test in this process
+//!    (signed, unique logouts), then a check that every acknowledged logout is in the database
+//!    exactly once.
+//! 4. The figures side by side, with the CPU each process used per callback ([`cpu`]): zegolog,
+//!    PostgreSQL (the postmaster and its backends) and the loader. On a shared machine these
+//!    say where the time goes; throughput alone does not.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
+
+use super::loadtest::{self, LoadtestArgs, Report};
+use crate::embedded_pg::EmbeddedPostgres;
+
+mod cpu;
+mod pgbench;
+
+use cpu::{Processes, Used};
+use pgbench::Ceiling;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Concurrent HTTP connections of the load generator: one run per value.
+    #[arg(long, value_delimiter = ',', default_value = "64,256")]
+    pub connections: Vec<usize>,
+
+    /// How long each load runs, in seconds.
+    #[arg(long, default_value_t = 15)]
+    pub duration_secs: u64,
+
+    /// How long pgbench measures each of PostgreSQL's ceilings, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub pgbench_secs: u64,
+
+    /// pgbench clients (each running batches of 100 rows).
+    #[arg(long, default_value_t = 8)]
+    pub pgbench_clients: usize,
+
+    /// A PostgreSQL server to benchmark on (a database `zegolog_bench` is created and dropped).
+    /// Without one, a private PostgreSQL is started in a temporary directory. PostgreSQL's CPU
+    /// is measured when its data directory is on this machine and readable.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+const BENCH_DB: &str = "zegolog_bench";
+
+pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let temp_dir;
+    let (server, embedded): (String, Option<EmbeddedPostgres>) = match &args.database_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            temp_dir = tempfile::Builder::new()
+                .prefix("zegolog-bench-")
+                .tempdir()?;
+            let dir = temp_dir.path().to_path_buf();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
+            let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir)).await??;
+            (pg.url(), Some(pg))
+        }
+    };
+    let result = bench(args, &server).await;
+    if let Some(pg) = embedded {
+        tokio::task::spawn_blocking(move || pg.stop()).await??;
+    }
+    result
+}
+
+/// One pgbench ceiling's figures.
+struct CeilingRun {
+    ceiling: Ceiling,
+    rows_per_sec: f64,
+    rows: f64,
+    used: Used,
+}
+
+/// One zegolog run's figures.
+struct LoadRun {
+    connections: usize,
+    report: Report,
+    used: Used,
+}
+
+async fn bench(args: &BenchArgs, server_url: &str) -> anyhow::Result<()> {
+    let server: PgConnectOptions = server_url
+        .parse()
+        .context("DATABASE_URL is not a PostgreSQL URL")?;
+    let server = &server;
+    // The same server, database `zegolog_bench`: a plain URL that pgbench understands too.
+    let mut db_url = reqwest::Url::parse(server_url).context("DATABASE_URL is not a URL")?;
+    db_url.set_path(BENCH_DB);
+    let db_url = db_url.to_string();
+    let postmaster = postmaster(server).await;
+    if postmaster.is_none() {
+        println!("PostgreSQL's data directory is not readable here: its CPU is not measured");
+    }
+
+    let mut ceilings = Vec::new();
+    for ceiling in [Ceiling::Plain, Ceiling::WriteBatch] {
+        recreate_database(server).await?;
+        let mut conn = PgConnection::connect_with(&server.clone().database(BENCH_DB)).await?;
+        sqlx::raw_sql(ceiling.setup()).execute(&mut conn).await?;
+        conn.close().await?;
+        println!(
+            "PostgreSQL ceiling, {}: pgbench, {} clients, batches of {}, {} s ...",
+            ceiling.label(),
+            args.pgbench_clients,
+            pgbench::BATCH,
+            args.pgbench_secs
+        );
+        let processes = Processes {
+            postmaster,
+            ..Processes::default()
+        };
+        let before = processes.sample();
+        let script = ceiling.script();
+        let (rows_per_sec, elapsed) = pgbench::run(
+            &script,
+            &db_url,
+            args.pgbench_clients,
+            Duration::from_secs(args.pgbench_secs),
+        )?;
+        ceilings.push(CeilingRun {
+            ceiling,
+            rows_per_sec,
+            rows: rows_per_sec * elapsed.as_secs_f64(),
+            used: before.until(processes.sample()),
+        });
+    }
+
+    let mut loads = Vec::new();
+    for &connections in &args.connections {
+        recreate_database(server).await?;
+        println!(
+            "zegolog: serve + loadtest, {connections} connections, {} s ...",
+            args.duration_secs
+        );
+        loads.push(load(args, &db_url, connections, postmaster).await?);
+    }
+
+    println!();
+    for run in &loads {
+        println!("{}", run.report);
+    }
+    print_summary(args, &ceilings, &loads);
+    if let Some(run) = loads.iter().find(|run| !run.report.verified_ok()) {
+        bail!(
+            "verification failed at {} connections: the database does not hold exactly the \
+             acknowledged callbacks",
+            run.connections
+        );
+    }
+    Ok(())
+}
+
+/// `zegolog serve` over the bench database and the load test against it, with the CPU each
+/// process used while the load ran; then the check of what was stored.
+async fn load(
+    args: &BenchArgs,
+    db_url: &str,
+    connections: usize,
+    postmaster: Option<u32>,
+) -> anyhow::Result<LoadRun> {
+    let secret = hex::encode(rand::random::<[u8; 16]>());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let data_dir = tempfile::Builder::new()
+        .prefix("zegolog-bench-serve-")
+        .tempdir()?;
+    let mut serve = Command::new(std::env::current_exe()?)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .env("DATABASE_URL", db_url)
+        .env("ZEGOLOG_SECRET", &secret)
+        .env("ZEGOLOG_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting zegolog serve")?;
+    let url = format!("http://127.0.0.1:{port}");
+    let result = async {
+        if !wait_ready(&format!("{url}/readyz")).await {
+            bail!("zegolog serve did not become ready");
+        }
+        let mut load = LoadtestArgs::for_bench(
+            format!("{url}/zego/callback"),
+            secret.clone(),
+            connections,
+            Duration::from_secs(args.duration_secs),
+            db_url.to_owned(),
+        );
+        load.verify = false;
+        let processes = Processes {
+            zegolog: Some(serve.id()),
+            postmaster,
+            loader: true,
+        };
+        let before = processes.sample();
+        let mut report = loadtest::run(&load).await?;
+        let used = before.until(processes.sample());
+        report.verification = Some(
+            loadtest::verify(db_url, load.appid, &report.ledger, Duration::from_secs(120)).await?,
+        );
+        Ok(LoadRun {
+            connections,
+            report,
+            used,
+        })
+    }
+    .await;
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(serve.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let _ = serve.wait();
+    result
+}
+
+fn print_summary(args: &BenchArgs, ceilings: &[CeilingRun], loads: &[LoadRun]) {
+    let us = |used: Option<Duration>, n: f64| match used {
+        Some(d) if n > 0.0 => format!("{:.1}", d.as_secs_f64() * 1e6 / n),
+        _ => "-".to_owned(),
+    };
+    println!(
+        "PostgreSQL's ceilings (pgbench, {} clients, batches of {}, {} s each, durable commits):",
+        args.pgbench_clients,
+        pgbench::BATCH,
+        args.pgbench_secs
+    );
+    println!(
+        "  {:<32} {:>10} {:>22}",
+        "statement", "rows/s", "PostgreSQL µs CPU/row"
+    );
+    for run in ceilings {
+        println!(
+            "  {:<32} {:>10.0} {:>22}",
+            run.ceiling.label(),
+            run.rows_per_sec,
+            us(run.used.postgres, run.rows)
+        );
+    }
+    println!();
+    println!(
+        "zegolog (serve + loadtest, {} s each, unique signed logouts, durable commits), CPU in µs per acknowledged callback:",
+        args.duration_secs
+    );
+    println!(
+        "  {:>11} {:>13} {:>8} {:>8} {:>8} {:>11} {:>7} {:>11}",
+        "connections",
+        "ack unique/s",
+        "p50 ms",
+        "p99 ms",
+        "zegolog",
+        "PostgreSQL",
+        "loader",
+        "cores busy"
+    );
+    for run in loads {
+        let acknowledged = run.report.successes() as f64;
+        let elapsed = run.report.elapsed.as_secs_f64().max(1e-9);
+        let busy: f64 = [run.used.zegolog, run.used.postgres, run.used.loader]
+            .iter()
+            .flatten()
+            .map(Duration::as_secs_f64)
+            .sum::<f64>()
+            / elapsed;
+        println!(
+            "  {:>11} {:>13.0} {:>8.2} {:>8.2} {:>8} {:>11} {:>7} {:>11.2}",
+            run.connections,
+            run.report.acknowledged_unique_per_sec(),
+            run.report.latency_p50.as_secs_f64() * 1e3,
+            run.report.latency_p99.as_secs_f64() * 1e3,
+            us(run.used.zegolog, acknowledged),
+            us(run.used.postgres, acknowledged),
+            us(run.used.loader, acknowledged),
+            busy
+        );
+    }
+    if let (Some(best), Some(ceiling)) = (
+        loads
+            .iter()
+            .map(|run| run.report.acknowledged_unique_per_sec())
+            .reduce(f64::max),
+        ceilings
+            .iter()
+            .find(|run| run.ceiling == Ceiling::WriteBatch),
+    ) {
+        println!(
+            "  best: {best:.0}/s = {:.0}% of PostgreSQL's ceiling for zegolog's statement",
+            100.0 * best / ceiling.rows_per_sec
+        );
+    }
+}
+
+/// The postmaster's pid, when the server's data directory is on this machine.
+async fn postmaster(server: &PgConnectOptions) -> Option<u32> {
+    let mut conn = PgConnection::connect_with(server).await.ok()?;
+    let dir: String = sqlx::query_scalar("SELECT current_setting('data_directory')")
+        .fetch_one(&mut conn)
+        .await
+        .ok()?;
+    conn.close().await.ok()?;
+    cpu::postmaster_of(std::path::Path::new(&dir))
+}
+
+async fn recreate_database(server: &PgConnectOptions) -> anyhow::Result<()> {
+    let mut admin = PgConnection::connect_with(server)
+        .await
+        .context("connecting to PostgreSQL")?;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    sqlx::query(&format!("CREATE DATABASE {BENCH_DB}"))
+        .execute(&mut admin)
+        .await?;
+    let pool = sqlx::PgPool::connect_with(server.clone().database(BENCH_DB)).await?;
+    crate::store::Store::from_pool(pool.clone())
+        .migrate()
+        .await?;
+    pool.close().await;
+    Ok(())
+}
+
+async fn wait_ready(url: &str) -> bool {
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if client
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
