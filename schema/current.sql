@@ -1990,11 +1990,9 @@ COMMENT ON FUNCTION public.zegolog_logout_contributions(p_appid bigint[], p_reas
 CREATE FUNCTION public.zegolog_logout_rollup(p_appid bigint, p_reason integer, p_login_at timestamp with time zone, p_logout_at timestamp with time zone) RETURNS TABLE(day date, appid bigint, reason text, bucket integer, sessions bigint, total_ms numeric, max_ms bigint)
     LANGUAGE sql PARALLEL SAFE
     AS $$
-    SELECT zegolog_local_day(p_logout_at, s.time_zone), p_appid, zegolog_reason_name(p_reason),
-           CASE WHEN d.ms IS NULL THEN zegolog_no_duration_bucket() ELSE zegolog_duration_bucket(d.ms) END,
-           1::bigint, coalesce(d.ms, 0)::numeric, coalesce(d.ms, -9223372036854775808)
+    SELECT r.*
     FROM zegolog_settings AS s,
-         (SELECT (extract(EPOCH FROM p_logout_at - p_login_at) * 1000)::bigint AS ms) AS d;
+         zegolog_logout_rollup_in(p_appid, p_reason, p_login_at, p_logout_at, s.time_zone) AS r;
 $$;
 
 
@@ -2003,6 +2001,27 @@ $$;
 --
 
 COMMENT ON FUNCTION public.zegolog_logout_rollup(p_appid bigint, p_reason integer, p_login_at timestamp with time zone, p_logout_at timestamp with time zone) IS 'The logout_rollup row one logout contributes (its duration bucket, or zegolog_no_duration_bucket() while its login is unknown).';
+
+
+--
+-- Name: zegolog_logout_rollup_in(bigint, integer, timestamp with time zone, timestamp with time zone, text); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_logout_rollup_in(p_appid bigint, p_reason integer, p_login_at timestamp with time zone, p_logout_at timestamp with time zone, p_zone text) RETURNS TABLE(day date, appid bigint, reason text, bucket integer, sessions bigint, total_ms numeric, max_ms bigint)
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT zegolog_local_day(p_logout_at, p_zone), p_appid, zegolog_reason_name(p_reason),
+           CASE WHEN d.ms IS NULL THEN zegolog_no_duration_bucket() ELSE zegolog_duration_bucket(d.ms) END,
+           1::bigint, coalesce(d.ms, 0)::numeric, coalesce(d.ms, -9223372036854775808)
+    FROM (SELECT (extract(EPOCH FROM p_logout_at - p_login_at) * 1000)::bigint AS ms) AS d;
+$$;
+
+
+--
+-- Name: FUNCTION zegolog_logout_rollup_in(p_appid bigint, p_reason integer, p_login_at timestamp with time zone, p_logout_at timestamp with time zone, p_zone text); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_logout_rollup_in(p_appid bigint, p_reason integer, p_login_at timestamp with time zone, p_logout_at timestamp with time zone, p_zone text) IS 'The logout_rollup row one logout contributes, its day cut in the given zone (its duration bucket, or zegolog_no_duration_bucket() while its login is unknown). Inlined where it is called.';
 
 
 --
@@ -2424,6 +2443,24 @@ CREATE FUNCTION public.zegolog_role_name(user_role integer) RETURNS text
         ELSE 'unknown'
     END;
 $$;
+
+
+--
+-- Name: zegolog_time_zone_fresh(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_time_zone_fresh() RETURNS text
+    LANGUAGE sql
+    AS $$
+    SELECT time_zone FROM zegolog_settings;
+$$;
+
+
+--
+-- Name: FUNCTION zegolog_time_zone_fresh(); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_time_zone_fresh() IS 'The reporting time zone read from a fresh snapshot, for writers: see zegolog_time_zone() for readers.';
 
 
 --
@@ -3470,13 +3507,6 @@ CREATE INDEX room_logouts_abnormal_idx ON ONLY public.room_logouts USING btree (
 
 
 --
--- Name: room_logouts_appid_logout_idx; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE INDEX room_logouts_appid_logout_idx ON ONLY public.room_logouts USING btree (appid, logout_time);
-
-
---
 -- Name: room_logouts_appid_logout_reason_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -3488,13 +3518,6 @@ CREATE INDEX room_logouts_appid_logout_reason_idx ON ONLY public.room_logouts US
 --
 
 CREATE INDEX room_logouts_clock_skew_idx ON ONLY public.room_logouts USING btree (received_at) WHERE (((logout_time - received_at) > '1 day'::interval) OR ((received_at - logout_time) > '1 day'::interval));
-
-
---
--- Name: room_logouts_default_appid_logout_time_idx; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE INDEX room_logouts_default_appid_logout_time_idx ON public.room_logouts_default USING btree (appid, logout_time);
 
 
 --
@@ -3593,13 +3616,6 @@ CREATE INDEX room_logouts_default_received_at_idx1 ON public.room_logouts_defaul
 --
 
 CREATE INDEX signature_ledger_default_first_seen_idx ON public.signature_ledger_default USING btree (first_seen);
-
-
---
--- Name: room_logouts_default_appid_logout_time_idx; Type: INDEX ATTACH; Schema: public; Owner: -
---
-
-ALTER INDEX public.room_logouts_appid_logout_idx ATTACH PARTITION public.room_logouts_default_appid_logout_time_idx;
 
 
 --

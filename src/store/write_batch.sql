@@ -26,8 +26,9 @@
 -- the logins stored or in the batch (`paired_login_time`), or later by the new logins of a
 -- batch (`to_pair`, `paired`: an UPDATE of the logout row, in key order after every insert,
 -- which only moves a pairing to a later login). Rollup contributions are those of
--- `zegolog_logout_rollup()` / `zegolog_logout_concurrency()` (migration 0009), the one place
--- that says what a logout adds: a new logout adds its own, a paired one the difference
+-- `zegolog_logout_rollup_in()` (0013, with the zone read once per statement from a fresh
+-- snapshot, `zone`) / `zegolog_logout_concurrency()` (0009), the one place that says what a
+-- logout adds; both are inlined here: a new logout adds its own, a paired one the difference
 -- between its new and its old state (`changes`), so its reason is counted once and its
 -- duration once, whatever the order in which the logout, its login and their retries arrive.
 --
@@ -192,12 +193,17 @@ WITH input AS (
     SELECT appid, room_id, reason, logout_time, new_login, 1 FROM paired
     UNION ALL
     SELECT appid, room_id, reason, logout_time, old_login, -1 FROM paired
+), zone AS MATERIALIZED (
+    -- The reporting zone (0010), once, from a fresh snapshot: a writer that waited for a
+    -- change of zone cuts its days in the new one.
+    SELECT zegolog_time_zone_fresh() AS zone
 ), durations AS (
-    -- The day cut (reporting time zone, 0010), bucket and sums: zegolog_logout_rollup.
+    -- The day cut, bucket and sums: zegolog_logout_rollup_in.
     INSERT INTO logout_rollup_pending (day, appid, reason, bucket, sessions, total_ms, max_ms)
     SELECT r.day, r.appid, r.reason, r.bucket, sum(c.sign * r.sessions), sum(c.sign * r.total_ms),
            coalesce(max(r.max_ms) FILTER (WHERE c.sign > 0), -9223372036854775808)
-    FROM changes AS c, zegolog_logout_rollup(c.appid, c.reason, c.login_at, c.logout_time) AS r
+    FROM changes AS c, zone AS z,
+         zegolog_logout_rollup_in(c.appid, c.reason, c.login_at, c.logout_time, z.zone) AS r
     GROUP BY 1, 2, 3, 4
 ), concurrency AS (
     INSERT INTO concurrency_pending (appid, room_id, minute, delta)

@@ -542,3 +542,40 @@ async fn report_and_dashboard_use_the_zone() {
             .unwrap();
     assert_eq!(body["to"], today.to_string());
 }
+
+/// A write that waited for a change of zone cuts its days in the new zone: the write statement
+/// reads the zone from a fresh snapshot once it gets past the change's lock on
+/// zegolog_settings, not from the snapshot it started with.
+#[tokio::test]
+async fn a_write_that_waited_for_a_change_of_zone_cuts_its_day_in_the_new_zone() {
+    let app = TestApp::spawn().await;
+    // 03:00 UTC on 2026-03-10 is 23:00 on 2026-03-09 in New York.
+    let callback = signed(logout(1, at("2026-03-10T03:00:00Z"), 0));
+    let mut change = app.pool.begin().await.unwrap();
+    sqlx::query("LOCK TABLE zegolog_settings IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *change)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE zegolog_settings SET time_zone = $1, chosen = true")
+        .bind(NEW_YORK)
+        .execute(&mut *change)
+        .await
+        .unwrap();
+    let held = Duration::from_millis(700);
+    let started = Instant::now();
+    let ((status, body), ()) = tokio::join!(app.post_json(&callback), async {
+        tokio::time::sleep(held).await;
+        change.commit().await.unwrap();
+    });
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        started.elapsed() >= held,
+        "the write did not wait for the change of zone ({:?})",
+        started.elapsed()
+    );
+    let days: Vec<NaiveDate> = sqlx::query_scalar("SELECT DISTINCT day FROM logout_rollup_pending")
+        .fetch_all(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(days, [day("2026-03-09")], "the day in New York, not in UTC");
+}

@@ -25,7 +25,7 @@ mod cpu;
 mod pgbench;
 
 use cpu::{Processes, Used};
-use pgbench::Ceiling;
+pub use pgbench::Ceiling;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
@@ -50,11 +50,20 @@ pub struct BenchArgs {
     /// is measured when its data directory is on this machine and readable.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+
+    /// Print the pgbench script of one ceiling and exit, to run or EXPLAIN it by hand
+    /// (`pgbench -f FILE`; its `:base` is the only variable).
+    #[arg(long, value_enum)]
+    pub print_script: Option<Ceiling>,
 }
 
 const BENCH_DB: &str = "zegolog_bench";
 
 pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    if let Some(ceiling) = args.print_script {
+        print!("{}", ceiling.script());
+        return Ok(());
+    }
     let temp_dir;
     let (server, embedded): (String, Option<EmbeddedPostgres>) = match &args.database_url {
         Some(url) => (url.clone(), None),

@@ -21,9 +21,11 @@ use crate::embedded_pg::find_bindir;
 pub(super) const BATCH: u32 = 100;
 
 /// Which statement pgbench runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Ceiling {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Ceiling {
+    /// 100-row batches into a table with one unique key.
     Plain,
+    /// zegolog's own write statement with 100 generated logouts.
     WriteBatch,
 }
 
@@ -144,7 +146,18 @@ pub(super) fn run(
     std::fs::write(file.path(), script)?;
     let started = Instant::now();
     let output = Command::new(&program)
-        .args(["-n", "-c", &clients.to_string(), "-j", "2", "-T"])
+        // Prepared, as zegolog runs its statements (pg_stat_statements: a generic plan, one
+        // planning in about 25 executions).
+        .args([
+            "-n",
+            "-M",
+            "prepared",
+            "-c",
+            &clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+        ])
         .arg(duration.as_secs().max(1).to_string())
         .arg("-f")
         .arg(file.path())
