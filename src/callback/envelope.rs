@@ -14,7 +14,7 @@ const SIGNATURE_NAMES: [&str; 2] = ["signature", "Signature"];
 
 /// A signed timestamp above this is in milliseconds (AI agent, speech recognition): as seconds
 /// it would be after the year 5138, as milliseconds it is after March 1973.
-const MS_TIMESTAMP_ABOVE: i64 = 100_000_000_000;
+pub(crate) const MS_TIMESTAMP_ABOVE: i64 = 100_000_000_000;
 
 /// The event name of a cloud recording callback, which has a numeric `event_type` and no
 /// `event`: `cloud_recording:<event_type>`.

@@ -73,7 +73,7 @@ pub async fn run(args: &GrantAnalystArgs, database_url: &str) -> anyhow::Result<
         .migrate()
         .await
         .context("applying database migrations")?;
-    store.pool().close().await;
+    store.close().await;
 
     let options: PgConnectOptions = database_url.parse()?;
     let mut conn =

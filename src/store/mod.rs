@@ -21,8 +21,7 @@ mod write;
 
 pub use quarantine::{QuarantinedBody, QuarantinedCallback};
 pub use upkeep::LEDGER_KEEP;
-#[cfg(feature = "tools")]
-pub(crate) use write::WRITE_BATCH;
+pub use write::WRITE_BATCH;
 
 /// What storing one callback did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,6 +194,11 @@ impl Store {
 
     pub fn reuse_policy(&self) -> ReusePolicy {
         self.reuse_policy
+    }
+
+    /// Closes the store's connections, waiting for the ones in use to be given back.
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 
     /// For the library's own read side (the dashboard's views); commands and tools open their

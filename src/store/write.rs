@@ -272,8 +272,9 @@ fn is_data_error(error: &sqlx::Error) -> bool {
 /// The batch write statement, in `write_batch.sql` with the account of why it is shaped
 /// so: one statement, hence one transaction and one round trip, for a whole batch, every
 /// insert in its table's key order.
-/// (Crate-visible for `zegolog bench`, which runs the very same text through pgbench.)
-pub(crate) const WRITE_BATCH: &str = include_str!("write_batch.sql");
+/// Public for benchmarks that run the very same text elsewhere (`zegolog bench` through
+/// pgbench); its parameters are listed at its top.
+pub const WRITE_BATCH: &str = include_str!("write_batch.sql");
 
 /// One row of the write statement: an archived digest, a new logout's natural key, or a
 /// signature reuse (its position, the first body's digest, whether it was quarantined).

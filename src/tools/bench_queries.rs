@@ -567,7 +567,7 @@ async fn migrate(db_url: &str) -> anyhow::Result<()> {
         .migrate()
         .await
         .with_context(|| format!("applying migrations to the database {BENCH_DB}"))?;
-    store.pool().close().await;
+    store.close().await;
     Ok(())
 }
 

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::sender::ENVELOPE_FIELDS;
 use super::{all_fields, MAX_UNIX_MS};
+use crate::callback::envelope::MS_TIMESTAMP_ABOVE;
 use crate::callback::{Encoding, Envelope, Fields, Payload, Received, RoomLogout};
 
 fn holds_nul(value: &Value) -> bool {
@@ -56,10 +57,16 @@ pub(super) fn check_pipeline(body: &[u8], encoding: Encoding) -> Result<(), Test
         Ok(envelope) => {
             let timestamp = fields.text("timestamp").unwrap().map(|t| t.into_owned());
             prop_assert_eq!(Some(&envelope.timestamp), timestamp.as_ref());
-            prop_assert_eq!(
-                envelope.timestamp.parse::<i64>(),
-                Ok(envelope.timestamp_secs)
-            );
+            // Seconds as sent, or milliseconds (other products) above the threshold.
+            let sent = envelope.timestamp.parse::<i64>();
+            let secs = sent.clone().map(|t| {
+                if t > MS_TIMESTAMP_ABOVE {
+                    t.div_euclid(1000)
+                } else {
+                    t
+                }
+            });
+            prop_assert_eq!(secs, Ok(envelope.timestamp_secs), "timestamp {:?}", sent);
             prop_assert!(envelope.appid >= 0);
             prop_assert!(!envelope.event.is_empty());
             prop_assert!(!envelope.nonce.is_empty() && !envelope.signature.is_empty());

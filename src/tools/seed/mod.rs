@@ -92,7 +92,7 @@ pub async fn run(args: &SeedArgs) -> anyhow::Result<()> {
             .migrate()
             .await
             .context("applying database migrations")?;
-        store.pool().close().await;
+        store.close().await;
         let mut options = SeedOptions::from_flags(args.events, args.apps, args.days, args.seed);
         options.chunk_rows = args.chunk_rows as usize;
         seed(&url, &options).await
