@@ -164,6 +164,11 @@ impl Database {
         Ok(store)
     }
 
+    /// The `psql` command that connects to it, when it is the private PostgreSQL.
+    pub fn psql_command(&self) -> Option<String> {
+        self.embedded.as_ref().map(EmbeddedPostgres::psql_command)
+    }
+
     /// Stops the private PostgreSQL, if this database is one.
     pub async fn close(self) {
         if let Some(embedded) = self.embedded {
@@ -174,6 +179,14 @@ impl Database {
             }
         }
     }
+}
+
+/// Applies the migrations the database at `url` lacks ([`Database::migrated`]) and closes the
+/// connection again: for the tools that make databases of their own.
+pub async fn migrate_url(url: &str) -> Result<(), DatabaseError> {
+    let database = Database::open(&Location::Url(url.to_owned())).await?;
+    database.migrated().await?.close().await;
+    Ok(())
 }
 
 /// Applies the migrations the database lacks, saying which run and how long they took.

@@ -26,8 +26,7 @@ use anyhow::{bail, Context};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 
-use crate::database::DatabaseArgs;
-use crate::store::{PoolConfig, Store};
+use crate::database::{Database, DatabaseArgs};
 
 mod check;
 mod scram;
@@ -55,7 +54,8 @@ pub struct GrantAnalystArgs {
 
 /// `zegolog grant-analyst` on the database at `database_url` (migrated first, so that the
 /// views of this version exist); a summary on stdout.
-pub async fn run(args: &GrantAnalystArgs, database_url: &str) -> anyhow::Result<()> {
+pub async fn run(args: &GrantAnalystArgs, database: &Database) -> anyhow::Result<()> {
+    let database_url = database.url.as_str();
     let password = match &args.password_env {
         Some(var) => Some(std::env::var(var).map_err(|e| match e {
             std::env::VarError::NotPresent => {
@@ -67,13 +67,7 @@ pub async fn run(args: &GrantAnalystArgs, database_url: &str) -> anyhow::Result<
         })?),
         None => None,
     };
-    let store = Store::connect_lazy(database_url, &PoolConfig::default())
-        .context("the database URL is not valid")?;
-    store
-        .migrate()
-        .await
-        .context("applying database migrations")?;
-    store.close().await;
+    database.migrated().await?.close().await;
 
     let options: PgConnectOptions = database_url.parse()?;
     let mut conn =

@@ -27,9 +27,10 @@ use sqlx::{Connection, PgConnection};
 
 use chrono::{DateTime, Utc};
 
+use super::scratch::{private_postgres, recreate_database};
 use super::seed::{self, SeedOptions, SeedReport};
+use crate::database::migrate_url;
 use crate::embedded_pg::EmbeddedPostgres;
-use crate::store::Store;
 use crate::views::incident::{Bucket, Window};
 
 /// The database the benchmark seeds (and drops at the end unless `--keep`).
@@ -383,24 +384,21 @@ pub async fn run(args: &BenchQueriesArgs) -> anyhow::Result<()> {
             (url.clone(), db_url.to_string(), None)
         }
         None => {
-            let dir = match &args.data_dir {
-                Some(dir) => dir.clone(),
+            let pg = match &args.data_dir {
+                Some(dir) => {
+                    let dir = dir.clone();
+                    tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir))
+                        .await?
+                        .context(
+                            "starting a private PostgreSQL (set DATABASE_URL to use another server)",
+                        )?
+                }
                 None => {
-                    let dir = tempfile::Builder::new()
-                        .prefix("zegolog-bench-queries-")
-                        .tempdir()?;
-                    use std::os::unix::fs::PermissionsExt;
-                    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-                    let path = dir.path().to_path_buf();
+                    let (dir, pg) = private_postgres("zegolog-bench-queries-").await?;
                     temp_dir = Some(dir);
-                    path
+                    pg
                 }
             };
-            let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir))
-                .await?
-                .context(
-                    "starting a private PostgreSQL (set DATABASE_URL to use another server)",
-                )?;
             (pg.url(), pg.url_for(BENCH_DB), Some(pg))
         }
     };
@@ -430,14 +428,16 @@ async fn bench(
     let server: PgConnectOptions = server_url
         .parse()
         .context("DATABASE_URL is not a PostgreSQL URL")?;
+    if !args.no_seed {
+        recreate_database(&server, BENCH_DB).await?;
+    }
+    migrate_url(db_url)
+        .await
+        .with_context(|| format!("applying migrations to the database {BENCH_DB}"))?;
+    set_time_zone(db_url, &args.time_zone).await?;
     let seeded = if args.no_seed {
-        migrate(db_url).await?;
-        set_time_zone(db_url, &args.time_zone).await?;
         None
     } else {
-        recreate_database(&server).await?;
-        migrate(db_url).await?;
-        set_time_zone(db_url, &args.time_zone).await?;
         let options = SeedOptions::from_flags(args.events, args.apps, args.days, args.seed);
         eprintln!("seeding {} logouts ...", args.events);
         let report = seed::seed(db_url, &options).await?;
@@ -559,27 +559,4 @@ async fn measure(
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-async fn migrate(db_url: &str) -> anyhow::Result<()> {
-    let store = Store::connect_lazy(db_url, &crate::store::PoolConfig::default())?;
-    store
-        .migrate()
-        .await
-        .with_context(|| format!("applying migrations to the database {BENCH_DB}"))?;
-    store.close().await;
-    Ok(())
-}
-
-async fn recreate_database(server: &PgConnectOptions) -> anyhow::Result<()> {
-    let mut admin = PgConnection::connect_with(server)
-        .await
-        .context("connecting to PostgreSQL")?;
-    sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
-    sqlx::raw_sql(&format!("CREATE DATABASE {BENCH_DB}"))
-        .execute(&mut admin)
-        .await?;
-    Ok(())
 }

@@ -8,11 +8,13 @@
 //! - [`bench`]: `zegolog bench`, PostgreSQL's ceiling and zegolog under load side by side.
 //! - [`seed`]: `zegolog seed`, realistic synthetic traffic COPYed into a database, rollups included.
 //! - [`bench_queries`]: `zegolog bench-queries`, the views' standard queries timed on N seeded logouts.
+//! - `scratch`: the throwaway PostgreSQL and databases `bench` and `bench-queries` measure on.
 //! - [`traffic`]: the traffic model `loadtest` and `seed` share: room popularity, roles,
 //!   session lengths, accounts and nicknames.
 
 pub mod bench;
 pub mod bench_queries;
 pub mod loadtest;
+mod scratch;
 pub mod seed;
 pub mod traffic;

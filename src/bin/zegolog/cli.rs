@@ -388,7 +388,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::GrantAnalyst(args) => {
             args.database
-                .with(async |database| zegolog::grant::run(&args, &database.url).await)
+                .with(async |database| zegolog::grant::run(&args, database).await)
                 .await
         }
     }

@@ -16,25 +16,18 @@ pub(super) struct Processes {
     pub loader: bool,
 }
 
-/// CPU time used so far, per role.
+/// CPU time per role: used so far ([`Processes::sample`]), or between two samples
+/// ([`Times::until`]).
 #[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Sample {
-    pub zegolog: Option<Duration>,
-    pub postgres: Option<Duration>,
-    pub loader: Option<Duration>,
-}
-
-/// CPU time used between two samples.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Used {
+pub(super) struct Times {
     pub zegolog: Option<Duration>,
     pub postgres: Option<Duration>,
     pub loader: Option<Duration>,
 }
 
 impl Processes {
-    pub(super) fn sample(&self) -> Sample {
-        Sample {
+    pub(super) fn sample(&self) -> Times {
+        Times {
             zegolog: self.zegolog.and_then(|pid| stat(pid).map(|s| s.own)),
             postgres: self.postmaster.and_then(tree_time),
             loader: self
@@ -45,10 +38,10 @@ impl Processes {
     }
 }
 
-impl Sample {
-    pub(super) fn until(self, later: Sample) -> Used {
+impl Times {
+    pub(super) fn until(self, later: Times) -> Times {
         let diff = |a: Option<Duration>, b: Option<Duration>| Some(b?.saturating_sub(a?));
-        Used {
+        Times {
             zegolog: diff(self.zegolog, later.zegolog),
             postgres: diff(self.postgres, later.postgres),
             loader: diff(self.loader, later.loader),

@@ -19,12 +19,13 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
 use super::loadtest::{self, LoadtestArgs, Report};
-use crate::embedded_pg::EmbeddedPostgres;
+use super::scratch::{self, private_postgres};
+use crate::database::migrate_url;
 
 mod cpu;
 mod pgbench;
 
-use cpu::{Processes, Used};
+use cpu::{Processes, Times};
 pub use pgbench::Ceiling;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -64,22 +65,15 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
         print!("{}", ceiling.script());
         return Ok(());
     }
-    let temp_dir;
-    let (server, embedded): (String, Option<EmbeddedPostgres>) = match &args.database_url {
+    let (server, private) = match &args.database_url {
         Some(url) => (url.clone(), None),
         None => {
-            temp_dir = tempfile::Builder::new()
-                .prefix("zegolog-bench-")
-                .tempdir()?;
-            let dir = temp_dir.path().to_path_buf();
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))?;
-            let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&dir)).await??;
-            (pg.url(), Some(pg))
+            let (dir, pg) = private_postgres("zegolog-bench-").await?;
+            (pg.url(), Some((dir, pg)))
         }
     };
     let result = bench(args, &server).await;
-    if let Some(pg) = embedded {
+    if let Some((_dir, pg)) = private {
         tokio::task::spawn_blocking(move || pg.stop()).await??;
     }
     result
@@ -90,14 +84,14 @@ struct CeilingRun {
     ceiling: Ceiling,
     rows_per_sec: f64,
     rows: f64,
-    used: Used,
+    used: Times,
 }
 
 /// One zegolog run's figures.
 struct LoadRun {
     connections: usize,
     report: Report,
-    used: Used,
+    used: Times,
 }
 
 async fn bench(args: &BenchArgs, server_url: &str) -> anyhow::Result<()> {
@@ -116,7 +110,7 @@ async fn bench(args: &BenchArgs, server_url: &str) -> anyhow::Result<()> {
 
     let mut ceilings = Vec::new();
     for ceiling in [Ceiling::Plain, Ceiling::WriteBatch] {
-        recreate_database(server).await?;
+        recreate_database(server, &db_url).await?;
         let mut conn = PgConnection::connect_with(&server.clone().database(BENCH_DB)).await?;
         sqlx::raw_sql(ceiling.setup()).execute(&mut conn).await?;
         conn.close().await?;
@@ -149,7 +143,7 @@ async fn bench(args: &BenchArgs, server_url: &str) -> anyhow::Result<()> {
 
     let mut loads = Vec::new();
     for &connections in &args.connections {
-        recreate_database(server).await?;
+        recreate_database(server, &db_url).await?;
         println!(
             "zegolog: serve + loadtest, {connections} connections, {} s ...",
             args.duration_secs
@@ -323,22 +317,10 @@ async fn postmaster(server: &PgConnectOptions) -> Option<u32> {
     cpu::postmaster_of(std::path::Path::new(&dir))
 }
 
-async fn recreate_database(server: &PgConnectOptions) -> anyhow::Result<()> {
-    let mut admin = PgConnection::connect_with(server)
-        .await
-        .context("connecting to PostgreSQL")?;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
-    sqlx::query(&format!("CREATE DATABASE {BENCH_DB}"))
-        .execute(&mut admin)
-        .await?;
-    let pool = sqlx::PgPool::connect_with(server.clone().database(BENCH_DB)).await?;
-    crate::store::Store::from_pool(pool.clone())
-        .migrate()
-        .await?;
-    pool.close().await;
-    Ok(())
+/// The bench database, new and migrated.
+async fn recreate_database(server: &PgConnectOptions, db_url: &str) -> anyhow::Result<()> {
+    scratch::recreate_database(server, BENCH_DB).await?;
+    Ok(migrate_url(db_url).await?)
 }
 
 async fn wait_ready(url: &str) -> bool {

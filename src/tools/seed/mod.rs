@@ -49,8 +49,6 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use tokio::sync::mpsc;
 
-use crate::embedded_pg::EmbeddedPostgres;
-use crate::store::Store;
 use copy::{copy_in, Chunk, LIFECYCLE_COPY, LOGINS_COPY, LOGOUTS_COPY};
 use generator::{Generator, Senders};
 use plan::{utc, Plan};
@@ -73,41 +71,19 @@ pub use options::{
 
 /// `zegolog seed`: the database of `args` (migrated first), seeded, and a summary on stdout.
 pub async fn run(args: &SeedArgs) -> anyhow::Result<()> {
-    let (url, embedded) = match &args.database.database_url {
-        Some(url) => (url.clone(), None),
-        None => {
-            let data_dir = args.database.data_dir.clone();
-            let pg = tokio::task::spawn_blocking(move || EmbeddedPostgres::start(&data_dir))
-                .await?
-                .context(
-                    "starting the private PostgreSQL (set DATABASE_URL to use another database)",
-                )?;
-            (pg.url(), Some(pg))
-        }
-    };
-    let result = async {
-        let store = Store::connect_lazy(&url, &crate::store::PoolConfig::default())
-            .context("the database URL is not valid")?;
-        store
-            .migrate()
-            .await
-            .context("applying database migrations")?;
-        store.close().await;
-        let mut options = SeedOptions::from_flags(args.events, args.apps, args.days, args.seed);
-        options.chunk_rows = args.chunk_rows as usize;
-        seed(&url, &options).await
-    }
-    .await;
-    if let Some(pg) = embedded {
-        if let Ok(report) = &result {
+    args.database
+        .with(async |database| {
+            database.migrated().await?.close().await;
+            let mut options = SeedOptions::from_flags(args.events, args.apps, args.days, args.seed);
+            options.chunk_rows = args.chunk_rows as usize;
+            let report = seed(&database.url, &options).await?;
             println!("{report}");
-            println!("connect with: {}", pg.psql_command());
-        }
-        tokio::task::spawn_blocking(move || pg.stop()).await??;
-    } else if let Ok(report) = &result {
-        println!("{report}");
-    }
-    result.map(drop)
+            if let Some(psql) = database.psql_command() {
+                println!("connect with: {psql}");
+            }
+            Ok(())
+        })
+        .await
 }
 
 /// Seeds the (migrated) database at `url`.
