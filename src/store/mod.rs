@@ -21,7 +21,7 @@ mod write;
 
 pub use quarantine::{QuarantinedBody, QuarantinedCallback};
 pub use upkeep::LEDGER_KEEP;
-pub use write::WRITE_BATCH;
+pub use write::WriteStatement;
 
 /// What storing one callback did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,6 +5,7 @@
 //! one callback at a time, and a callback refused alone is quarantined with PostgreSQL's reason.
 
 use std::collections::HashSet;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -122,7 +123,7 @@ fn is_transient_conflict(error: &sqlx::Error) -> bool {
     }
 }
 
-/// Runs [`WRITE_BATCH`] for a batch on a pool or inside a transaction, and says for each
+/// Runs the batch write statement ([`WriteStatement`]) for a batch on a pool or inside a transaction, and says for each
 /// callback what happened.
 pub(super) async fn write_statement<'e, E: sqlx::PgExecutor<'e>>(
     executor: E,
@@ -130,7 +131,7 @@ pub(super) async fn write_statement<'e, E: sqlx::PgExecutor<'e>>(
     policy: ReusePolicy,
 ) -> Result<Vec<Outcome>, StoreError> {
     let c = Columns::new(batch);
-    let rows: Vec<Written> = sqlx::query_as(WRITE_BATCH)
+    let rows: Vec<Written> = sqlx::query_as(WriteStatement::for_batch(batch).sql())
         .bind(c.digest)
         .bind(c.event)
         .bind(c.appid)
@@ -271,10 +272,81 @@ fn is_data_error(error: &sqlx::Error) -> bool {
 
 /// The batch write statement, in `write_batch.sql` with the account of why it is shaped
 /// so: one statement, hence one transaction and one round trip, for a whole batch, every
-/// insert in its table's key order.
-/// Public for benchmarks that run the very same text elsewhere (`zegolog bench` through
-/// pgbench); its parameters are listed at its top.
-pub const WRITE_BATCH: &str = include_str!("write_batch.sql");
+/// insert in its table's key order. The file holds both [`WriteStatement`] forms.
+const WRITE_BATCH: &str = include_str!("write_batch.sql");
+
+/// The two forms of the batch write statement, cut from the one text of `write_batch.sql`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteStatement {
+    /// Any batch: it also stores logins and room events and pairs logouts with new logins.
+    Full,
+    /// A batch without a login or room event leaves their inserts and the pairing UPDATE out,
+    /// whose setup PostgreSQL pays on every execution even with no rows.
+    LogoutsOnly,
+}
+
+impl WriteStatement {
+    /// The form a batch needs.
+    pub fn for_batch(batch: &[Received]) -> Self {
+        let needs_full = batch
+            .iter()
+            .any(|r| matches!(r.payload, Payload::Login(_) | Payload::Room(_)));
+        if needs_full {
+            Self::Full
+        } else {
+            Self::LogoutsOnly
+        }
+    }
+
+    /// Its text. Public for benchmarks that run the very same text elsewhere (`zegolog bench`
+    /// through pgbench); its parameters are listed at its top.
+    pub fn sql(self) -> &'static str {
+        static FULL: LazyLock<String> = LazyLock::new(|| cut(WRITE_BATCH, WriteStatement::Full));
+        static LOGOUTS_ONLY: LazyLock<String> =
+            LazyLock::new(|| cut(WRITE_BATCH, WriteStatement::LogoutsOnly));
+        match self {
+            Self::Full => &FULL,
+            Self::LogoutsOnly => &LOGOUTS_ONLY,
+        }
+    }
+}
+
+/// One form of `text`: the lines outside the markers, and of each `-- [with logins or room
+/// events]` / `-- [else]` / `-- [end]` block the first part for the full form, the second
+/// for the logouts-only one.
+fn cut(text: &str, form: WriteStatement) -> String {
+    #[derive(PartialEq)]
+    enum Part {
+        Shared,
+        Full,
+        LogoutsOnly,
+    }
+    let mut part = Part::Shared;
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        match line.trim() {
+            "-- [with logins or room events]" => part = Part::Full,
+            "-- [else]" => part = Part::LogoutsOnly,
+            "-- [end]" => part = Part::Shared,
+            _ => {
+                let keep = match part {
+                    Part::Shared => true,
+                    Part::Full => form == WriteStatement::Full,
+                    Part::LogoutsOnly => form == WriteStatement::LogoutsOnly,
+                };
+                if keep {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    assert!(
+        part == Part::Shared,
+        "write_batch.sql: a block has no `-- [end]`"
+    );
+    out
+}
 
 /// One row of the write statement: an archived digest, a new logout's natural key, or a
 /// signature reuse (its position, the first body's digest, whether it was quarantined).
@@ -438,5 +510,38 @@ impl RoomColumns {
         self.at.push(r.at);
         self.creator.push(r.creator.clone());
         self.close_reason.push(r.close_reason);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_form_is_the_shared_text_and_its_own_part_of_every_block() {
+        let full = WriteStatement::Full.sql();
+        let logouts = WriteStatement::LogoutsOnly.sql();
+        for form in [full, logouts] {
+            assert!(!form.lines().any(|l| l.trim().starts_with("-- [")));
+            assert!(form.contains("INSERT INTO room_logouts"));
+            assert!(form.contains("INSERT INTO logout_rollup_pending"));
+            assert!(form.contains("), paired AS ("));
+        }
+        assert!(full.contains("INSERT INTO room_logins"));
+        assert!(full.contains("INSERT INTO room_lifecycle_events"));
+        assert!(!full.contains("WHERE false"));
+        assert!(!logouts.contains("INSERT INTO room_logins"));
+        assert!(!logouts.contains("INSERT INTO room_lifecycle_events"));
+        assert!(!logouts.contains("UPDATE room_logouts"));
+        assert!(logouts.len() < full.len());
+    }
+
+    #[test]
+    #[should_panic(expected = "no `-- [end]`")]
+    fn a_block_without_its_end_is_refused() {
+        cut(
+            "a\n-- [with logins or room events]\nb\n",
+            WriteStatement::Full,
+        );
     }
 }

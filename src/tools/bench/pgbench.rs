@@ -4,7 +4,7 @@
 //! - **plain**: 100-row batches into a table with one unique key, durable commits: the floor
 //!   of what any receiver pays per row on this machine.
 //! - **zegolog's statement**: zegolog's own batch write (`src/store/write_batch.sql`, the very
-//!   text the store runs) with 100 realistic, signed, unique logouts per batch, generated in
+//!   text the store runs for a batch of logouts: its logouts-only form) with 100 realistic, signed, unique logouts per batch, generated in
 //!   SQL: archive rows, the signature ledger, typed rows and rollup contributions, as in
 //!   production. The gap between the two is the cost of zegolog's schema; the gap between
 //!   this and zegolog under load is the cost of everything else.
@@ -66,7 +66,8 @@ impl Ceiling {
 /// zegolog's write statement with every parameter replaced by the SQL that builds its array
 /// for [`BATCH`] logouts (`g` numbers them; `:base` makes each transaction's keys new).
 fn write_batch_script() -> String {
-    let statement: String = crate::store::WRITE_BATCH
+    let statement: String = crate::store::WriteStatement::LogoutsOnly
+        .sql()
         .lines()
         .filter(|line| !line.trim_start().starts_with("--"))
         .collect::<Vec<_>>()
