@@ -116,7 +116,7 @@ CREATE TABLE public.callback_events (
     digest bytea NOT NULL,
     event text NOT NULL,
     appid bigint NOT NULL,
-    body jsonb NOT NULL,
+    body text NOT NULL,
     content_type text NOT NULL,
     received_at timestamp with time zone DEFAULT now() NOT NULL,
     refused_reason text
@@ -134,7 +134,7 @@ COMMENT ON TABLE public.callback_events IS 'Every authenticated ZEGOCLOUD callba
 -- Name: COLUMN callback_events.body; Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON COLUMN public.callback_events.body IS 'The decoded callback fields, as sent (JSON values, or form values URL-decoded).';
+COMMENT ON COLUMN public.callback_events.body IS 'The decoded callback fields as JSON text, as sent (JSON values, or form values URL-decoded); query them with body::jsonb.';
 
 
 --

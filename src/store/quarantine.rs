@@ -59,7 +59,7 @@ impl Store {
     {
         let mut tx = self.pool.begin().await?;
         let row: Option<QuarantinedBody> = sqlx::query_as(
-            "SELECT id, body::text AS body, content_type, refused_reason AS reason
+            "SELECT id, body, content_type, refused_reason AS reason
              FROM callback_events
              WHERE id = $1 AND refused_reason IS NOT NULL
              FOR UPDATE",

@@ -97,7 +97,7 @@ impl Store {
         tracing::warn!(event = %received.event, appid = received.appid, %error, "authentic callback quarantined: the database refused it");
         sqlx::query(
             "INSERT INTO callback_events (digest, event, appid, body, content_type, refused_reason)
-             VALUES ($1, left($2, 1024), $3, to_jsonb($4::text), $5, $6)
+             VALUES ($1, left($2, 1024), $3, $4, $5, $6)
              ON CONFLICT (digest) DO NOTHING",
         )
         .bind(received.digest.to_vec())
@@ -105,9 +105,7 @@ impl Store {
         .bind(received.appid)
         .bind(received.body.to_string())
         .bind(received.encoding.mime())
-        .bind(format!(
-            "PostgreSQL refused it: {error} (body kept as JSON text)"
-        ))
+        .bind(format!("PostgreSQL refused it: {error}"))
         .execute(&self.pool)
         .await?;
         Ok(Outcome::Quarantined)

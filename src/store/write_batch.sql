@@ -87,7 +87,7 @@ WITH input AS (
     SELECT pos FROM verdicts WHERE $40 <> 'accept'
 ), events AS (
     INSERT INTO callback_events (digest, event, appid, body, content_type, refused_reason)
-    SELECT i.digest, i.event, i.appid, i.body::jsonb, i.content_type,
+    SELECT i.digest, i.event, i.appid, i.body, i.content_type,
            CASE WHEN v.quarantined
                 THEN format('signature reuse: this (timestamp, nonce, signature) came first with another body (digest %s); kept out of the typed tables',
                             encode(v.first_digest, 'hex'))

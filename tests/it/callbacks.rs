@@ -41,7 +41,7 @@ async fn vendor_sample_is_stored_with_its_duration() {
         )
     );
     let (event, content_type, body_appid): (String, String, String) =
-        sqlx::query_as("SELECT event, content_type, body->>'appid' FROM callback_events")
+        sqlx::query_as("SELECT event, content_type, body::jsonb->>'appid' FROM callback_events")
             .fetch_one(&app.pool)
             .await
             .unwrap();
@@ -343,7 +343,7 @@ async fn unknown_event_is_kept_and_answered_2xx() {
         (StatusCode::OK, json!("duplicate"))
     );
     let (event, stream_id, big): (String, String, String) = sqlx::query_as(
-        "SELECT event, body->>'stream_id', body#>>'{extra,nested,2}' FROM callback_events",
+        "SELECT event, body::jsonb->>'stream_id', body::jsonb#>>'{extra,nested,2}' FROM callback_events",
     )
     .fetch_one(&app.pool)
     .await
@@ -369,7 +369,7 @@ async fn unusable_authentic_logout_is_quarantined_and_answered_2xx() {
     );
     assert_eq!(stored_logouts(&app).await, 0);
     let (reason, logout_time): (String, String) = sqlx::query_as(
-        "SELECT refused_reason, body->>'logout_time' FROM callback_events WHERE refused_reason IS NOT NULL",
+        "SELECT refused_reason, body::jsonb->>'logout_time' FROM callback_events WHERE refused_reason IS NOT NULL",
     )
     .fetch_one(&app.pool)
     .await
@@ -403,10 +403,11 @@ async fn nul_characters_are_archived_not_lost() {
         (status, body["code"].clone()),
         (StatusCode::OK, json!("quarantined"))
     );
-    let nickname: String = sqlx::query_scalar("SELECT body->>'user_nickname' FROM callback_events")
-        .fetch_one(&app.pool)
-        .await
-        .unwrap();
+    let nickname: String =
+        sqlx::query_scalar("SELECT body::jsonb->>'user_nickname' FROM callback_events")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
     assert_eq!(nickname, "a\u{FFFD}b");
 }
 

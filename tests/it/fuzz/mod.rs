@@ -194,11 +194,12 @@ async fn ten_thousand_random_and_mutated_requests_never_5xx_and_store_only_authe
     assert!(codes.len() > REQUESTS / 10, "too few authentic callbacks");
 
     // The database holds exactly the authentic callbacks, nothing from a refused request.
-    let rows: Vec<(Option<String>, bool)> =
-        sqlx::query_as("SELECT body->>'zz_case', refused_reason IS NOT NULL FROM callback_events")
-            .fetch_all(&app.pool)
-            .await
-            .unwrap();
+    let rows: Vec<(Option<String>, bool)> = sqlx::query_as(
+        "SELECT body::jsonb->>'zz_case', refused_reason IS NOT NULL FROM callback_events",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
     let mut archived = HashSet::new();
     for (case, quarantined) in rows {
         let group: usize = case

@@ -202,7 +202,7 @@ async fn in_app_chat_room_create_is_archived_as_its_own_kind() {
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["code"], "stored");
     let (event, operator, refused): (String, String, Option<String>) = sqlx::query_as(
-        "SELECT event, body->>'operator_account', refused_reason FROM callback_events",
+        "SELECT event, body::jsonb->>'operator_account', refused_reason FROM callback_events",
     )
     .fetch_one(&app.pool)
     .await
