@@ -3422,15 +3422,15 @@ ALTER TABLE ONLY public.room_logins
 --
 
 ALTER TABLE ONLY public.room_logouts
-    ADD CONSTRAINT room_logouts_natural_key UNIQUE (appid, session_id, logout_time, room_id, user_account);
+    ADD CONSTRAINT room_logouts_natural_key UNIQUE (appid, room_id, logout_time, session_id, user_account);
 
 
 --
--- Name: room_logouts_default room_logouts_default_appid_session_id_logout_time_room_id_u_key; Type: CONSTRAINT; Schema: public; Owner: -
+-- Name: room_logouts_default room_logouts_default_appid_room_id_logout_time_session_id_u_key; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
 ALTER TABLE ONLY public.room_logouts_default
-    ADD CONSTRAINT room_logouts_default_appid_session_id_logout_time_room_id_u_key UNIQUE (appid, session_id, logout_time, room_id, user_account);
+    ADD CONSTRAINT room_logouts_default_appid_room_id_logout_time_session_id_u_key UNIQUE (appid, room_id, logout_time, session_id, user_account);
 
 
 --
@@ -3535,20 +3535,6 @@ CREATE INDEX room_logouts_default_appid_logout_time_reason_room_id_user__idx ON 
 
 
 --
--- Name: room_logouts_room_idx; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE INDEX room_logouts_room_idx ON ONLY public.room_logouts USING btree (appid, room_id, logout_time);
-
-
---
--- Name: room_logouts_default_appid_room_id_logout_time_idx; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE INDEX room_logouts_default_appid_room_id_logout_time_idx ON public.room_logouts_default USING btree (appid, room_id, logout_time);
-
-
---
 -- Name: room_logouts_room_seq_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -3633,10 +3619,10 @@ ALTER INDEX public.room_logouts_abnormal_idx ATTACH PARTITION public.room_logout
 
 
 --
--- Name: room_logouts_default_appid_room_id_logout_time_idx; Type: INDEX ATTACH; Schema: public; Owner: -
+-- Name: room_logouts_default_appid_room_id_logout_time_session_id_u_key; Type: INDEX ATTACH; Schema: public; Owner: -
 --
 
-ALTER INDEX public.room_logouts_room_idx ATTACH PARTITION public.room_logouts_default_appid_room_id_logout_time_idx;
+ALTER INDEX public.room_logouts_natural_key ATTACH PARTITION public.room_logouts_default_appid_room_id_logout_time_session_id_u_key;
 
 
 --
@@ -3651,13 +3637,6 @@ ALTER INDEX public.room_logouts_room_seq_idx ATTACH PARTITION public.room_logout
 --
 
 ALTER INDEX public.room_logouts_without_login_idx ATTACH PARTITION public.room_logouts_default_appid_room_id_user_account_session_id__idx;
-
-
---
--- Name: room_logouts_default_appid_session_id_logout_time_room_id_u_key; Type: INDEX ATTACH; Schema: public; Owner: -
---
-
-ALTER INDEX public.room_logouts_natural_key ATTACH PARTITION public.room_logouts_default_appid_session_id_logout_time_room_id_u_key;
 
 
 --

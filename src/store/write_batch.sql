@@ -4,9 +4,10 @@
 -- One statement, hence one transaction and one round trip, for a whole batch: data-modifying
 -- CTEs insert the archive rows and the typed rows, and append the rollup contributions of the
 -- logouts that are new (from `RETURNING`, so a retried logout is never counted twice).
--- Each INSERT takes its rows in the order of that table's unique key: two batches holding the
--- same callbacks (a retry storm, several instances) then wait for each other's keys in one
--- order and never deadlock.
+-- Each INSERT takes its rows in one order per table that every writer shares (its unique key's,
+-- or for room_logouts (appid, session_id, logout_time, room_id, user_account), its key's order
+-- before 0015 reordered the index): two batches holding the same callbacks (a retry storm,
+-- several instances) then wait for each other's keys in one order and never deadlock.
 -- Arrays are bound whole and UNNESTed, so a batch of any size is one statement; u64 ids
 -- travel as text and are cast to numeric: no float, no i64.
 --
