@@ -230,7 +230,9 @@ fn three_thousand_half_headers_are_closed_within_the_header_timeout_and_callback
         "{CONNECTIONS} half headers sent in {all_open:?}; server fds {before} -> {held}; callback answered {status} in {answered_in:?}"
     );
     assert_eq!(status, 200, "{answer}");
-    assert!(answered_in < Duration::from_secs(2), "{answered_in:?}");
+    // A liveness bound, not a speed claim: held connections must not starve a real sender.
+    // It failed once at 2 s with the whole suite and a Citus cluster on 2 cores (load 8).
+    assert!(answered_in < Duration::from_secs(10), "{answered_in:?}");
     // The server's own descriptors move by a few meanwhile (PostgreSQL connections of its pool
     // open and close), hence the slack of 8 here and below.
     assert!(
