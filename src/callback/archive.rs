@@ -58,6 +58,29 @@ impl Fields {
             .collect();
         (Value::Object(map), changes.reason())
     }
+
+    /// [`Fields::to_json`] as JSON text, the archive's column: the same text as serialising
+    /// that object, written straight from the fields when nothing has to change (the common
+    /// case), without copying every string into a new object first.
+    pub fn to_json_text(&self) -> (String, Option<&'static str>) {
+        if self.0.iter().all(|(k, v)| !k.contains('\0') && storable(v)) {
+            let text = serde_json::to_string(&self.0).expect("a map of JSON values serialises");
+            return (text, None);
+        }
+        let (json, reason) = self.to_json();
+        (json.to_string(), reason)
+    }
+}
+
+/// Whether [`Fields::to_json`] keeps `value` as it is.
+fn storable(value: &Value) -> bool {
+    match value {
+        Value::String(s) => !s.contains('\0'),
+        Value::Number(n) => storable_number(&n.to_string()),
+        Value::Array(items) => items.iter().all(storable),
+        Value::Object(map) => map.iter().all(|(k, v)| !k.contains('\0') && storable(v)),
+        Value::Null | Value::Bool(_) => true,
+    }
 }
 
 /// What [`Fields::to_json`] changed.

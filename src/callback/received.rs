@@ -1,7 +1,6 @@
 //! An authenticated callback, ready to be stored: [`Received`] with its [`Payload`] (the typed
 //! event, or why it is kept raw only), and the signed triple the ledger remembers.
 
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::body::Encoding;
@@ -17,11 +16,11 @@ pub struct Received {
     pub appid: i64,
     /// See [`Fields::business_digest`].
     pub digest: [u8; 32],
-    /// The decoded fields as a JSON object (U+0000 replaced, see [`Fields::to_json`]).
-    /// Serialised as JSON text, so that a spooled callback is no deeper than the one received
-    /// (serde_json refuses nesting beyond 128 levels).
-    #[serde(with = "json_text")]
-    pub body: Value,
+    /// The decoded fields as the text of a JSON object (U+0000 replaced, see
+    /// [`Fields::to_json`]), as the archive stores it. Spooled as a string, so that a spooled
+    /// callback is no deeper than the one received (serde_json refuses nesting beyond 128
+    /// levels), and never parsed again on the way to the database.
+    pub body: String,
     pub encoding: Encoding,
     pub payload: Payload,
     /// The verified (timestamp, nonce, signature) it came with, for the signature ledger;
@@ -79,7 +78,7 @@ impl Received {
     /// Normalises an authenticated callback. Never fails: what cannot be normalised is
     /// [`Payload::Refused`], because a retry would not fix it and the sender proved it sent it.
     pub fn new(envelope: &Envelope, fields: &Fields, encoding: Encoding) -> Self {
-        let (body, unstorable) = fields.to_json();
+        let (body, unstorable) = fields.to_json_text();
         let appid = envelope.appid;
         let typed = match envelope.event.as_str() {
             RoomLogout::EVENT => RoomLogout::from_fields(appid, fields).map(Payload::Logout),
@@ -127,18 +126,4 @@ impl Received {
 /// An RTC room_create without room_session_id and without operator_account stays refused.
 pub fn is_chat_room_create(fields: &Fields) -> bool {
     fields.get("room_session_id").is_none() && fields.get("operator_account").is_some()
-}
-
-mod json_text {
-    use serde::{Deserialize, Deserializer, Serializer};
-    use serde_json::Value;
-
-    pub fn serialize<S: Serializer>(value: &Value, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&value.to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Value, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        serde_json::from_str(&text).map_err(serde::de::Error::custom)
-    }
 }

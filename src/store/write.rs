@@ -103,7 +103,7 @@ impl Store {
         .bind(received.digest.to_vec())
         .bind(&received.event)
         .bind(received.appid)
-        .bind(received.body.to_string())
+        .bind(&received.body)
         .bind(received.encoding.mime())
         .bind(format!("PostgreSQL refused it: {error}"))
         .execute(&self.pool)
@@ -438,7 +438,7 @@ impl Columns {
             c.signature.push(signed.map(|s| s.signature.clone()));
             c.event.push(received.event.clone());
             c.appid.push(received.appid);
-            c.body.push(received.body.to_string());
+            c.body.push(received.body.clone());
             c.content_type.push(received.encoding.mime());
             c.refused_reason.push(match &received.payload {
                 Payload::Refused(reason) => Some(reason.clone()),
