@@ -1751,9 +1751,10 @@ $$;
 
 CREATE FUNCTION public.zegolog_distribute() RETURNS SETOF text
     LANGUAGE plpgsql
-    AS $$
+    AS $_$
 DECLARE
     t record;
+    f record;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
         RETURN;
@@ -1764,6 +1765,9 @@ BEGIN
     END IF;
     -- Two instances starting at once: one distributes, the other then finds it done.
     PERFORM pg_advisory_xact_lock(hashtext('zegolog_distribute'));
+    -- One connection per node for the whole transaction: Citus refuses function DDL (below)
+    -- after a parallel operation on a distributed table in the same transaction.
+    PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
     FOR t IN
         SELECT l.name, l.how, l.col, l.colocate
         FROM (VALUES
@@ -1774,7 +1778,7 @@ BEGIN
             (5, 'room_concurrency_day', 'local', NULL, NULL),
             (6, 'callback_events', 'distributed', 'digest', 'none'),
             (7, 'signature_ledger', 'distributed', 'signature', 'none'),
-            (8, 'zegolog_settings', 'local', NULL, NULL),
+            (8, 'zegolog_settings', 'reference', NULL, NULL),
             (9, 'logout_rollup_pending', 'local', NULL, NULL),
             (13, 'concurrency_pending', 'local', NULL, NULL),
             (14, 'app_concurrency_minute', 'local', NULL, NULL),
@@ -1786,13 +1790,43 @@ BEGIN
     LOOP
         IF t.how = 'distributed' THEN
             PERFORM create_distributed_table(t.name::regclass, t.col, colocate_with => t.colocate);
+        ELSIF t.how = 'reference' THEN
+            PERFORM create_reference_table(t.name::regclass);
+            -- The daily views call zegolog_time_zone() in the queries Citus runs on the
+            -- shards: there it reads the reference table's local copy, a query Citus nests in
+            -- the shard's (safe here: a one-row table that a change of zone writes alone).
+            ALTER FUNCTION zegolog_time_zone() SET citus.allow_nested_distributed_execution = on;
         ELSE
             PERFORM citus_add_local_table_to_metadata(t.name::regclass);
         END IF;
         RETURN NEXT t.name;
     END LOOP;
+    -- Analyst functions over the raw tables that are SQL and SECURITY DEFINER are never
+    -- inlined, and Citus cannot plan a SQL function's parameters ("could not create
+    -- distributed plan"): these become PL/pgSQL with the same body (RETURN QUERY), whose
+    -- parameters Citus plans as values. Same signature, owner, grants and comment; once (they
+    -- are PL/pgSQL after). Only those the Citus suite checks equal to one PostgreSQL's: the
+    -- *_daily_in functions go through zegolog_buckets_in / zegolog_peaks_in and
+    -- zegolog_appids()'s recursive CTE, which Citus refuses (docs/citus.md, limits).
+    FOR f IN
+        SELECT p.proname::text AS name, pg_get_function_arguments(p.oid) AS args,
+               pg_get_function_result(p.oid) AS result, p.provolatile, p.prosrc
+        FROM pg_proc AS p JOIN pg_language AS l ON l.oid = p.prolang
+        WHERE p.pronamespace = 'public'::regnamespace AND l.lanname = 'sql'
+          AND p.proname IN ('abnormal_rooms_between', 'abnormal_users_between', 'incident_reasons')
+        ORDER BY 1
+    LOOP
+        EXECUTE format(
+            'CREATE OR REPLACE FUNCTION %I(%s) RETURNS %s LANGUAGE plpgsql %s SECURITY DEFINER '
+            'SET search_path = pg_catalog, public, pg_temp AS %L',
+            f.name, f.args, f.result,
+            CASE f.provolatile WHEN 'i' THEN 'IMMUTABLE' WHEN 's' THEN 'STABLE' ELSE 'VOLATILE' END,
+            E'#variable_conflict use_column\nBEGIN\nRETURN QUERY '
+                || regexp_replace(f.prosrc, ';\s*$', '') || E';\nEND');
+        RETURN NEXT f.name || '()';
+    END LOOP;
 END
-$$;
+$_$;
 
 
 --

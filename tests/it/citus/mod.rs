@@ -13,6 +13,7 @@ use common::migrated_pool;
 use serde_json::{json, Value};
 
 mod ingest;
+mod views;
 
 /// The tables that stay plain PostgreSQL tables on the coordinator (migration 0016 says why).
 const ON_THE_COORDINATOR: [&str; 4] = [
