@@ -152,6 +152,19 @@ impl EmbeddedPostgres {
         )
     }
 
+    /// Lets the server's own outgoing connections (a Citus coordinator's to its workers) log
+    /// in as `role` with `password`: a line in its peers' password file. Only for a server
+    /// started with [`ServerSettings::password`].
+    pub fn add_peer_password(&self, role: &str, password: &str) -> Result<(), EmbeddedError> {
+        let path = self.server_pgpass_path();
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io_error(format!("opening {}", path.display())))?;
+        file.write_all(format!("*:*:*:{role}:{password}\n").as_bytes())
+            .map_err(io_error(format!("writing {}", path.display())))
+    }
+
     /// Stops the server (fast shutdown: open transactions are rolled back, data is kept).
     pub fn stop(&self) -> Result<(), EmbeddedError> {
         self.pg_ctl(&["stop", "-m", "fast", "-w", "-t", "60"])

@@ -161,6 +161,13 @@ impl LocalCitus {
         Ok(self.url_for(database))
     }
 
+    /// Lets the coordinator reach the workers as `role`: Citus runs a query's shard queries as
+    /// the user who sent it, so every role that reads distributed tables (through views too)
+    /// must be able to log in to the workers from the coordinator.
+    pub fn add_role_password(&self, role: &str, password: &str) -> anyhow::Result<()> {
+        Ok(self.nodes[0].add_peer_password(role, password)?)
+    }
+
     /// Stops worker `i` (1-based; fast shutdown). Blocking.
     pub fn stop_worker(&self, i: usize) -> anyhow::Result<()> {
         self.nodes[i].stop().context("stopping a Citus worker")

@@ -13,6 +13,7 @@ use common::migrated_pool;
 use serde_json::{json, Value};
 
 mod ingest;
+mod upkeep;
 mod views;
 
 /// The tables that stay plain PostgreSQL tables on the coordinator (migration 0016 says why).
