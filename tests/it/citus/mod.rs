@@ -12,6 +12,7 @@ use common::citus::citus_database;
 use common::migrated_pool;
 use serde_json::{json, Value};
 
+mod fault;
 mod ingest;
 mod upkeep;
 mod views;

@@ -88,3 +88,33 @@ pub async fn shared_cluster() -> &'static LocalCitus {
 pub async fn citus_database() -> (String, PgPool) {
     migrated_database_on(shared_cluster().await).await
 }
+
+/// A cluster of one test's own, for tests that stop a node; stopped and removed when dropped.
+pub struct OwnCluster(pub LocalCitus);
+
+impl OwnCluster {
+    /// Starts a coordinator and two workers in a new temporary directory; panics with the way
+    /// to install Citus when it is missing.
+    pub async fn start(prefix: &str) -> Self {
+        let dir = temp_data_dir(prefix);
+        let started = tokio::task::spawn_blocking(move || {
+            LocalCitus::start(&dir, 2).map_err(|e| {
+                let _ = std::fs::remove_dir_all(&dir);
+                format!("{e:#}")
+            })
+        })
+        .await
+        .unwrap();
+        match started {
+            Ok(cluster) => Self(cluster),
+            Err(e) => panic!("the Citus tests did not run: {e}"),
+        }
+    }
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        self.0.stop();
+        let _ = std::fs::remove_dir_all(self.0.dir());
+    }
+}
