@@ -12,6 +12,7 @@ use common::citus::citus_database;
 use common::migrated_pool;
 use serde_json::{json, Value};
 
+mod bench;
 mod fault;
 mod ingest;
 mod upkeep;
