@@ -151,11 +151,26 @@ impl LocalCitus {
             .await
             .context("citus_set_coordinator_host")?;
         for worker in &self.nodes[1..] {
-            sqlx::query("SELECT citus_add_node('127.0.0.1', $1)")
-                .bind(i32::from(worker.port()))
-                .execute(&mut coordinator)
-                .await
-                .with_context(|| format!("citus_add_node for port {}", worker.port()))?;
+            // Adding a node connects to it to copy the metadata over; on a busy machine that
+            // connection can fail once. citus_add_node of a node already added returns its id.
+            let mut attempt = 0;
+            loop {
+                let added = sqlx::query("SELECT citus_add_node('127.0.0.1', $1)")
+                    .bind(i32::from(worker.port()))
+                    .execute(&mut coordinator)
+                    .await;
+                match added {
+                    Ok(_) => break,
+                    Err(_) if attempt < 3 => {
+                        attempt += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(500 * attempt)).await;
+                    }
+                    Err(e) => {
+                        return Err(e)
+                            .with_context(|| format!("citus_add_node for port {}", worker.port()))
+                    }
+                }
+            }
         }
         coordinator.close().await?;
         Ok(self.url_for(database))

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::{counts, traffic};
 
 /// Posts `callback` freshly signed (a new timestamp, nonce and signature: a retry) to `served`.
-async fn deliver(client: &reqwest::Client, served: &Served, callback: &Value) -> u16 {
+async fn deliver_once(client: &reqwest::Client, served: &Served, callback: &Value) -> u16 {
     client
         .post(served.url("/zego/callback"))
         .header("content-type", "application/json")
@@ -52,7 +52,7 @@ async fn two_servers_on_the_coordinator_store_every_retried_callback_once() {
         .flat_map(|i| [(i, &a), (i, &b), (i, &a)])
         .collect();
     let statuses: Vec<u16> = futures::stream::iter(deliveries)
-        .map(|(i, served)| deliver(&client, served, &callbacks[i]))
+        .map(|(i, served)| deliver_once(&client, served, &callbacks[i]))
         .buffer_unordered(24)
         .collect()
         .await;

@@ -7,7 +7,9 @@
 use super::common;
 
 use common::citus::{citus_database, shared_cluster};
-use common::{signed, test_verifier, vendor_sample, TestApp};
+use common::{test_verifier, vendor_sample, TestApp};
+
+use super::deliver;
 use serde_json::json;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
@@ -24,11 +26,6 @@ fn logout(session: i64, logout_ms: i64) -> serde_json::Value {
     callback
 }
 
-async fn post_ok(app: &TestApp, callback: &serde_json::Value) {
-    let (status, body) = app.post_json(&signed(callback.clone())).await;
-    assert_eq!(status, 200, "{body}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn partitions_are_distributed_and_retention_drops_an_old_month_whole() {
     let (_url, pool) = citus_database().await;
@@ -36,8 +33,8 @@ async fn partitions_are_distributed_and_retention_drops_an_old_month_whole() {
     let app = TestApp::serve(test_verifier(600), store.clone(), pool.clone()).await;
     let now = chrono::Utc::now().timestamp_millis();
     let old = now - 400 * DAY_MS;
-    post_ok(&app, &logout(1, old)).await;
-    post_ok(&app, &logout(2, now)).await;
+    deliver(&app, &logout(1, old)).await;
+    deliver(&app, &logout(2, now)).await;
 
     store.ensure_partitions().await.unwrap();
     let month: String = sqlx::query_scalar(
@@ -112,7 +109,7 @@ async fn the_analyst_reads_the_functions_through_the_coordinator_and_no_table() 
         pool.clone(),
     )
     .await;
-    post_ok(&app, &logout(7, chrono::Utc::now().timestamp_millis())).await;
+    deliver(&app, &logout(7, chrono::Utc::now().timestamp_millis())).await;
     let role = format!("analyst_citus_{}", std::process::id());
 
     let summary = {

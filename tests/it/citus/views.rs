@@ -5,18 +5,17 @@
 use super::common;
 
 use common::citus::citus_database;
-use common::{assert_rollups_equal_raw_rows, signed, test_verifier, TestApp};
+use common::{assert_rollups_equal_raw_rows, test_verifier, TestApp};
 use sqlx::PgPool;
 use zegolog::store::Store;
 
-use super::traffic;
+use super::{deliver, traffic};
 
-/// Sends `callbacks` to `app` in order, every fourth one twice (a retry), and compacts.
+/// Delivers `callbacks` to `app` in order, every fourth one twice (a retry), and compacts.
 async fn ingest(app: &TestApp, callbacks: &[serde_json::Value]) {
     for (i, callback) in callbacks.iter().enumerate() {
         for _ in 0..if i % 4 == 0 { 2 } else { 1 } {
-            let (status, body) = app.post_json(&signed(callback.clone())).await;
-            assert_eq!(status, 200, "{callback}: {body}");
+            deliver(app, callback).await;
         }
     }
     Store::from_pool(app.pool.clone())

@@ -55,6 +55,9 @@ pub async fn empty_database_on(cluster: &LocalCitus) -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::SeqCst)
     );
+    // One at a time: each registers the nodes, which copies Citus's metadata to them.
+    static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one_at_a_time = CREATING.lock().await;
     cluster
         .create_database(&name)
         .await
