@@ -140,4 +140,5 @@ async fn two_servers_on_the_coordinator_store_every_retried_callback_once() {
     assert_eq!(per_worker.len(), 2, "{per_worker:?}");
     assert_eq!(per_worker.values().sum::<i64>(), logouts);
     drop((a, b));
+    let _ = std::fs::remove_dir_all(&dir);
 }
