@@ -1746,6 +1746,97 @@ $$;
 
 
 --
+-- Name: zegolog_distribute(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_distribute() RETURNS SETOF text
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+    t record;
+    f record;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN;
+    END IF;
+    IF NOT citus_is_coordinator() THEN
+        RAISE EXCEPTION 'this database is on a Citus worker, not the coordinator'
+            USING HINT = 'Point zegolog (DATABASE_URL) at the Citus coordinator.';
+    END IF;
+    -- Two instances starting at once: one distributes, the other then finds it done.
+    PERFORM pg_advisory_xact_lock(hashtext('zegolog_distribute'));
+    -- One connection per node for the whole transaction: Citus refuses function DDL (below)
+    -- after a parallel operation on a distributed table in the same transaction.
+    PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    FOR t IN
+        SELECT l.name, l.how, l.col, l.colocate
+        FROM (VALUES
+            (1, 'room_logouts', 'distributed', 'room_id', 'none'),
+            (2, 'room_logins', 'distributed', 'room_id', 'room_logouts'),
+            (3, 'room_lifecycle_events', 'distributed', 'room_id', 'room_logouts'),
+            (4, 'room_concurrency_minute', 'local', NULL, NULL),
+            (5, 'room_concurrency_day', 'local', NULL, NULL),
+            (6, 'callback_events', 'distributed', 'digest', 'none'),
+            (7, 'signature_ledger', 'distributed', 'signature', 'none'),
+            (8, 'zegolog_settings', 'reference', NULL, NULL),
+            (9, 'logout_rollup_pending', 'local', NULL, NULL),
+            (13, 'concurrency_pending', 'local', NULL, NULL),
+            (14, 'app_concurrency_minute', 'local', NULL, NULL),
+            (15, 'app_concurrency_day', 'local', NULL, NULL)
+        ) AS l(ord, name, how, col, colocate)
+        WHERE NOT EXISTS (SELECT 1 FROM pg_dist_partition AS p
+                          WHERE p.logicalrelid = l.name::regclass)
+        ORDER BY l.ord
+    LOOP
+        IF t.how = 'distributed' THEN
+            PERFORM create_distributed_table(t.name::regclass, t.col, colocate_with => t.colocate);
+        ELSIF t.how = 'reference' THEN
+            PERFORM create_reference_table(t.name::regclass);
+            -- The daily views call zegolog_time_zone() in the queries Citus runs on the
+            -- shards: there it reads the reference table's local copy, a query Citus nests in
+            -- the shard's (safe here: a one-row table that a change of zone writes alone).
+            ALTER FUNCTION zegolog_time_zone() SET citus.allow_nested_distributed_execution = on;
+        ELSE
+            PERFORM citus_add_local_table_to_metadata(t.name::regclass);
+        END IF;
+        RETURN NEXT t.name;
+    END LOOP;
+    -- Analyst functions over the raw tables that are SQL and SECURITY DEFINER are never
+    -- inlined, and Citus cannot plan a SQL function's parameters ("could not create
+    -- distributed plan"): these become PL/pgSQL with the same body (RETURN QUERY), whose
+    -- parameters Citus plans as values. Same signature, owner, grants and comment; once (they
+    -- are PL/pgSQL after). Only those the Citus suite checks equal to one PostgreSQL's: the
+    -- *_daily_in functions go through zegolog_buckets_in / zegolog_peaks_in and
+    -- zegolog_appids()'s recursive CTE, which Citus refuses (docs/citus.md, limits).
+    FOR f IN
+        SELECT p.proname::text AS name, pg_get_function_arguments(p.oid) AS args,
+               pg_get_function_result(p.oid) AS result, p.provolatile, p.prosrc
+        FROM pg_proc AS p JOIN pg_language AS l ON l.oid = p.prolang
+        WHERE p.pronamespace = 'public'::regnamespace AND l.lanname = 'sql'
+          AND p.proname IN ('abnormal_rooms_between', 'abnormal_users_between', 'incident_reasons')
+        ORDER BY 1
+    LOOP
+        EXECUTE format(
+            'CREATE OR REPLACE FUNCTION %I(%s) RETURNS %s LANGUAGE plpgsql %s SECURITY DEFINER '
+            'SET search_path = pg_catalog, public, pg_temp AS %L',
+            f.name, f.args, f.result,
+            CASE f.provolatile WHEN 'i' THEN 'IMMUTABLE' WHEN 's' THEN 'STABLE' ELSE 'VOLATILE' END,
+            E'#variable_conflict use_column\nBEGIN\nRETURN QUERY '
+                || regexp_replace(f.prosrc, ';\s*$', '') || E';\nEND');
+        RETURN NEXT f.name || '()';
+    END LOOP;
+END
+$_$;
+
+
+--
+-- Name: FUNCTION zegolog_distribute(); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_distribute() IS 'On a Citus coordinator, distributes the tables not distributed yet (raw tables by room_id, colocated; callback_events by digest; signature_ledger by signature; the pending tables, settings and concurrency rollups as Citus local tables on the coordinator) and returns their names; on PostgreSQL without the citus extension, does nothing. Idempotent.';
+
+
+--
 -- Name: zegolog_drop_partitions_before(timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -2038,35 +2129,29 @@ CREATE FUNCTION public.zegolog_no_duration_bucket() RETURNS integer
 --
 
 CREATE FUNCTION public.zegolog_pair_recent_logouts(p_since interval DEFAULT '00:10:00'::interval) RETURNS bigint
-    LANGUAGE sql
+    LANGUAGE plpgsql
     AS $$
+DECLARE
+    n bigint;
+BEGIN
     WITH candidates AS (
         SELECT o.appid, o.session_id, o.logout_time, o.room_id, o.user_account,
-               o.paired_login_time AS old_login, x.login_time AS new_login
+               o.paired_login_time AS old_login, max(i.login_time) AS new_login
         FROM room_logouts AS o
-        CROSS JOIN LATERAL (
-            SELECT max(i.login_time) AS login_time
-            FROM room_logins AS i
-            WHERE i.appid = o.appid AND i.room_id = o.room_id AND i.user_account = o.user_account
-              AND i.session_id = o.session_id AND i.login_time <= o.logout_time
-        ) AS x
+        JOIN room_logins AS i
+          ON i.appid = o.appid AND i.room_id = o.room_id AND i.user_account = o.user_account
+         AND i.session_id = o.session_id AND i.login_time <= o.logout_time
         WHERE o.login_time IS NULL AND o.received_at >= now() - p_since
-          AND x.login_time IS NOT NULL
-          AND (o.paired_login_time IS NULL OR x.login_time > o.paired_login_time)
-    ), locked AS (
-        SELECT o.appid, o.session_id, o.logout_time, o.room_id, o.user_account, o.reason,
-               o.paired_login_time AS old_login, c.new_login
-        FROM room_logouts AS o
-        JOIN candidates AS c USING (appid, session_id, logout_time, room_id, user_account)
-        WHERE o.login_time IS NULL
-          AND (o.paired_login_time IS NULL OR c.new_login > o.paired_login_time)
-        ORDER BY o.appid, o.session_id, o.logout_time, o.room_id, o.user_account
-        FOR UPDATE OF o
+        GROUP BY o.appid, o.session_id, o.logout_time, o.room_id, o.user_account,
+                 o.paired_login_time
+        HAVING o.paired_login_time IS NULL OR max(i.login_time) > o.paired_login_time
     ), paired AS (
         UPDATE room_logouts AS o SET paired_login_time = k.new_login
-        FROM locked AS k
+        FROM candidates AS k
         WHERE o.appid = k.appid AND o.session_id = k.session_id AND o.logout_time = k.logout_time
           AND o.room_id = k.room_id AND o.user_account = k.user_account
+          AND o.login_time IS NULL
+          AND o.paired_login_time IS NOT DISTINCT FROM k.old_login
         RETURNING o.appid, o.room_id, o.reason, o.logout_time, k.old_login, k.new_login
     ), changes AS (
         SELECT appid, room_id, reason, logout_time, new_login AS login_at, 1 AS sign FROM paired
@@ -2084,7 +2169,9 @@ CREATE FUNCTION public.zegolog_pair_recent_logouts(p_since interval DEFAULT '00:
         FROM changes AS c, zegolog_logout_concurrency(c.appid, c.room_id, c.login_at, c.logout_time) AS d
         GROUP BY 1, 2, 3
     )
-    SELECT count(*) FROM paired;
+    SELECT count(*) INTO n FROM paired;
+    RETURN n;
+END
 $$;
 
 
@@ -3354,14 +3441,6 @@ ALTER TABLE ONLY public.callback_events
 
 
 --
--- Name: callback_events callback_events_pkey; Type: CONSTRAINT; Schema: public; Owner: -
---
-
-ALTER TABLE ONLY public.callback_events
-    ADD CONSTRAINT callback_events_pkey PRIMARY KEY (id);
-
-
---
 -- Name: logout_duration_day logout_duration_day_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -3462,6 +3541,13 @@ ALTER TABLE ONLY public.zegolog_settings
 --
 
 CREATE INDEX callback_events_event_received_idx ON public.callback_events USING btree (event, received_at);
+
+
+--
+-- Name: callback_events_id_idx; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX callback_events_id_idx ON public.callback_events USING btree (id);
 
 
 --

@@ -55,6 +55,16 @@ fn io_error(what: impl Into<String>) -> impl FnOnce(io::Error) -> EmbeddedError 
     move |source| EmbeddedError::Io { what, source }
 }
 
+/// How a server differs from zegolog's own private one, for the servers the tools and tests run
+/// (a local Citus cluster's nodes): lines appended to `postgresql.conf` at `initdb`, and a
+/// password given rather than generated, which the server itself then also uses to reach the
+/// other servers of its cluster (a `pgpass` file of the cluster's owner, named by `PGPASSFILE`).
+#[derive(Debug, Clone, Default)]
+pub struct ServerSettings {
+    pub conf: String,
+    pub password: Option<String>,
+}
+
 /// A running private PostgreSQL.
 #[derive(Debug)]
 pub struct EmbeddedPostgres {
@@ -70,6 +80,11 @@ impl EmbeddedPostgres {
     /// Starts (creating on first use) the cluster under `data_dir`, and makes sure the
     /// `zegolog` database exists. Blocking: it runs `initdb`, `pg_ctl` and `createdb`.
     pub fn start(data_dir: &Path) -> Result<Self, EmbeddedError> {
+        Self::start_with(data_dir, &ServerSettings::default())
+    }
+
+    /// [`start`](Self::start) with these settings (used when the cluster is created).
+    pub fn start_with(data_dir: &Path, settings: &ServerSettings) -> Result<Self, EmbeddedError> {
         let bindir = find_bindir()?;
         let owner = if Uid::effective().is_root() {
             Some(unprivileged_user()?)
@@ -90,7 +105,7 @@ impl EmbeddedPostgres {
             data_dir,
         };
         if !pg.pgdata.join("PG_VERSION").exists() {
-            pg.initdb()?;
+            pg.initdb(settings)?;
         }
         pg.password = pg.read_password()?;
         pg.port = match pg.running_port() {
@@ -137,6 +152,19 @@ impl EmbeddedPostgres {
         )
     }
 
+    /// Lets the server's own outgoing connections (a Citus coordinator's to its workers) log
+    /// in as `role` with `password`: a line in its peers' password file. Only for a server
+    /// started with [`ServerSettings::password`].
+    pub fn add_peer_password(&self, role: &str, password: &str) -> Result<(), EmbeddedError> {
+        let path = self.server_pgpass_path();
+        let mut file = fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io_error(format!("opening {}", path.display())))?;
+        file.write_all(format!("*:*:*:{role}:{password}\n").as_bytes())
+            .map_err(io_error(format!("writing {}", path.display())))
+    }
+
     /// Stops the server (fast shutdown: open transactions are rolled back, data is kept).
     pub fn stop(&self) -> Result<(), EmbeddedError> {
         self.pg_ctl(&["stop", "-m", "fast", "-w", "-t", "60"])
@@ -157,7 +185,12 @@ impl EmbeddedPostgres {
         self.data_dir.join("postgres.port")
     }
 
-    fn initdb(&self) -> Result<(), EmbeddedError> {
+    /// The password file the server's own outgoing connections read (cluster nodes only).
+    fn server_pgpass_path(&self) -> PathBuf {
+        self.pgdata.join("peers.pgpass")
+    }
+
+    fn initdb(&self, settings: &ServerSettings) -> Result<(), EmbeddedError> {
         tracing::info!(pgdata = %self.pgdata.display(), "creating the private PostgreSQL cluster");
         fs::create_dir_all(&self.pgdata)
             .map_err(io_error(format!("creating {}", self.pgdata.display())))?;
@@ -165,7 +198,10 @@ impl EmbeddedPostgres {
             .map_err(io_error("setting the cluster directory's mode"))?;
         self.give_to_owner(&self.pgdata)?;
 
-        let password: String = hex::encode(rand::thread_rng().gen::<[u8; 24]>());
+        let password = match &settings.password {
+            Some(password) => password.clone(),
+            None => hex::encode(rand::thread_rng().gen::<[u8; 24]>()),
+        };
         let pwfile = self.data_dir.join(".initdb-password");
         write_private(&pwfile, &password)?;
         self.give_to_owner(&pwfile)?;
@@ -196,6 +232,13 @@ impl EmbeddedPostgres {
               unix_socket_directories = ''\n",
         )
         .map_err(io_error("writing postgresql.conf"))?;
+        conf.write_all(format!("\n{}\n", settings.conf).as_bytes())
+            .map_err(io_error("writing postgresql.conf"))?;
+        if settings.password.is_some() {
+            let peers = self.server_pgpass_path();
+            write_private(&peers, &format!("*:*:*:{NAME}:{password}\n"))?;
+            self.give_to_owner(&peers)?;
+        }
         write_private(&self.pgpass_path(), &format!("*:*:*:{NAME}:{password}\n"))
     }
 
@@ -233,16 +276,26 @@ impl EmbeddedPostgres {
             .map_err(io_error("writing the port file"))?;
         let log = self.pgdata.join("server.log");
         let options = format!("-p {port}");
-        self.pg_ctl(&[
-            "start".as_ref(),
-            "-w".as_ref(),
-            "-t".as_ref(),
-            "120".as_ref(),
-            "-l".as_ref(),
-            log.as_os_str(),
-            "-o".as_ref(),
-            options.as_ref(),
-        ])?;
+        let mut command = self.command("pg_ctl");
+        if self.server_pgpass_path().exists() {
+            command.env("PGPASSFILE", self.server_pgpass_path());
+        }
+        self.run_command(
+            command,
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                self.pgdata.as_os_str(),
+                "start".as_ref(),
+                "-w".as_ref(),
+                "-t".as_ref(),
+                "120".as_ref(),
+                "-l".as_ref(),
+                log.as_os_str(),
+                "-o".as_ref(),
+                options.as_ref(),
+            ],
+        )?;
         tracing::info!(port, "private PostgreSQL started");
         Ok(port)
     }
@@ -272,7 +325,15 @@ impl EmbeddedPostgres {
 
     /// Runs a server binary as the cluster's owner and fails on a non-zero exit.
     fn run(&self, program: &str, args: &[&std::ffi::OsStr]) -> Result<Output, EmbeddedError> {
-        let mut command = self.command(program);
+        self.run_command(self.command(program), program, args)
+    }
+
+    fn run_command(
+        &self,
+        mut command: Command,
+        program: &str,
+        args: &[&std::ffi::OsStr],
+    ) -> Result<Output, EmbeddedError> {
         command.args(args);
         if let Some(owner) = &self.owner {
             command

@@ -226,9 +226,24 @@ impl Store {
             .collect())
     }
 
-    /// Applies the migrations this binary embeds that the database lacks.
+    /// Applies the migrations this binary embeds that the database lacks, then, on a Citus
+    /// coordinator, distributes the tables ([`Store::distribute`]).
     pub async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::migrate!("./migrations").run(&self.pool).await?;
+        self.distribute().await?;
+        Ok(())
+    }
+
+    /// On a Citus coordinator, distributes the tables that are not distributed yet
+    /// (`zegolog_distribute()`, migration 0016, holds the layout); on PostgreSQL without the citus
+    /// extension it does nothing. Idempotent, and safe with several instances starting at once.
+    async fn distribute(&self) -> Result<(), StoreError> {
+        let distributed: Vec<String> = sqlx::query_scalar("SELECT zegolog_distribute()")
+            .fetch_all(&self.pool)
+            .await?;
+        if !distributed.is_empty() {
+            tracing::info!(tables = ?distributed, "tables distributed on the Citus cluster");
+        }
         Ok(())
     }
 

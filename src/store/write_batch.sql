@@ -117,6 +117,16 @@ WITH input AS (
              session_id, login_time, user_role, auth_level, relogin, user_update_seq, pos,
              term_type, callback_data)
     WHERE NOT EXISTS (SELECT 1 FROM blocked AS b WHERE b.pos = t.pos)
+), stored_logins AS (
+    -- The latest stored login at or before each logout without login_time: a join, not a
+    -- correlated subquery in the INSERT below, which Citus cannot plan over a CTE.
+    SELECT t.pos, max(i.login_time) AS login_time
+    FROM logout_input AS t
+    JOIN room_logins AS i
+      ON i.appid = t.appid AND i.room_id = t.room_id AND i.user_account = t.user_account
+     AND i.session_id = t.session_id::numeric AND i.login_time <= t.logout_time
+    WHERE t.login_time IS NULL
+    GROUP BY t.pos
 ), logouts AS (
     -- A logout without login_time is paired at once with the latest login at or before it
     -- that this statement can see: stored, or in this batch.
@@ -126,10 +136,7 @@ WITH input AS (
     SELECT t.appid, t.room_id, t.room_seq::numeric, t.user_account, t.user_nickname,
            t.session_id::numeric, t.login_time,
            CASE WHEN t.login_time IS NULL THEN greatest(
-               (SELECT max(i.login_time) FROM room_logins AS i
-                WHERE i.appid = t.appid AND i.room_id = t.room_id
-                  AND i.user_account = t.user_account AND i.session_id = t.session_id::numeric
-                  AND i.login_time <= t.logout_time),
+               s.login_time,
                (SELECT max(b.login_time) FROM login_input AS b
                 WHERE b.appid = t.appid AND b.room_id = t.room_id
                   AND b.user_account = t.user_account
@@ -138,6 +145,7 @@ WITH input AS (
            END,
            t.logout_time, t.reason, t.user_role, t.user_update_seq
     FROM logout_input AS t
+    LEFT JOIN stored_logins AS s USING (pos)
     ORDER BY t.appid, t.session_id::numeric, t.logout_time, t.room_id, t.user_account
     ON CONFLICT ON CONSTRAINT room_logouts_natural_key DO NOTHING
     RETURNING appid, session_id::text AS session_id, login_time, paired_login_time, logout_time,
@@ -157,9 +165,11 @@ WITH input AS (
 ), to_pair AS (
     -- The stored logouts without login_time that a new login pairs with: its login is the
     -- latest new one at or before the logout, when later than the one it has (a retried
-    -- login is not new; an earlier re-login does not move it). Locked in key order, as every
-    -- write here; rechecked on the locked row, so that two statements never pair one logout
-    -- from the same old state.
+    -- login is not new; an earlier re-login does not move it). No FOR UPDATE (Citus runs it
+    -- on one shard only): `paired` updates a logout only if its pairing is still the one read
+    -- here, rechecked on the latest row version once its lock is held, so that two statements
+    -- never pair one logout from the same old state (the later one leaves it to
+    -- zegolog_pair_recent_logouts, 0016).
     SELECT o.appid, o.session_id, o.logout_time, o.room_id, o.user_account, o.reason,
            o.paired_login_time AS old_login, n.login_time AS new_login
     FROM room_logouts AS o
@@ -174,13 +184,12 @@ WITH input AS (
       USING (appid, session_id, logout_time, room_id, user_account)
     WHERE o.login_time IS NULL
       AND (o.paired_login_time IS NULL OR n.login_time > o.paired_login_time)
-    ORDER BY o.appid, o.session_id, o.logout_time, o.room_id, o.user_account
-    FOR UPDATE OF o
 ), paired AS (
     UPDATE room_logouts AS o SET paired_login_time = p.new_login
     FROM to_pair AS p
     WHERE o.appid = p.appid AND o.session_id = p.session_id AND o.logout_time = p.logout_time
       AND o.room_id = p.room_id AND o.user_account = p.user_account
+      AND o.paired_login_time IS NOT DISTINCT FROM p.old_login
     RETURNING o.appid, o.room_id, o.reason, o.logout_time, p.old_login, p.new_login
 ), rooms AS (
     INSERT INTO room_lifecycle_events (appid, room_id, room_session_id, event, at, creator, close_reason)

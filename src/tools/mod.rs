@@ -8,12 +8,14 @@
 //! - [`bench`]: `zegolog bench`, PostgreSQL's ceiling and zegolog under load side by side.
 //! - [`seed`]: `zegolog seed`, realistic synthetic traffic COPYed into a database, rollups included.
 //! - [`bench_queries`]: `zegolog bench-queries`, the views' standard queries timed on N seeded logouts.
+//! - [`citus`]: a local Citus cluster (a coordinator and workers) for the Citus tests and benchmark.
 //! - `scratch`: the throwaway PostgreSQL and databases `bench` and `bench-queries` measure on.
 //! - [`traffic`]: the traffic model `loadtest` and `seed` share: room popularity, roles,
 //!   session lengths, accounts and nicknames.
 
 pub mod bench;
 pub mod bench_queries;
+pub mod citus;
 pub mod loadtest;
 mod scratch;
 pub mod seed;

@@ -8,6 +8,7 @@ mod common;
 
 mod analytics;
 mod callbacks;
+mod citus;
 mod cli;
 mod clients;
 mod dashboard;

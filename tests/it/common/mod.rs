@@ -25,6 +25,7 @@ use zegolog::signature::{sign, Secrets, Verifier};
 use zegolog::store::Store;
 
 pub mod browser;
+pub mod citus;
 mod process;
 
 pub use process::*;
