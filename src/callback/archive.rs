@@ -63,7 +63,7 @@ impl Fields {
     /// that object, written straight from the fields when nothing has to change (the common
     /// case), without copying every string into a new object first.
     pub fn to_json_text(&self) -> (String, Option<&'static str>) {
-        if self.0.iter().all(|(k, v)| !k.contains('\0') && storable(v)) {
+        if self.0.iter().all(|(k, v)| storable_text(k) && storable(v)) {
             let text = serde_json::to_string(&self.0).expect("a map of JSON values serialises");
             return (text, None);
         }
@@ -72,13 +72,13 @@ impl Fields {
     }
 }
 
-/// Whether [`Fields::to_json`] keeps `value` as it is.
+/// Whether [`Fields::to_json`] keeps `value` as it is (what [`Changes::value`] would change).
 fn storable(value: &Value) -> bool {
     match value {
-        Value::String(s) => !s.contains('\0'),
+        Value::String(s) => storable_text(s),
         Value::Number(n) => storable_number(&n.to_string()),
         Value::Array(items) => items.iter().all(storable),
-        Value::Object(map) => map.iter().all(|(k, v)| !k.contains('\0') && storable(v)),
+        Value::Object(map) => map.iter().all(|(k, v)| storable_text(k) && storable(v)),
         Value::Null | Value::Bool(_) => true,
     }
 }
@@ -92,7 +92,7 @@ struct Changes {
 
 impl Changes {
     fn text(&mut self, s: &str) -> String {
-        if s.contains('\0') {
+        if !storable_text(s) {
             self.nul = true;
             s.replace('\0', "\u{FFFD}")
         } else {
@@ -131,6 +131,11 @@ impl Changes {
             ),
         }
     }
+}
+
+/// Whether PostgreSQL text takes this string as it is: it cannot hold U+0000.
+fn storable_text(s: &str) -> bool {
+    !s.contains('\0')
 }
 
 /// Whether PostgreSQL's jsonb takes this JSON number: its numeric type holds up to 131,072

@@ -361,11 +361,12 @@ struct Written {
 
 /// A batch turned inside out: one array per column, as UNNEST wants them.
 #[derive(Default)]
-struct Columns {
+struct Columns<'a> {
     digest: Vec<Vec<u8>>,
     event: Vec<String>,
     appid: Vec<i64>,
-    body: Vec<String>,
+    /// Borrowed: the archive's JSON text, bound as it is.
+    body: Vec<&'a str>,
     content_type: Vec<&'static str>,
     refused_reason: Vec<Option<String>>,
     signed_at: Vec<Option<DateTime<Utc>>>,
@@ -426,8 +427,8 @@ struct LogoutColumns {
     user_update_seq: Vec<Option<i64>>,
 }
 
-impl Columns {
-    fn new(batch: &[Received]) -> Self {
+impl<'a> Columns<'a> {
+    fn new(batch: &'a [Received]) -> Self {
         let mut c = Self::default();
         for (i, received) in batch.iter().enumerate() {
             let pos = i as i64 + 1;
@@ -438,7 +439,7 @@ impl Columns {
             c.signature.push(signed.map(|s| s.signature.clone()));
             c.event.push(received.event.clone());
             c.appid.push(received.appid);
-            c.body.push(received.body.clone());
+            c.body.push(&received.body);
             c.content_type.push(received.encoding.mime());
             c.refused_reason.push(match &received.payload {
                 Payload::Refused(reason) => Some(reason.clone()),
