@@ -9,8 +9,8 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::{serve, OwnPostgres, Served, SECRET};
-use zegolog::tools::loadtest::{self, LoadtestArgs, Report};
+use common::{assert_nothing_lost, serve, OwnPostgres, Served, SECRET};
+use zegolog::tools::loadtest::{self, LoadtestArgs};
 
 /// A PostgreSQL and a data dir for zegolog, both this test's own.
 struct Rig {
@@ -63,12 +63,6 @@ fn load(served: &Served, rig: &Rig, connections: usize, secs: u64) -> LoadtestAr
     args
 }
 
-fn assert_nothing_lost(report: &Report) {
-    println!("{report}");
-    assert!(report.verified_ok(), "{report}");
-    assert!(report.acknowledged_unique > 0, "{report}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_longer_than_the_retry_window_under_load_loses_nothing() {
     let mut rig = Rig::new("zegolog-outage-load-").await;
@@ -89,13 +83,7 @@ async fn outage_longer_than_the_retry_window_under_load_loses_nothing() {
         non_2xx, 0,
         "the spool answers 2xx through the outage: {report}"
     );
-    let (exit, log) = served.terminate();
-    assert!(exit.success(), "{log}");
-    assert!(
-        log.contains("spooling"),
-        "the outage went through the spool:\n{log}"
-    );
-    assert!(log.contains("spool drained into PostgreSQL"), "{log}");
+    served.terminate_having_spooled("the outage");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use super::common;
 use std::time::Duration;
 
 use common::citus::{empty_database_on, OwnCluster};
-use common::{serve, SECRET};
+use common::{assert_nothing_lost, serve, SECRET};
 use zegolog::tools::loadtest::{self, LoadtestArgs};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -42,14 +42,6 @@ async fn a_stopped_worker_under_load_loses_nothing_and_the_spool_drains_when_it_
     tokio::task::block_in_place(|| cluster.0.restart_worker(1)).unwrap();
     let report = run.await.unwrap();
 
-    println!("{report}");
-    assert!(report.verified_ok(), "{report}");
-    assert!(report.acknowledged_unique > 0, "{report}");
-    let (exit, log) = served.terminate();
-    assert!(exit.success(), "{log}");
-    assert!(
-        log.contains("spooling"),
-        "the stopped worker's writes went to the spool:\n{log}"
-    );
-    assert!(log.contains("spool drained into PostgreSQL"), "{log}");
+    assert_nothing_lost(&report);
+    served.terminate_having_spooled("the stopped worker's writes");
 }

@@ -99,12 +99,7 @@ async fn two_servers_on_the_coordinator_store_every_retried_callback_once() {
     .unwrap();
     assert_eq!(distinct, logouts);
     // Every logout without login_time found its login, whichever came first.
-    let unpaired: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM room_logouts WHERE login_time IS NULL AND paired_login_time IS NULL",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let unpaired = unpaired_logouts(&pool).await;
     if unpaired > 0 {
         // A logout and its login in concurrent batches see neither the other: upkeep pairs them.
         zegolog::store::Store::from_pool(pool.clone())
@@ -112,12 +107,7 @@ async fn two_servers_on_the_coordinator_store_every_retried_callback_once() {
             .await
             .unwrap();
     }
-    let unpaired: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM room_logouts WHERE login_time IS NULL AND paired_login_time IS NULL",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let unpaired = unpaired_logouts(&pool).await;
     assert_eq!(unpaired, 0);
     // The rows are on both workers, by room.
     let rooms: Vec<(String, i64)> =
@@ -141,4 +131,14 @@ async fn two_servers_on_the_coordinator_store_every_retried_callback_once() {
     assert_eq!(per_worker.values().sum::<i64>(), logouts);
     drop((a, b));
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Logouts without login_time that are not paired with a login yet.
+async fn unpaired_logouts(pool: &sqlx::PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM room_logouts WHERE login_time IS NULL AND paired_login_time IS NULL",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
 }

@@ -121,6 +121,25 @@ impl Served {
         let status = self.child.wait().unwrap();
         (status, self.log_text())
     }
+
+    /// [`terminate`](Self::terminate) after a run whose writes went through the spool (`what`
+    /// sent them there): the server exits cleanly, and its log says it spooled and drained.
+    pub fn terminate_having_spooled(self, what: &str) {
+        let (exit, log) = self.terminate();
+        assert!(exit.success(), "{log}");
+        assert!(
+            log.contains("spooling"),
+            "{what} went through the spool:\n{log}"
+        );
+        assert!(log.contains("spool drained into PostgreSQL"), "{log}");
+    }
+}
+
+/// A load test's report says every acknowledged callback is stored exactly once, and some were.
+pub fn assert_nothing_lost(report: &zegolog::tools::loadtest::Report) {
+    println!("{report}");
+    assert!(report.verified_ok(), "{report}");
+    assert!(report.acknowledged_unique > 0, "{report}");
 }
 
 /// A server still running when its test ends (a failed assertion, a panic) is killed, so that a
