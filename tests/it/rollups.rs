@@ -219,3 +219,95 @@ async fn logins_and_room_lifecycle_events_are_stored_once() {
     );
     assert_eq!(app.count("callback_events").await, 3);
 }
+
+/// Compaction never runs PostgreSQL's JIT compiler (0018): its planner cannot see how few days
+/// a refresh covers, so its cost estimates passed JIT's thresholds and each run compiled
+/// itself again (50 to 700 ms, growing with the history). Here JIT is forced on for every
+/// statement of the session, and auto_explain logs every plan, nested ones too: a plain query
+/// shows JIT (so the check can see it), no statement inside compaction does.
+#[tokio::test]
+async fn compaction_never_compiles_itself_with_jit() {
+    let app = TestApp::spawn().await;
+    let now = chrono::Utc::now().timestamp_millis();
+    for i in 0..40i64 {
+        let logout_ms = now - (i % 3) * DAY_MS - i * 61_000;
+        let room = ["room-a", "room-b", "room-c"][(i % 3) as usize];
+        post_ok(
+            &app,
+            &logout(i, room, logout_ms - 3_600_000, logout_ms, i % 5),
+        )
+        .await;
+    }
+    let mut conn = app.pool.acquire().await.unwrap();
+    let available: bool = sqlx::query_scalar("SELECT pg_jit_available()")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert!(
+        available,
+        "this PostgreSQL cannot JIT (no llvmjit): the test cannot see what it guards against"
+    );
+    for setting in [
+        "LOAD 'auto_explain'",
+        "SET jit = on",
+        "SET jit_above_cost = 0",
+        "SET jit_inline_above_cost = 0",
+        "SET jit_optimize_above_cost = 0",
+        "SET auto_explain.log_min_duration = 0",
+        "SET auto_explain.log_nested_statements = on",
+        "SET auto_explain.log_level = log",
+    ] {
+        sqlx::query(setting).execute(&mut *conn).await.unwrap();
+    }
+
+    let plain = logged_plans(&mut conn, "SELECT count(*) FROM room_logouts").await;
+    assert!(
+        plain.iter().any(|plan| plan.contains("JIT:")),
+        "a plain query with JIT forced on shows no JIT in its plan: {plain:?}"
+    );
+
+    let call = "SELECT zegolog_compact_rollups()";
+    let plans = logged_plans(&mut conn, call).await;
+    let nested: Vec<&String> = plans
+        .iter()
+        .filter(|plan| !plan.contains(&format!("Query Text: {call}\n")))
+        .collect();
+    assert!(
+        nested.len() >= 10,
+        "auto_explain logged {} of compaction's statements: {plans:?}",
+        nested.len()
+    );
+    let compiled: Vec<&&String> = nested.iter().filter(|p| p.contains("JIT:")).collect();
+    assert!(
+        compiled.is_empty(),
+        "compaction compiled with JIT: {compiled:?}"
+    );
+    common::assert_rollups_equal_raw_rows(&app.pool).await;
+}
+
+/// Runs `statement` and returns the plans auto_explain wrote for it (one per statement run,
+/// nested ones included) into the test server's log, which only this session writes plans to
+/// (without those of the queries that find the log's end).
+async fn logged_plans(conn: &mut sqlx::PgConnection, statement: &str) -> Vec<String> {
+    let size = "SELECT size FROM pg_stat_file('server.log')";
+    let before: i64 = sqlx::query_scalar(size)
+        .fetch_one(&mut *conn)
+        .await
+        .expect("reading the test server's log (server.log: the private test PostgreSQL's)");
+    sqlx::query(statement).execute(&mut *conn).await.unwrap();
+    let after: i64 = sqlx::query_scalar(size)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    let log: String = sqlx::query_scalar("SELECT pg_read_file('server.log', $1, $2)")
+        .bind(before)
+        .bind(after - before)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    log.split("LOG:  duration: ")
+        .skip(1)
+        .filter(|plan| !plan.contains("pg_stat_file('server.log')"))
+        .map(str::to_owned)
+        .collect()
+}
