@@ -13,6 +13,7 @@ use common::migrated_pool;
 use serde_json::{json, Value};
 
 mod bench;
+mod commands;
 mod fault;
 mod ingest;
 mod upkeep;
