@@ -30,6 +30,17 @@
 --    LATERAL's aggregate over no rows gave. The peak over a lifecycle's sessions is the same
 --    expression, as a function of its two arrays (zegolog_lifecycle_peak).
 --
+-- 5. The analyst (grant-analyst). Citus runs the queries it makes of a view on the shards as
+--    the querying role, not as the view's owner, so a view is refused to an analyst who may
+--    read none of its tables. In schema zegolog_analyst, each view of public gets a
+--    SECURITY DEFINER function that returns its rows as the owner, and a view of the same name
+--    over it; grant-analyst grants those and puts zegolog_analyst first in the analyst's
+--    search_path, so that the analyst's `SELECT ... FROM session_durations` reads it. The raw
+--    tables stay closed. A wrapper whose view changed columns is made again (run grant-analyst
+--    again after an upgrade, as on one PostgreSQL). The owner's own queries (report, the
+--    dashboard) keep reading public's views, whose filters Citus pushes to the shards; the
+--    analyst's are applied to the whole view's rows (docs/citus.md).
+--
 -- zegolog_distribute() of 0016 keeps its work (the tables) as zegolog_distribute_tables(), and
 -- zegolog_distribute() is now that, then zegolog_citus_read_side().
 
@@ -43,8 +54,10 @@ LANGUAGE plpgsql AS $$
 DECLARE
     case_list CONSTANT text := 'CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END';
     f record;
+    v record;
     body text;
     declared text;
+    made text;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
         RETURN;
@@ -260,11 +273,50 @@ BEGIN
         EXECUTE body;
         RETURN NEXT f.name;
     END LOOP;
+    -- 5: the analyst's views, each time a view of public is new or has other columns.
+    IF to_regnamespace('zegolog_analyst') IS NULL THEN
+        CREATE SCHEMA zegolog_analyst;
+        COMMENT ON SCHEMA zegolog_analyst IS
+            'On Citus: the views of public as the analyst reads them (grant-analyst puts this schema first in its search_path), each over a SECURITY DEFINER function that returns the view''s rows as their owner.';
+        RETURN NEXT 'zegolog_analyst';
+    END IF;
+    FOR v IN
+        SELECT c.relname::text AS name,
+               string_agg(format('%I %s', a.attname, format_type(a.atttypid, NULL)), ', '
+                          ORDER BY a.attnum) AS columns
+        FROM pg_class AS c
+        JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+        WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'v'
+          -- Not Citus's own views of the cluster (citus_tables, ...).
+          AND NOT EXISTS (SELECT 1 FROM pg_depend AS d
+                          WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+        GROUP BY c.relname
+        ORDER BY 1
+    LOOP
+        made := (SELECT pg_get_function_result(p.oid) FROM pg_proc AS p
+                 WHERE p.pronamespace = 'zegolog_analyst'::regnamespace
+                   AND p.proname = v.name || '_rows' AND p.pronargs = 0);
+        CONTINUE WHEN made = 'TABLE(' || v.columns || ')';
+        EXECUTE format('DROP VIEW IF EXISTS zegolog_analyst.%I', v.name);
+        EXECUTE format('DROP FUNCTION IF EXISTS zegolog_analyst.%I()', v.name || '_rows');
+        EXECUTE format(
+            'CREATE FUNCTION zegolog_analyst.%I() RETURNS TABLE(%s) LANGUAGE plpgsql STABLE SECURITY DEFINER '
+            'SET search_path = pg_catalog, public, pg_temp AS %L',
+            v.name || '_rows', v.columns, format('BEGIN RETURN QUERY SELECT * FROM public.%I; END', v.name));
+        EXECUTE format('REVOKE ALL ON FUNCTION zegolog_analyst.%I() FROM PUBLIC', v.name || '_rows');
+        EXECUTE format('COMMENT ON FUNCTION zegolog_analyst.%I() IS %L', v.name || '_rows',
+                       format('On Citus: the rows of public.%I, read as their owner.', v.name));
+        EXECUTE format('CREATE VIEW zegolog_analyst.%I AS SELECT * FROM zegolog_analyst.%I()',
+                       v.name, v.name || '_rows');
+        EXECUTE format('COMMENT ON VIEW zegolog_analyst.%I IS %L', v.name,
+                       format('On Citus, the analyst''s %I: the rows of public.%I (see its comment), read as their owner; filters apply to all of them.', v.name, v.name));
+        RETURN NEXT 'zegolog_analyst.' || v.name;
+    END LOOP;
 END
 $$;
 
 COMMENT ON FUNCTION zegolog_citus_read_side() IS
-    'zegolog_distribute()''s second step (0017): on a Citus coordinator, redefines the read side Citus cannot plan as written (the app list, the *_daily_in functions'' raw buckets, room_lifecycle and room_lifecycle_between) and returns what it changed; on PostgreSQL without the citus extension, does nothing. Idempotent.';
+    'zegolog_distribute()''s second step (0017): on a Citus coordinator, redefines the read side Citus cannot plan as written (the app list, the *_daily_in functions'' raw buckets, room_lifecycle and room_lifecycle_between), makes the analyst''s views in schema zegolog_analyst, and returns what it changed; on PostgreSQL without the citus extension, does nothing. Idempotent.';
 
 CREATE FUNCTION zegolog_distribute() RETURNS SETOF text
 LANGUAGE plpgsql AS $$
