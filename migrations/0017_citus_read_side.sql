@@ -41,6 +41,10 @@
 --    dashboard) keep reading public's views, whose filters Citus pushes to the shards; the
 --    analyst's are applied to the whole view's rows (docs/citus.md).
 --
+-- 6. zegolog seed's zegolog_add_to_rollups, a SQL function with parameters over room_logouts
+--    ("could not create distributed plan"), becomes PL/pgSQL, with the zone read once and
+--    passed to zegolog_logout_rollup_in rather than read per row on the shards.
+--
 -- zegolog_distribute() of 0016 keeps its work (the tables) as zegolog_distribute_tables(), and
 -- zegolog_distribute() is now that, then zegolog_citus_read_side().
 
@@ -273,6 +277,34 @@ BEGIN
         EXECUTE body;
         RETURN NEXT f.name;
     END LOOP;
+    -- 6: the seed's rollups (zegolog seed), once: Citus cannot plan its SQL function's
+    -- parameters, and the rollup rule it called per row read the zone on the shards; the zone
+    -- is read first and passed in (zegolog_logout_rollup_in, as the write path does).
+    IF (SELECT l.lanname FROM pg_proc AS p JOIN pg_language AS l ON l.oid = p.prolang
+        WHERE p.oid = 'zegolog_add_to_rollups(bigint, bigint)'::regprocedure) = 'sql' THEN
+        CREATE OR REPLACE FUNCTION zegolog_add_to_rollups(from_id bigint, to_id bigint) RETURNS void
+        LANGUAGE plpgsql AS $f$
+        DECLARE
+            zone text := zegolog_time_zone();
+        BEGIN
+            INSERT INTO logout_rollup_pending (day, appid, reason, bucket, sessions, total_ms, max_ms)
+            SELECT r.day, r.appid, r.reason, r.bucket, sum(r.sessions), sum(r.total_ms), max(r.max_ms)
+            FROM room_logouts AS l,
+                 zegolog_logout_rollup_in(l.appid, l.reason, coalesce(l.login_time, l.paired_login_time),
+                                          l.logout_time, zone) AS r
+            WHERE l.id BETWEEN from_id AND to_id
+            GROUP BY 1, 2, 3, 4;
+            INSERT INTO concurrency_pending (appid, room_id, minute, delta)
+            SELECT c.appid, c.room_id, c.minute, sum(c.delta)
+            FROM room_logouts AS l,
+                 zegolog_logout_concurrency(l.appid, l.room_id, coalesce(l.login_time, l.paired_login_time),
+                                            l.logout_time) AS c
+            WHERE l.id BETWEEN from_id AND to_id
+            GROUP BY 1, 2, 3;
+        END
+        $f$;
+        RETURN NEXT 'zegolog_add_to_rollups(bigint, bigint)';
+    END IF;
     -- 5: the analyst's views, each time a view of public is new or has other columns.
     IF to_regnamespace('zegolog_analyst') IS NULL THEN
         CREATE SCHEMA zegolog_analyst;

@@ -16,6 +16,7 @@ mod bench;
 mod commands;
 mod fault;
 mod ingest;
+mod tools;
 mod upkeep;
 mod views;
 
