@@ -9,6 +9,11 @@
 //! ending with a check of the role's effective rights (through `PUBLIC` and role memberships
 //! too); if anything beyond the views is readable or writable, nothing is committed.
 //!
+//! On Citus a view's queries on the shards run as the querying role, so the role reads the
+//! views through schema `zegolog_analyst` instead (migration 0017: a view per view of public,
+//! over a SECURITY DEFINER function returning its rows), which this command grants and puts
+//! first in the role's search_path; see docs/citus.md.
+//!
 //! The password is hashed here (SCRAM-SHA-256, as `psql`'s `\password` does, with RustCrypto's
 //! reviewed `pbkdf2` and `hmac`), so PostgreSQL receives and may log only the verifier, never
 //! the password.
