@@ -23,6 +23,11 @@ WITH params AS (
         NULL::bigint AS app,             -- PARAMETER: NULL = all apps, or an appid
         NULL::text AS room,              -- PARAMETER: NULL = all rooms, or a room id
         false AS closed_rooms            -- PARAMETER: true = include closed room lifecycles
+), apps AS MATERIALIZED (
+    -- The apps, listed once before the query (on Citus, on the coordinator: a function in the
+    -- query itself would run on the shards, where it may not read the distributed tables).
+    SELECT CASE WHEN p.app IS NULL THEN zegolog_appids() ELSE ARRAY[p.app] END AS ids
+    FROM params AS p
 )
 SELECT
     s.appid,
@@ -39,7 +44,7 @@ SELECT
 FROM open_sessions AS s
 CROSS JOIN params AS p
 WHERE s.login_at >= now() - p.max_age
-    AND s.appid = ANY (CASE WHEN p.app IS NULL THEN zegolog_appids() ELSE ARRAY[p.app] END)
+    AND s.appid = ANY ((SELECT a.ids FROM apps AS a)::bigint[])
     AND (p.room IS NULL OR s.room_id = p.room)
     AND (p.closed_rooms OR NOT s.room_closed)
 ORDER BY s.login_at DESC, s.appid, s.room_id, s.user_account

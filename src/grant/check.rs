@@ -7,7 +7,8 @@ use sqlx::{Connection, Postgres, Transaction};
 
 use super::exec;
 
-/// Plans `SELECT * FROM view` as the role, for each view: PostgreSQL checks the rights of
+/// Plans `SELECT * FROM view` as the role, for each view (resolved by `search_path` first,
+/// the role's own on Citus, or else in public): PostgreSQL checks the rights of
 /// every table a query reads when it starts executing it, which `EXPLAIN` does without reading
 /// a row. A view whose functions run with the caller's rights (a `SECURITY INVOKER` function,
 /// inlined or not) reads its tables as the analyst, who may not: such views are returned
@@ -16,6 +17,7 @@ use super::exec;
 pub(super) async fn try_views(
     tx: &mut Transaction<'_, Postgres>,
     role: &str,
+    search_path: Option<&str>,
     views: &[String],
 ) -> anyhow::Result<Option<Vec<(String, String)>>> {
     let mut unreadable = Vec::new();
@@ -28,13 +30,26 @@ pub(super) async fn try_views(
             attempt.rollback().await?;
             return Ok(None);
         }
-        let statement: String =
-            sqlx::query_scalar("SELECT format('EXPLAIN SELECT * FROM public.%I', $1::text)")
-                .bind(view)
-                .fetch_one(&mut *attempt)
+        let statement: String = match search_path {
+            // The name as the role writes it, resolved by its search_path.
+            Some(schema) => {
+                exec(
+                    &mut attempt,
+                    "SET LOCAL search_path TO %I, public",
+                    &[schema],
+                )
                 .await?;
+                sqlx::query_scalar("SELECT format('EXPLAIN SELECT * FROM %I', $1::text)")
+            }
+            None => {
+                sqlx::query_scalar("SELECT format('EXPLAIN SELECT * FROM public.%I', $1::text)")
+            }
+        }
+        .bind(view)
+        .fetch_one(&mut *attempt)
+        .await?;
         let planned = sqlx::raw_sql(&statement).execute(&mut *attempt).await;
-        // Rolling back the savepoint also ends SET LOCAL ROLE.
+        // Rolling back the savepoint also ends SET LOCAL ROLE and search_path.
         attempt.rollback().await?;
         if let Err(e) = planned {
             let reason = match &e {
@@ -63,7 +78,8 @@ pub(super) async fn verify(
          WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
            AND n.nspname NOT IN ('pg_catalog', 'information_schema')
            AND n.nspname NOT LIKE 'pg\\_toast%'
-           AND NOT (c.relkind IN ('v', 'm') AND n.nspname = 'public' AND p.privilege = 'SELECT')
+           AND NOT (c.relkind IN ('v', 'm') AND n.nspname IN ('public', 'zegolog_analyst')
+                    AND p.privilege = 'SELECT')
            AND (CASE WHEN c.relkind = 'S'
                      THEN p.privilege IN ('SELECT', 'UPDATE')
                           AND has_sequence_privilege($1, c.oid, p.privilege)

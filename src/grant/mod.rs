@@ -9,6 +9,11 @@
 //! ending with a check of the role's effective rights (through `PUBLIC` and role memberships
 //! too); if anything beyond the views is readable or writable, nothing is committed.
 //!
+//! On Citus a view's queries on the shards run as the querying role, so the role reads the
+//! views through schema `zegolog_analyst` instead (migration 0017: a view per view of public,
+//! over a SECURITY DEFINER function returning its rows), which this command grants and puts
+//! first in the role's search_path; see docs/citus.md.
+//!
 //! The password is hashed here (SCRAM-SHA-256, as `psql`'s `\password` does, with RustCrypto's
 //! reviewed `pbkdf2` and `hmac`), so PostgreSQL receives and may log only the verifier, never
 //! the password.
@@ -97,6 +102,9 @@ pub struct GrantSummary {
     pub password_set: bool,
     /// The views it may read now (`public` schema), by name.
     pub views: Vec<String>,
+    /// On Citus, the schema it reads them through (`zegolog_analyst`, first in its
+    /// search_path); `None` on one PostgreSQL.
+    pub analyst_schema: Option<String>,
     /// Roles it was a member of, and is no longer.
     pub left_roles: Vec<String>,
     /// Views granted that the role still cannot read, with PostgreSQL's reason: their functions
@@ -116,6 +124,13 @@ impl fmt::Display for GrantSummary {
             self.views.len()
         )?;
         write!(f, "  views: {}", self.views.join(", "))?;
+        if let Some(schema) = &self.analyst_schema {
+            write!(
+                f,
+                "\n  on Citus: read through schema {schema} (first in its search_path; \
+                 public.<view> itself is refused to it there)"
+            )?;
+        }
         match (self.password_set, self.created) {
             (true, _) => write!(f, "\n  password: set (sent as a SCRAM-SHA-256 verifier)")?,
             (false, true) => write!(
@@ -311,6 +326,46 @@ pub async fn grant_analyst(
     for view in &views {
         exec(&mut tx, "GRANT SELECT ON public.%I TO %I", &[view, role]).await?;
     }
+    // On Citus, the role reads the views through schema zegolog_analyst (migration 0017: a
+    // view per view of public, over a function that returns its rows as their owner), first in
+    // its search_path: Citus runs a view's queries on the shards as the querying role, who may
+    // read none of the tables under it.
+    let analyst_schema: Option<String> = sqlx::query_scalar(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname = 'zegolog_analyst'",
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    match &analyst_schema {
+        Some(schema) => {
+            exec(&mut tx, "GRANT USAGE ON SCHEMA %I TO %I", &[schema, role]).await?;
+            exec(
+                &mut tx,
+                "GRANT SELECT ON ALL TABLES IN SCHEMA %I TO %I",
+                &[schema, role],
+            )
+            .await?;
+            exec(
+                &mut tx,
+                "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %I TO %I",
+                &[schema, role],
+            )
+            .await?;
+            exec(
+                &mut tx,
+                "ALTER ROLE %I IN DATABASE %I SET search_path = %I, public",
+                &[role, &database, schema],
+            )
+            .await?;
+        }
+        None => {
+            exec(
+                &mut tx,
+                "ALTER ROLE %I IN DATABASE %I RESET search_path",
+                &[role, &database],
+            )
+            .await?
+        }
+    }
     // The views' windowed forms (`users_online`, `*_between`) read tables as their owner
     // (SECURITY DEFINER) and are not executable by PUBLIC; read-only ones (not VOLATILE) are
     // part of what an analyst may read. Functions that write, such as the rollup compaction,
@@ -334,7 +389,7 @@ pub async fn grant_analyst(
     }
 
     verify(&mut tx, role, &database).await?;
-    let unreadable_views = try_views(&mut tx, role, &views).await?;
+    let unreadable_views = try_views(&mut tx, role, analyst_schema.as_deref(), &views).await?;
     tx.commit().await?;
     Ok(GrantSummary {
         role: role.to_owned(),
@@ -342,6 +397,7 @@ pub async fn grant_analyst(
         created,
         password_set: verifier.is_some(),
         views,
+        analyst_schema,
         left_roles,
         unreadable_views,
     })

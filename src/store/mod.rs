@@ -234,9 +234,10 @@ impl Store {
         Ok(())
     }
 
-    /// On a Citus coordinator, distributes the tables that are not distributed yet
-    /// (`zegolog_distribute()`, migration 0016, holds the layout); on PostgreSQL without the citus
-    /// extension it does nothing. Idempotent, and safe with several instances starting at once.
+    /// On a Citus coordinator, distributes the tables that are not distributed yet and
+    /// redefines the read side Citus cannot plan as written (`zegolog_distribute()`: 0016 holds
+    /// the layout, 0017 the read side); on PostgreSQL without the citus extension it does
+    /// nothing. Idempotent, and safe with several instances starting at once.
     async fn distribute(&self) -> Result<(), StoreError> {
         let distributed: Vec<String> = sqlx::query_scalar("SELECT zegolog_distribute()")
             .fetch_all(&self.pool)

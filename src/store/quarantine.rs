@@ -58,12 +58,24 @@ impl Store {
         F: FnOnce(&QuarantinedBody) -> Result<Received, String>,
     {
         let mut tx = self.pool.begin().await?;
+        // The row is locked by its digest too: on Citus, where callback_events is distributed
+        // by digest, FOR UPDATE is allowed on one shard only, and the digest names it.
+        let digest: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT digest FROM callback_events WHERE id = $1 AND refused_reason IS NOT NULL",
+        )
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(digest) = digest else {
+            return Ok(None);
+        };
         let row: Option<QuarantinedBody> = sqlx::query_as(
             "SELECT id, body, content_type, refused_reason AS reason
              FROM callback_events
-             WHERE id = $1 AND refused_reason IS NOT NULL
+             WHERE digest = $1 AND id = $2 AND refused_reason IS NOT NULL
              FOR UPDATE",
         )
+        .bind(&digest)
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?;
@@ -82,10 +94,13 @@ impl Store {
         .await?
         .pop()
         .unwrap_or(Outcome::Duplicate);
-        sqlx::query("UPDATE callback_events SET refused_reason = NULL WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "UPDATE callback_events SET refused_reason = NULL WHERE digest = $1 AND id = $2",
+        )
+        .bind(&digest)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(Some(Ok((row, outcome))))
     }

@@ -13,8 +13,10 @@ use common::migrated_pool;
 use serde_json::{json, Value};
 
 mod bench;
+mod commands;
 mod fault;
 mod ingest;
+mod tools;
 mod upkeep;
 mod views;
 

@@ -55,11 +55,16 @@ pub async fn empty_database_on(cluster: &LocalCitus) -> String {
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::SeqCst)
     );
+    database_named_on(cluster, &name).await
+}
+
+/// [`empty_database_on`] with the name given (unique on `cluster`: the caller's business).
+pub async fn database_named_on(cluster: &LocalCitus, name: &str) -> String {
     // One at a time: each registers the nodes, which copies Citus's metadata to them.
     static CREATING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _one_at_a_time = CREATING.lock().await;
     cluster
-        .create_database(&name)
+        .create_database(name)
         .await
         .expect("creating a database on the Citus cluster")
 }
