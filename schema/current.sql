@@ -1996,6 +1996,92 @@ COMMENT ON FUNCTION public.zegolog_citus_read_side() IS 'zegolog_distribute()''s
 
 
 --
+-- Name: zegolog_citus_room_rollups(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_citus_room_rollups() RETURNS SETOF text
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+    marker CONSTANT text := '-- Per room: the same, keyed on (appid, room_id).';
+    made CONSTANT text := '-- zegolog_citus_room_rollups: per room, on the shards (migration 0020)';
+    def text;
+    at integer;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN;
+    END IF;
+    SELECT pg_get_functiondef(p.oid), position(marker IN pg_get_functiondef(p.oid)) INTO def, at
+    FROM pg_proc AS p WHERE p.oid = 'zegolog_refresh_concurrency_days(text)'::regprocedure;
+    IF position(made IN def) > 0 THEN
+        RETURN;
+    END IF;
+    IF at = 0 THEN
+        RAISE EXCEPTION 'zegolog_refresh_concurrency_days has no "%": its Citus form (0020) needs another rewrite', marker;
+    END IF;
+    -- The per-app part as it is; the per-room part (to the end) replaced.
+    EXECUTE left(def, at - 1) || made || $f$
+    -- The room-days, where the shards can join them with the rollups.
+    INSERT INTO zegolog_room_days (appid, room_id, day)
+    SELECT appid, room_id, day FROM zegolog_days;
+    -- Every join, window and grouping on room_id: one statement each shard runs for its rooms.
+    INSERT INTO room_concurrency_day AS r (appid, room_id, day, net, peak)
+    SELECT b.appid, b.room_id, b.day, b.net,
+           greatest(CASE WHEN bool_or(w.at_midnight) IS NOT TRUE THEN b.base END, max(b.base + w.running))
+    FROM (
+        SELECT n.appid, n.room_id, n.day, n.net,
+               s.before
+               + coalesce(sum(n.net) OVER (PARTITION BY n.room_id, n.appid ORDER BY n.day
+                                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS base
+        FROM (
+            SELECT d.appid, d.room_id, d.day, coalesce(sum(m.delta), 0) AS net
+            FROM zegolog_room_days AS d
+            LEFT JOIN room_concurrency_minute AS m
+              ON m.room_id = d.room_id AND m.appid = d.appid
+             AND m.minute >= d.day::timestamp AT TIME ZONE zone
+             AND m.minute < (d.day + 1)::timestamp AT TIME ZONE zone
+            GROUP BY d.room_id, d.appid, d.day
+        ) AS n
+        JOIN (
+            -- The net of every day before the room's first one.
+            SELECT f.appid, f.room_id, coalesce(sum(p.net), 0) AS before
+            FROM (SELECT appid, room_id, min(day) AS first_day
+                  FROM zegolog_room_days GROUP BY room_id, appid) AS f
+            LEFT JOIN room_concurrency_day AS p
+              ON p.room_id = f.room_id AND p.appid = f.appid AND p.day < f.first_day
+            GROUP BY f.room_id, f.appid
+        ) AS s ON s.room_id = n.room_id AND s.appid = n.appid
+    ) AS b
+    LEFT JOIN (
+        -- The running sum over each room-day's minutes.
+        SELECT d.appid, d.room_id, d.day,
+               sum(m.delta) OVER (PARTITION BY d.room_id, d.appid, d.day ORDER BY m.minute) AS running,
+               m.minute = d.day::timestamp AT TIME ZONE zone AS at_midnight
+        FROM zegolog_room_days AS d
+        JOIN room_concurrency_minute AS m
+          ON m.room_id = d.room_id AND m.appid = d.appid
+         AND m.minute >= d.day::timestamp AT TIME ZONE zone
+         AND m.minute < (d.day + 1)::timestamp AT TIME ZONE zone
+    ) AS w ON w.room_id = b.room_id AND w.appid = b.appid AND w.day = b.day
+    GROUP BY b.room_id, b.appid, b.day, b.net, b.base
+    ON CONFLICT (appid, room_id, day) DO UPDATE SET net = excluded.net, peak = excluded.peak;
+    DELETE FROM zegolog_room_days;
+END
+$function$
+$f$;
+    RETURN NEXT 'zegolog_refresh_concurrency_days(text)';
+END
+$_$;
+
+
+--
+-- Name: FUNCTION zegolog_citus_room_rollups(); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_citus_room_rollups() IS 'zegolog_distribute()''s third step (0020): on a Citus coordinator, redefines zegolog_refresh_concurrency_days so that its per-room refresh runs on the shards (through zegolog_room_days), whenever a migration replaced it, and returns what it changed; on PostgreSQL without the citus extension, does nothing. Idempotent.';
+
+
+--
 -- Name: zegolog_compact_rollups(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -2063,6 +2149,7 @@ CREATE FUNCTION public.zegolog_distribute() RETURNS SETOF text
 BEGIN
     RETURN QUERY SELECT zegolog_distribute_tables();
     RETURN QUERY SELECT zegolog_citus_read_side();
+    RETURN QUERY SELECT zegolog_citus_room_rollups();
 END
 $$;
 
@@ -2071,7 +2158,7 @@ $$;
 -- Name: FUNCTION zegolog_distribute(); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.zegolog_distribute() IS 'On a Citus coordinator, distributes the tables not distributed yet (zegolog_distribute_tables) and redefines the read side for Citus (zegolog_citus_read_side), and returns what it changed; on PostgreSQL without the citus extension, does nothing. Idempotent.';
+COMMENT ON FUNCTION public.zegolog_distribute() IS 'On a Citus coordinator, distributes the tables not distributed yet (zegolog_distribute_tables), redefines the read side for Citus (zegolog_citus_read_side) and the per-room rollup refresh (zegolog_citus_room_rollups), and returns what it changed; on PostgreSQL without the citus extension, does nothing. Idempotent.';
 
 
 --
@@ -2084,6 +2171,10 @@ CREATE FUNCTION public.zegolog_distribute_tables() RETURNS SETOF text
 DECLARE
     t record;
     f record;
+    converted text[];
+    comments text[];
+    rel text;
+    stmt text;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
         RETURN;
@@ -2097,18 +2188,53 @@ BEGIN
     -- One connection per node for the whole transaction: Citus refuses function DDL (below)
     -- after a parallel operation on a distributed table in the same transaction.
     PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    -- The refresh's room-days (migration 0020), on Citus only.
+    IF to_regclass('zegolog_room_days') IS NULL THEN
+        CREATE TABLE zegolog_room_days (
+            appid bigint NOT NULL,
+            room_id text NOT NULL,
+            day date NOT NULL
+        );
+        COMMENT ON TABLE zegolog_room_days IS
+            'On Citus: the room-days zegolog_refresh_concurrency_days recomputes, distributed with room_concurrency_day so that the refresh runs on the shards; empty outside a refresh.';
+    END IF;
+    -- Citus local tables of 0016 that are now distributed: back to plain tables, rows kept.
+    -- undistribute_table() makes the tables (other oids: kept by name here) and the views over
+    -- them again, without their comments: those are kept here and set again after.
+    converted := ARRAY(
+        SELECT p.logicalrelid::regclass::text FROM pg_dist_partition AS p
+        WHERE p.logicalrelid IN ('room_concurrency_minute'::regclass, 'room_concurrency_day'::regclass)
+          AND p.partmethod = 'n'
+        ORDER BY 1);
+    comments := ARRAY(
+        SELECT CASE WHEN d.objsubid = 0
+                    THEN format('COMMENT ON %s %s IS %L', CASE c.relkind WHEN 'v' THEN 'VIEW' ELSE 'TABLE' END,
+                                c.oid::regclass, d.description)
+                    ELSE format('COMMENT ON COLUMN %s.%I IS %L', c.oid::regclass, a.attname, d.description) END
+        FROM pg_description AS d
+        JOIN pg_class AS c ON c.oid = d.objoid
+        LEFT JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum = d.objsubid
+        WHERE d.classoid = 'pg_class'::regclass
+          AND (c.oid = ANY (converted::regclass[])
+               OR c.oid IN (SELECT r.ev_class FROM pg_rewrite AS r
+                            JOIN pg_depend AS dep ON dep.classid = 'pg_rewrite'::regclass AND dep.objid = r.oid
+                            WHERE dep.refobjid = ANY (converted::regclass[]))));
+    FOREACH rel IN ARRAY converted LOOP
+        PERFORM undistribute_table(rel::regclass);
+    END LOOP;
     FOR t IN
         SELECT l.name, l.how, l.col, l.colocate
         FROM (VALUES
             (1, 'room_logouts', 'distributed', 'room_id', 'none'),
             (2, 'room_logins', 'distributed', 'room_id', 'room_logouts'),
             (3, 'room_lifecycle_events', 'distributed', 'room_id', 'room_logouts'),
-            (4, 'room_concurrency_minute', 'local', NULL, NULL),
-            (5, 'room_concurrency_day', 'local', NULL, NULL),
-            (6, 'callback_events', 'distributed', 'digest', 'none'),
-            (7, 'signature_ledger', 'distributed', 'signature', 'none'),
-            (8, 'zegolog_settings', 'reference', NULL, NULL),
-            (9, 'logout_rollup_pending', 'local', NULL, NULL),
+            (4, 'room_concurrency_minute', 'distributed', 'room_id', 'room_logouts'),
+            (5, 'room_concurrency_day', 'distributed', 'room_id', 'room_logouts'),
+            (6, 'zegolog_room_days', 'distributed', 'room_id', 'room_logouts'),
+            (7, 'callback_events', 'distributed', 'digest', 'none'),
+            (8, 'signature_ledger', 'distributed', 'signature', 'none'),
+            (9, 'zegolog_settings', 'reference', NULL, NULL),
+            (10, 'logout_rollup_pending', 'local', NULL, NULL),
             (13, 'concurrency_pending', 'local', NULL, NULL),
             (14, 'app_concurrency_minute', 'local', NULL, NULL),
             (15, 'app_concurrency_day', 'local', NULL, NULL)
@@ -2130,19 +2256,26 @@ BEGIN
         END IF;
         RETURN NEXT t.name;
     END LOOP;
+    FOREACH rel IN ARRAY converted LOOP
+        -- The coordinator's copy of the rows, now on the shards.
+        PERFORM truncate_local_data_after_distributing_table(rel::regclass);
+    END LOOP;
+    FOREACH stmt IN ARRAY comments LOOP
+        EXECUTE stmt;
+    END LOOP;
     -- Analyst functions over the raw tables that are SQL and SECURITY DEFINER are never
     -- inlined, and Citus cannot plan a SQL function's parameters ("could not create
     -- distributed plan"): these become PL/pgSQL with the same body (RETURN QUERY), whose
     -- parameters Citus plans as values. Same signature, owner, grants and comment; once (they
-    -- are PL/pgSQL after). Only those the Citus suite checks equal to one PostgreSQL's: the
-    -- *_daily_in functions go through zegolog_buckets_in / zegolog_peaks_in and
-    -- zegolog_appids()'s recursive CTE, which Citus refuses (docs/citus.md, limits).
+    -- are PL/pgSQL after). Those the Citus suite checks equal to one PostgreSQL's, and
+    -- room_users_online since its rollups are distributed (0020).
     FOR f IN
         SELECT p.proname::text AS name, pg_get_function_arguments(p.oid) AS args,
                pg_get_function_result(p.oid) AS result, p.provolatile, p.prosrc
         FROM pg_proc AS p JOIN pg_language AS l ON l.oid = p.prolang
         WHERE p.pronamespace = 'public'::regnamespace AND l.lanname = 'sql'
-          AND p.proname IN ('abnormal_rooms_between', 'abnormal_users_between', 'incident_reasons')
+          AND p.proname IN ('abnormal_rooms_between', 'abnormal_users_between', 'incident_reasons',
+                            'room_users_online')
         ORDER BY 1
     LOOP
         EXECUTE format(
@@ -2162,7 +2295,7 @@ $_$;
 -- Name: FUNCTION zegolog_distribute_tables(); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.zegolog_distribute_tables() IS 'zegolog_distribute()''s first step (0016): on a Citus coordinator, distributes the tables not distributed yet (raw tables by room_id, colocated; callback_events by digest; signature_ledger by signature; the pending tables, settings and concurrency rollups as Citus local tables on the coordinator) and returns their names; on PostgreSQL without the citus extension, does nothing. Idempotent.';
+COMMENT ON FUNCTION public.zegolog_distribute_tables() IS 'zegolog_distribute()''s first step (0016, 0020): on a Citus coordinator, distributes the tables not distributed yet (raw tables and per-room concurrency rollups by room_id, colocated; callback_events by digest; signature_ledger by signature; the pending tables and per-app rollups as Citus local tables on the coordinator; settings as a reference table), converting per-room rollups that were Citus local tables with their rows, and returns their names; on PostgreSQL without the citus extension, does nothing. Idempotent.';
 
 
 --

@@ -53,7 +53,13 @@ async fn migrate_distributes_every_table_and_a_second_run_changes_nothing() {
         (logouts.1.as_str(), logouts.2.as_deref()),
         ("h", Some("room_id"))
     );
-    for table in ["room_logins", "room_lifecycle_events"] {
+    for table in [
+        "room_logins",
+        "room_lifecycle_events",
+        "room_concurrency_minute",
+        "room_concurrency_day",
+        "zegolog_room_days",
+    ] {
         let (_, method, column, colocation) = of(table);
         assert_eq!(
             (method.as_str(), column.as_deref(), colocation),
@@ -69,8 +75,6 @@ async fn migrate_distributes_every_table_and_a_second_run_changes_nothing() {
         "concurrency_pending",
         "app_concurrency_minute",
         "app_concurrency_day",
-        "room_concurrency_minute",
-        "room_concurrency_day",
     ] {
         assert_eq!(of(table).1, "n", "{table} is a Citus local table");
     }
@@ -106,6 +110,171 @@ async fn migrate_distributes_every_table_and_a_second_run_changes_nothing() {
         .await
         .unwrap();
     assert!(again.is_empty(), "{again:?}");
+}
+
+/// Leaves per-room concurrency deltas for appid 1 in `concurrency_pending`, as the write path
+/// does (`n` minutes from `from` on, `step` minutes apart, over seven rooms), and compacts them.
+async fn compact_deltas(db: &sqlx::PgPool, from: &str, n: i32, step: i32) {
+    sqlx::query(&format!(
+        "INSERT INTO concurrency_pending (appid, room_id, minute, delta)
+         SELECT 1, 'room-' || (g % 7), timestamptz '{from}' + g * interval '{step} minutes',
+                CASE WHEN g % 3 = 0 THEN -1 ELSE 1 END
+         FROM generate_series(1, {n}) AS g"
+    ))
+    .execute(db)
+    .await
+    .unwrap();
+    sqlx::query("SELECT zegolog_compact_rollups()")
+        .execute(db)
+        .await
+        .unwrap();
+}
+
+/// The rows of the per-room rollups, and of the functions over them, for the deltas above.
+const ROOM_ROLLUPS: [&str; 4] = [
+    "SELECT * FROM room_concurrency_minute",
+    "SELECT * FROM room_concurrency_day",
+    "SELECT * FROM room_peak_concurrency_daily_in('Asia/Shanghai', date '2026-01-08', date '2026-01-20', 1)",
+    "SELECT * FROM room_users_online(1, 'room-3', timestamptz '2026-01-10 12:00+00', timestamptz '2026-01-13 00:00+00')",
+];
+
+async fn room_rollups(pool: &sqlx::PgPool) -> Vec<Vec<String>> {
+    let mut all = Vec::new();
+    for query in ROOM_ROLLUPS {
+        all.push(views::rows(pool, query).await.unwrap());
+    }
+    all
+}
+
+/// Fails, naming the query and its first differing rows, unless `a` equals `b`.
+fn assert_same_rollups(a: &[Vec<String>], b: &[Vec<String>], what: &str) {
+    for ((query, a), b) in ROOM_ROLLUPS.iter().zip(a).zip(b) {
+        let differ: Vec<_> = a.iter().zip(b).filter(|(x, y)| x != y).take(2).collect();
+        assert!(
+            a == b,
+            "{what}: {query}: {} rows against {}, first differences {differ:?}",
+            a.len(),
+            b.len()
+        );
+    }
+}
+
+/// A cluster migrated before 0020 holds the per-room rollups as Citus local tables (0016's
+/// layout), with rows: `zegolog migrate` distributes them by room_id with room_logouts and
+/// keeps every row, and compaction on the converted tables gives the rows one PostgreSQL does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_converts_local_room_rollups_of_an_older_cluster_keeping_their_rows() {
+    // The migrations before 0020, then zegolog_distribute() as they define it.
+    let before = common::temp_data_dir("zegolog-migrations-before-0020-");
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
+        if name.as_str() < "0020" {
+            std::fs::copy(&path, before.join(&name)).unwrap();
+        }
+    }
+    let url = common::citus::empty_database_on(common::citus::shared_cluster().await).await;
+    let pool = common::citus::pool_on(&url).await;
+    sqlx::migrate::Migrator::new(before.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    std::fs::remove_dir_all(&before).unwrap();
+    sqlx::query("SELECT zegolog_distribute()")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let plain = migrated_pool().await;
+    let local: Vec<String> = sqlx::query_scalar(
+        "SELECT logicalrelid::text FROM pg_dist_partition
+         WHERE logicalrelid::text LIKE 'room_concurrency_%' AND partmethod = 'n' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(local, ["room_concurrency_day", "room_concurrency_minute"]);
+    for db in [&pool, &plain] {
+        compact_deltas(db, "2026-01-10 00:00+00", 300, 13).await;
+    }
+    let rows_before = room_rollups(&pool).await;
+    // The comments of the tables and the view over them (Citus makes them again).
+    sqlx::query("COMMENT ON TABLE room_concurrency_minute IS 'an operator''s note'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let comments = "SELECT obj_description('room_concurrency_minute'::regclass),
+                           obj_description('room_concurrency_day'::regclass),
+                           obj_description('room_peak_concurrency_daily'::regclass)";
+    type Comments = (Option<String>, Option<String>, Option<String>);
+    let comments_before: Comments = sqlx::query_as(comments).fetch_one(&pool).await.unwrap();
+    assert!(rows_before[1].len() > 20, "{:?}", rows_before[1]);
+
+    zegolog::store::Store::from_pool(pool.clone())
+        .migrate()
+        .await
+        .unwrap();
+
+    let layout: Vec<(String, String, Option<String>, bool)> = sqlx::query_as(
+        "SELECT p.logicalrelid::text, p.partmethod::text,
+                column_to_column_name(p.logicalrelid, p.partkey),
+                p.colocationid = (SELECT colocationid FROM pg_dist_partition
+                                  WHERE logicalrelid = 'room_logouts'::regclass)
+         FROM pg_dist_partition AS p
+         WHERE p.logicalrelid::text LIKE 'room_concurrency_%' ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let distributed = |t: &str| {
+        (
+            t.to_owned(),
+            "h".to_owned(),
+            Some("room_id".to_owned()),
+            true,
+        )
+    };
+    assert_eq!(
+        layout,
+        [
+            distributed("room_concurrency_day"),
+            distributed("room_concurrency_minute")
+        ]
+    );
+    assert_same_rollups(
+        &room_rollups(&pool).await,
+        &rows_before,
+        "after the conversion",
+    );
+    // The coordinator keeps no copy of the rows; the comments are kept.
+    let on_the_coordinator: i64 = sqlx::query_scalar(
+        "SELECT pg_relation_size('room_concurrency_minute') + pg_relation_size('room_concurrency_day')",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let comments_after: Comments = sqlx::query_as(comments).fetch_one(&pool).await.unwrap();
+    assert_eq!(on_the_coordinator, 0);
+    assert_eq!(comments_after, comments_before);
+    assert_eq!(comments_after.0.as_deref(), Some("an operator's note"));
+
+    // More deltas, over the same days and later ones: compaction refreshes them on the shards.
+    for db in [&pool, &plain] {
+        compact_deltas(db, "2026-01-11 05:00+00", 400, 11).await;
+    }
+    let on_the_cluster = room_rollups(&pool).await;
+    assert_ne!(on_the_cluster, rows_before);
+    assert_same_rollups(
+        &on_the_cluster,
+        &room_rollups(&plain).await,
+        "cluster and one PostgreSQL",
+    );
+    let staged: i64 = sqlx::query_scalar("SELECT count(*) FROM zegolog_room_days")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(staged, 0);
 }
 
 #[tokio::test]
