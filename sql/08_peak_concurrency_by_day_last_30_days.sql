@@ -15,24 +15,10 @@
 --   users of two rooms count twice per app. The rollups are current up to the last compaction
 --   (`zegolog serve` compacts every few seconds). Days without any session are absent.
 --   Run with: psql -f sql/08_peak_concurrency_by_day_last_30_days.sql
---   On Citus, room_peak_concurrency_daily is distributed by room: each day's rooms are read
---   once (rooms), and the busiest one picked from them, rather than per day in a LATERAL
---   subquery, which Citus cannot run against a distributed table.
 WITH params AS (
     SELECT
         interval '30 days' AS lookback,  -- PARAMETER: days before today to cover
         NULL::bigint AS app              -- PARAMETER: NULL = all apps, or an appid
-), rooms AS MATERIALIZED (
-    SELECT r.day, r.appid, r.room_id, r.peak_users
-    FROM room_peak_concurrency_daily AS r
-    CROSS JOIN params AS p
-    WHERE r.day >= ((now() AT TIME ZONE zegolog_time_zone()) - p.lookback)::date
-        AND (p.app IS NULL OR r.appid = p.app)
-), busiest AS (
-    -- The room with the highest peak that day (ties: the first room id).
-    SELECT DISTINCT ON (r.day, r.appid) r.day, r.appid, r.room_id, r.peak_users
-    FROM rooms AS r
-    ORDER BY r.day, r.appid, r.peak_users DESC, r.room_id
 )
 SELECT
     d.day,
@@ -42,7 +28,14 @@ SELECT
     b.peak_users AS busiest_room_peak_users
 FROM peak_concurrency_daily AS d
 CROSS JOIN params AS p
-LEFT JOIN busiest AS b ON b.appid = d.appid AND b.day = d.day
+LEFT JOIN LATERAL (
+    -- The room with the highest peak that day (ties: the first room id).
+    SELECT r.room_id, r.peak_users
+    FROM room_peak_concurrency_daily AS r
+    WHERE r.appid = d.appid AND r.day = d.day
+    ORDER BY r.peak_users DESC, r.room_id
+    LIMIT 1
+) AS b ON true
 WHERE d.day >= ((now() AT TIME ZONE zegolog_time_zone()) - p.lookback)::date
     AND (p.app IS NULL OR d.appid = p.app)
 ORDER BY d.day DESC, d.appid;

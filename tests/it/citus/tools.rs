@@ -1,6 +1,6 @@
 //! The dev tools on the cluster: `zegolog seed` fills a distributed database, with rollups
 //! equal to its raw rows, and `zegolog bench-queries --no-seed` times every view query and
-//! `sql/` file on it.
+//! `sql/` file on it (a file's Citus form from `sql/citus/` where it has one).
 
 use super::common;
 
@@ -57,6 +57,22 @@ async fn seed_and_bench_queries_run_on_the_cluster() {
     assert_eq!(rolled_up, 3000, "{seeded}");
     common::assert_rollups_equal_raw_rows(&pool).await;
 
+    // The sql/ files as run on Citus: each one's Citus form (sql/citus/) where it has one.
+    let sql_dir = common::temp_data_dir("zegolog-citus-sql-");
+    let documented = zegolog::tools::bench_queries::sql_files(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/sql"
+    )))
+    .unwrap();
+    for file in &documented {
+        let citus_form = super::commands::citus_form(file);
+        let source = if citus_form.exists() {
+            &citus_form
+        } else {
+            file
+        };
+        std::fs::copy(source, sql_dir.join(file.file_name().unwrap())).unwrap();
+    }
     let timed = zegolog(&[
         "bench-queries",
         "--no-seed",
@@ -64,16 +80,14 @@ async fn seed_and_bench_queries_run_on_the_cluster() {
         "1",
         "--database-url",
         &url,
+        "--sql-dir",
+        sql_dir.to_str().unwrap(),
     ])
     .await;
+    let _ = std::fs::remove_dir_all(&sql_dir);
     assert!(timed.contains("3000 logouts"), "{timed}");
     assert!(!timed.contains("failed"), "{timed}");
-    for file in zegolog::tools::bench_queries::sql_files(std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/sql"
-    )))
-    .unwrap()
-    {
+    for file in documented {
         let name = file.file_name().unwrap().to_str().unwrap().to_owned();
         assert!(timed.contains(&name), "{name} not timed: {timed}");
     }
