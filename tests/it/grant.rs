@@ -177,12 +177,7 @@ async fn analyst_logs_in_reads_every_view_and_nothing_else() {
 
     // So do the documented queries, some of which call the views' windowed functions; the one
     // over quarantined payloads (callback_events) is for on-call engineers, not analysts.
-    let files = zegolog::tools::bench_queries::sql_files(std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/sql"
-    )))
-    .unwrap();
-    for file in files {
+    for file in common::documented_sql_files() {
         let sql = std::fs::read_to_string(&file).unwrap();
         if sql.contains("callback_events") {
             denied(&mut analyst, &sql).await;

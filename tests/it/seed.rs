@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use sqlx::{Connection, PgConnection, PgPool};
-use zegolog::tools::bench_queries::{pick_params, sql_files, standard_queries, time_query};
+use zegolog::tools::bench_queries::{pick_params, standard_queries, time_query};
 use zegolog::tools::seed::{seed, SeedOptions, SeedReport};
 
 fn options(events: u64, seed: u64) -> SeedOptions {
@@ -413,7 +413,7 @@ async fn bench_queries_run_on_seeded_data() {
         assert!(timing.rows > 0, "{} returned no rows", query.name);
         assert!(timing.min <= timing.median);
     }
-    let files = sql_files(concat!(env!("CARGO_MANIFEST_DIR"), "/sql").as_ref()).unwrap();
+    let files = common::documented_sql_files();
     assert!(!files.is_empty());
     for file in files {
         let sql = std::fs::read_to_string(&file).unwrap();

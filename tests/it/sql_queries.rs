@@ -3,11 +3,9 @@
 
 use crate::common;
 
-use std::path::Path;
-
 use common::{signed, vendor_sample, TestApp};
 use serde_json::json;
-use zegolog::tools::bench_queries::{documented_queries, sql_files, EMBEDDED_SQL};
+use zegolog::tools::bench_queries::{documented_queries, EMBEDDED_SQL};
 
 /// Logouts spread over the last day: rooms, users, reasons and durations of all kinds.
 async fn seed(app: &TestApp) {
@@ -60,7 +58,7 @@ async fn every_sql_file_runs_and_returns_rows() {
     let app = TestApp::spawn().await;
     seed(&app).await;
 
-    let files = sql_files(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sql"))).unwrap();
+    let files = common::documented_sql_files();
     assert!(files.len() >= 4, "sql/ holds at least four queries");
     for file in files {
         let sql = std::fs::read_to_string(&file).unwrap();
@@ -80,9 +78,7 @@ async fn every_sql_file_runs_and_returns_rows() {
 /// binary has them: they are exactly the files of `sql/`, names and contents.
 #[test]
 fn the_binary_embeds_every_file_of_sql_dir() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql");
-    let on_disk: Vec<(String, String)> = sql_files(Path::new(dir))
-        .unwrap()
+    let on_disk: Vec<(String, String)> = common::documented_sql_files()
         .into_iter()
         .map(|p| {
             let name = p.file_name().unwrap().to_str().unwrap().to_owned();

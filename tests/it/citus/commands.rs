@@ -6,8 +6,6 @@
 use super::common;
 
 use std::io::Write;
-use std::path::Path;
-use std::process::Output;
 
 use common::citus::citus_database;
 use common::{signed, test_verifier, vendor_sample, TestApp};
@@ -16,10 +14,9 @@ use sqlx::PgPool;
 use zegolog::dashboard::DashboardToken;
 use zegolog::http::AppState;
 use zegolog::store::Store;
-use zegolog::tools::bench_queries::sql_files;
 
-use super::traffic;
 use super::views::{ingest, rows};
+use super::{citus_form, read_query, traffic, zegolog};
 
 const TOKEN: &str = "dashboard-test-token-0123456789";
 
@@ -37,22 +34,6 @@ async fn plain_and_cluster() -> ((String, TestApp), (String, TestApp)) {
         (plain_url, serve(plain_pool).await),
         (cluster_url, serve(cluster_pool).await),
     )
-}
-
-/// `zegolog ARGS` against the database at `url`, which must succeed.
-async fn zegolog(url: &str, args: &[&str]) -> String {
-    let mut command = common::zegolog();
-    command.args(args).env("DATABASE_URL", url);
-    let output: Output = tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "zegolog {args:?}: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
 }
 
 /// The answer of the dashboard's `path_and_query`, without the time it was made.
@@ -147,7 +128,7 @@ async fn report_dashboard_and_sql_files_on_the_cluster_equal_one_postgresql() {
     // distributed room rollups) must be refused as written, never answered wrong, and its
     // Citus form must give one PostgreSQL's rows.
     let mut answered = 0;
-    for file in sql_files(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sql"))).unwrap() {
+    for file in common::documented_sql_files() {
         let query = read_query(&file);
         let citus_form = citus_form(&file);
         let rows_seen = if citus_form.exists() {
@@ -300,18 +281,4 @@ async fn import_time_zone_set_and_quarantine_release_on_the_cluster_equal_one_po
         same_rows(&plain.pool, &cluster.pool, query).await;
     }
     common::assert_rollups_equal_raw_rows_in(&cluster.pool, "Asia/Shanghai").await;
-}
-
-/// A documented query's text, without its final `;`.
-fn read_query(file: &Path) -> String {
-    let sql = std::fs::read_to_string(file).unwrap();
-    sql.trim().trim_end_matches(';').to_owned()
-}
-
-/// Where the Citus form of a `sql/` file is, when Citus cannot run it as written.
-pub(super) fn citus_form(file: &Path) -> std::path::PathBuf {
-    file.parent()
-        .unwrap()
-        .join("citus")
-        .join(file.file_name().unwrap())
 }

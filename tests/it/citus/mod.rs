@@ -6,6 +6,8 @@
 //!
 //! Run them alone with `cargo test --test it citus::`.
 
+use std::path::{Path, PathBuf};
+
 use crate::common;
 
 use common::citus::citus_database;
@@ -374,4 +376,34 @@ pub fn counts(callbacks: &[Value]) -> (i64, i64, i64) {
         of("room_login"),
         of("room_create") + of("room_close"),
     )
+}
+
+/// `zegolog ARGS` against the database at `url`, which must succeed.
+pub(super) async fn zegolog(url: &str, args: &[&str]) -> String {
+    let mut command = common::zegolog();
+    command.args(args).env("DATABASE_URL", url);
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "zegolog {args:?}: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// A documented query's text, without its final `;`.
+pub(super) fn read_query(file: &Path) -> String {
+    let sql = std::fs::read_to_string(file).unwrap();
+    sql.trim().trim_end_matches(';').to_owned()
+}
+
+/// Where the Citus form of a `sql/` file is, when Citus cannot run it as written.
+pub(super) fn citus_form(file: &Path) -> PathBuf {
+    file.parent()
+        .unwrap()
+        .join("citus")
+        .join(file.file_name().unwrap())
 }

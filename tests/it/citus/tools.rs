@@ -8,21 +8,7 @@ use common::citus::{database_named_on, pool_on, shared_cluster};
 use zegolog::store::Store;
 use zegolog::tools::bench_queries::BENCH_DB;
 
-/// `zegolog ARGS`, which must succeed; its standard output.
-async fn zegolog(args: &[&str]) -> String {
-    let mut command = common::zegolog();
-    command.args(args);
-    let output = tokio::task::spawn_blocking(move || command.output().unwrap())
-        .await
-        .unwrap();
-    let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(
-        output.status.success(),
-        "zegolog {args:?}: {stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
+use super::{citus_form, zegolog};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed_and_bench_queries_run_on_the_cluster() {
@@ -32,17 +18,10 @@ async fn seed_and_bench_queries_run_on_the_cluster() {
     let pool = pool_on(&url).await;
     Store::from_pool(pool.clone()).migrate().await.unwrap();
 
-    let seeded = zegolog(&[
-        "seed",
-        "--events",
-        "3000",
-        "--apps",
-        "2",
-        "--days",
-        "3",
-        "--database-url",
+    let seeded = zegolog(
         &url,
-    ])
+        &["seed", "--events", "3000", "--apps", "2", "--days", "3"],
+    )
     .await;
     let logouts: i64 = sqlx::query_scalar("SELECT count(*) FROM room_logouts")
         .fetch_one(&pool)
@@ -59,13 +38,9 @@ async fn seed_and_bench_queries_run_on_the_cluster() {
 
     // The sql/ files as run on Citus: each one's Citus form (sql/citus/) where it has one.
     let sql_dir = common::temp_data_dir("zegolog-citus-sql-");
-    let documented = zegolog::tools::bench_queries::sql_files(std::path::Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/sql"
-    )))
-    .unwrap();
+    let documented = common::documented_sql_files();
     for file in &documented {
-        let citus_form = super::commands::citus_form(file);
+        let citus_form = citus_form(file);
         let source = if citus_form.exists() {
             &citus_form
         } else {
@@ -73,16 +48,17 @@ async fn seed_and_bench_queries_run_on_the_cluster() {
         };
         std::fs::copy(source, sql_dir.join(file.file_name().unwrap())).unwrap();
     }
-    let timed = zegolog(&[
-        "bench-queries",
-        "--no-seed",
-        "--runs",
-        "1",
-        "--database-url",
+    let timed = zegolog(
         &url,
-        "--sql-dir",
-        sql_dir.to_str().unwrap(),
-    ])
+        &[
+            "bench-queries",
+            "--no-seed",
+            "--runs",
+            "1",
+            "--sql-dir",
+            sql_dir.to_str().unwrap(),
+        ],
+    )
     .await;
     let _ = std::fs::remove_dir_all(&sql_dir);
     assert!(timed.contains("3000 logouts"), "{timed}");

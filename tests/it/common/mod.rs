@@ -395,3 +395,10 @@ pub async fn assert_rollups_equal_raw_rows_in(pool: &PgPool, zone: &str) {
     .unwrap();
     assert_eq!(reason_mismatches, 0);
 }
+
+/// The documented queries of the repository's `sql/` (its `*.sql` files, sorted; not
+/// `sql/citus/`), as `bench-queries` reads a `--sql-dir`.
+pub fn documented_sql_files() -> Vec<PathBuf> {
+    zegolog::tools::bench_queries::sql_files(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sql")))
+        .expect("reading sql/")
+}
