@@ -32,8 +32,11 @@ struct Logout {
 /// Sessions last 10 minutes.
 const SESSION_S: i64 = 600;
 
+/// The incident day: yesterday (UTC), taken once for the whole run, so that the seeded times,
+/// the window and the expected answers agree even when a test runs across midnight.
 fn day() -> NaiveDate {
-    Utc::now().date_naive() - Days::new(1)
+    static DAY: std::sync::OnceLock<NaiveDate> = std::sync::OnceLock::new();
+    *DAY.get_or_init(|| Utc::now().date_naive() - Days::new(1))
 }
 
 fn at(day: NaiveDate, h: u32, m: u32, s: u32) -> DateTime<Utc> {

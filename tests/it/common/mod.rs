@@ -297,6 +297,65 @@ pub fn sign_with(callback: &mut Value, secret: &str, timestamp: &str) {
     callback["nonce"] = json!(nonce);
 }
 
+/// How far either side of [`now_ms_clear_of_midnight`] stays on its UTC day: one hour.
+pub const MIDNIGHT_MARGIN_MS: i64 = 3_600_000;
+
+/// The current time in Unix milliseconds, moved back when it lies within an hour of a UTC
+/// midnight: the anchor for a test that places events relative to the clock and then reads a view
+/// that cuts days (in UTC, the default reporting time zone), so that it passes at any time of day.
+///
+/// Every instant from [`MIDNIGHT_MARGIN_MS`] before the result to less than that after it falls
+/// on the result's UTC day: before 01:00 UTC the result is 23:00 UTC of the previous day, from
+/// 23:00 UTC it is 23:00 UTC of the same day, otherwise it is now. It is never later than now and
+/// less than two hours before it, so events placed up to an hour before it lie within the last
+/// three hours (any "last 24 hours" window). Only the event times move: a callback is still
+/// signed with the real time ([`signed`]), which the server checks against its clock.
+pub fn now_ms_clear_of_midnight() -> i64 {
+    clear_of_midnight(chrono::Utc::now().timestamp_millis())
+}
+
+fn clear_of_midnight(now_ms: i64) -> i64 {
+    const DAY_MS: i64 = 86_400_000;
+    let midnight = now_ms - now_ms.rem_euclid(DAY_MS);
+    let into_day = now_ms - midnight;
+    if into_day < MIDNIGHT_MARGIN_MS {
+        midnight - MIDNIGHT_MARGIN_MS
+    } else if into_day > DAY_MS - MIDNIGHT_MARGIN_MS {
+        midnight + DAY_MS - MIDNIGHT_MARGIN_MS
+    } else {
+        now_ms
+    }
+}
+
+#[test]
+fn only_the_hour_either_side_of_a_utc_midnight_is_moved_back() {
+    let ms = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .unwrap()
+            .timestamp_millis()
+    };
+    for (now, anchor) in [
+        ("2026-03-10T00:00:00Z", "2026-03-09T23:00:00Z"),
+        ("2026-03-10T00:20:00Z", "2026-03-09T23:00:00Z"),
+        ("2026-03-10T00:59:59.999Z", "2026-03-09T23:00:00Z"),
+        ("2026-03-10T01:00:00Z", "2026-03-10T01:00:00Z"),
+        ("2026-03-10T12:34:56.789Z", "2026-03-10T12:34:56.789Z"),
+        ("2026-03-10T23:00:00Z", "2026-03-10T23:00:00Z"),
+        ("2026-03-10T23:00:00.001Z", "2026-03-10T23:00:00Z"),
+        ("2026-03-10T23:59:59.999Z", "2026-03-10T23:00:00Z"),
+    ] {
+        let got = clear_of_midnight(ms(now));
+        assert_eq!(got, ms(anchor), "at {now}");
+        assert!(
+            got <= ms(now) && ms(now) - got < 2 * MIDNIGHT_MARGIN_MS,
+            "at {now}"
+        );
+        let day = |t: i64| t.div_euclid(86_400_000);
+        assert_eq!(day(got - MIDNIGHT_MARGIN_MS), day(got), "at {now}");
+        assert_eq!(day(got + MIDNIGHT_MARGIN_MS - 1), day(got), "at {now}");
+    }
+}
+
 /// A fresh empty database (no migrations), as a URL: it holds the password, do not print it.
 pub async fn empty_database_url() -> String {
     let options = empty_database().await;

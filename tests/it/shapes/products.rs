@@ -6,7 +6,9 @@ use super::*;
 #[tokio::test]
 async fn login_term_type_and_callback_data_are_typed_and_durations_break_down_by_platform() {
     let app = TestApp::spawn().await;
-    let now = chrono::Utc::now().timestamp_millis();
+    // platform_daily cuts the logouts' UTC days: all the sessions (the 30 minutes before `now`)
+    // on one day, whenever the test runs.
+    let now = common::now_ms_clear_of_midnight();
     for (user, term_type, minutes) in [("a", "3", 2), ("b", "3", 4), ("c", "7", 10), ("d", "32", 1)]
     {
         let login_ms = now - 30 * MINUTE_MS;
