@@ -92,6 +92,9 @@ struct LoadRun {
     connections: usize,
     report: Report,
     used: Times,
+    /// Acknowledged through the spool (not a database commit): the run did not measure the
+    /// database's path for those.
+    spooled: Option<u64>,
 }
 
 async fn bench(args: &BenchArgs, server_url: &str) -> anyhow::Result<()> {
@@ -212,6 +215,7 @@ async fn load(
         let before = processes.sample();
         let mut report = loadtest::run(&load).await?;
         let used = before.until(processes.sample());
+        let spooled = spooled_callbacks(&format!("{url}/metrics")).await;
         report.verification = Some(
             loadtest::verify(db_url, load.appid, &report.ledger, Duration::from_secs(120)).await?,
         );
@@ -219,6 +223,7 @@ async fn load(
             connections,
             report,
             used,
+            spooled,
         })
     }
     .await;
@@ -290,6 +295,21 @@ fn print_summary(args: &BenchArgs, ceilings: &[CeilingRun], loads: &[LoadRun]) {
             busy
         );
     }
+    for run in loads {
+        match run.spooled {
+            Some(0) => {}
+            Some(n) => println!(
+                "  at {} connections {n} callbacks were acknowledged through the spool, not by a \
+                 database commit: that run measured the spool's path for them",
+                run.connections
+            ),
+            None => println!(
+                "  at {} connections zegolog's /metrics could not be read: whether callbacks went \
+                 through the spool is unknown",
+                run.connections
+            ),
+        }
+    }
     if let (Some(best), Some(ceiling)) = (
         loads
             .iter()
@@ -323,19 +343,55 @@ async fn recreate_database(server: &PgConnectOptions, db_url: &str) -> anyhow::R
     Ok(migrate_url(db_url).await?)
 }
 
+/// Waits until `serve` writes to the database itself. `/readyz` answers 200 as soon as callbacks
+/// can be acknowledged, which is earlier (into the spool while the database is still being
+/// connected to or migrated); a load started then runs through the spool for as long as the
+/// spool does not empty, and measures the spool's path instead of the database's.
 async fn wait_ready(url: &str) -> bool {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if client
-            .get(url)
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return true;
+        if let Ok(response) = client.get(url).send().await {
+            let ready = response.status().is_success();
+            let body: serde_json::Value = response.json().await.unwrap_or_default();
+            if ready && body["database"] == true {
+                return true;
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     false
+}
+
+/// How many callbacks `serve` acknowledged through its spool rather than by a database commit,
+/// from its `/metrics`; `None` when they cannot be read.
+async fn spooled_callbacks(metrics_url: &str) -> Option<u64> {
+    let text = reqwest::get(metrics_url).await.ok()?.text().await.ok()?;
+    Some(count_spooled(&text))
+}
+
+/// The sum of `zegolog_callbacks_total{..., outcome="spooled"}` in a Prometheus text exposition.
+fn count_spooled(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with("zegolog_callbacks_total{") && line.contains("outcome=\"spooled\"")
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn spooled_callbacks_are_summed_over_events_and_nothing_else() {
+        let metrics = "# TYPE zegolog_callbacks_total counter
+zegolog_callbacks_total{event=\"room_logout\",outcome=\"spooled\"} 120
+zegolog_callbacks_total{event=\"room_login\",outcome=\"spooled\"} 3
+zegolog_callbacks_total{event=\"room_logout\",outcome=\"drained_stored\"} 120
+zegolog_callbacks_total{event=\"room_logout\",outcome=\"stored\"} 5000
+";
+        assert_eq!(super::count_spooled(metrics), 123);
+        assert_eq!(super::count_spooled(""), 0);
+    }
 }
