@@ -34,9 +34,10 @@ const ON_THE_COORDINATOR: [&str; 4] = [
 async fn migrate_distributes_every_table_and_a_second_run_changes_nothing() {
     let (_url, pool) = citus_database().await;
 
-    let layout: Vec<(String, String, Option<String>, i64)> = sqlx::query_as(
+    let layout: Vec<(String, String, Option<String>, i64, String)> = sqlx::query_as(
         "SELECT logicalrelid::text, partmethod::text,
-                column_to_column_name(logicalrelid, partkey), colocationid::bigint
+                column_to_column_name(logicalrelid, partkey), colocationid::bigint,
+                repmodel::text
          FROM pg_dist_partition AS p JOIN pg_class AS c ON c.oid = p.logicalrelid
          WHERE NOT c.relispartition ORDER BY 1",
     )
@@ -62,7 +63,7 @@ async fn migrate_distributes_every_table_and_a_second_run_changes_nothing() {
         "room_concurrency_day",
         "zegolog_room_days",
     ] {
-        let (_, method, column, colocation) = of(table);
+        let (_, method, column, colocation, _) = of(table);
         assert_eq!(
             (method.as_str(), column.as_deref(), colocation),
             ("h", Some("room_id"), logouts.3),
@@ -71,14 +72,26 @@ async fn migrate_distributes_every_table_and_a_second_run_changes_nothing() {
     }
     assert_eq!(of("callback_events").2.as_deref(), Some("digest"));
     assert_eq!(of("signature_ledger").2.as_deref(), Some("signature"));
+    // Not distributed (partmethod n): a reference table is replicated to every node (repmodel
+    // t), a Citus local table stays on the coordinator (repmodel s).
+    let settings = of("zegolog_settings");
+    assert_eq!(
+        (settings.1.as_str(), settings.4.as_str()),
+        ("n", "t"),
+        "zegolog_settings is a reference table"
+    );
     for table in [
-        "zegolog_settings",
         "logout_rollup_pending",
         "concurrency_pending",
         "app_concurrency_minute",
         "app_concurrency_day",
     ] {
-        assert_eq!(of(table).1, "n", "{table} is a Citus local table");
+        let (_, method, _, _, replication) = of(table);
+        assert_eq!(
+            (method.as_str(), replication.as_str()),
+            ("n", "s"),
+            "{table} is a Citus local table"
+        );
     }
     // Every table is in the layout: a new table of a later migration must be added to it.
     let unplaced: Vec<String> = sqlx::query_scalar(
