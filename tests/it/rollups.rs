@@ -4,12 +4,10 @@
 
 use crate::common;
 
-use common::{signed, vendor_sample, TestApp};
+use common::{signed, vendor_sample, TestApp, DAY_MS};
 use reqwest::StatusCode;
 use serde_json::json;
 use zegolog::store::Store;
-
-const DAY_MS: i64 = 86_400_000;
 
 fn logout(
     session: i64,

@@ -332,14 +332,13 @@ pub async fn deliver(app: &common::TestApp, callback: &Value) {
 /// come before their login.
 pub fn traffic(rooms: usize, sessions_per_room: usize) -> Vec<Value> {
     const MINUTE_MS: i64 = 60_000;
-    const DAY_MS: i64 = 86_400_000;
     // Midnight UTC three days ago, so that the traffic spans whole days before now.
     let now = chrono::Utc::now().timestamp_millis();
-    let t0 = now - now % DAY_MS - 3 * DAY_MS;
+    let t0 = now - now % common::DAY_MS - 3 * common::DAY_MS;
     let mut callbacks = Vec::new();
     for r in 0..rooms {
         let room = format!("room-{r}");
-        let opened = t0 + (r as i64 % 3) * DAY_MS + r as i64 * 7 * MINUTE_MS;
+        let opened = t0 + (r as i64 % 3) * common::DAY_MS + r as i64 * 7 * MINUTE_MS;
         callbacks.push(
             json!({"event": "room_create", "appid": "1", "room_id": room,
             "room_session_id": (9000 + r).to_string(), "room_create_time": opened.to_string(),

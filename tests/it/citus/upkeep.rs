@@ -7,15 +7,13 @@
 use super::common;
 
 use common::citus::{citus_database, shared_cluster};
-use common::{test_verifier, vendor_sample, TestApp};
+use common::{test_verifier, vendor_sample, TestApp, DAY_MS};
 
 use super::deliver;
 use serde_json::json;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 use zegolog::store::Store;
-
-const DAY_MS: i64 = 86_400_000;
 
 fn logout(session: i64, logout_ms: i64) -> serde_json::Value {
     let mut callback = vendor_sample();

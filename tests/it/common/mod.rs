@@ -297,6 +297,9 @@ pub fn sign_with(callback: &mut Value, secret: &str, timestamp: &str) {
     callback["nonce"] = json!(nonce);
 }
 
+/// A day of Unix time, in milliseconds (a UTC day: Unix time has no leap seconds).
+pub const DAY_MS: i64 = 86_400_000;
+
 /// How far either side of [`now_ms_clear_of_midnight`] stays on its UTC day: one hour.
 pub const MIDNIGHT_MARGIN_MS: i64 = 3_600_000;
 
@@ -315,7 +318,6 @@ pub fn now_ms_clear_of_midnight() -> i64 {
 }
 
 fn clear_of_midnight(now_ms: i64) -> i64 {
-    const DAY_MS: i64 = 86_400_000;
     let midnight = now_ms - now_ms.rem_euclid(DAY_MS);
     let into_day = now_ms - midnight;
     if into_day < MIDNIGHT_MARGIN_MS {
@@ -350,7 +352,7 @@ fn only_the_hour_either_side_of_a_utc_midnight_is_moved_back() {
             got <= ms(now) && ms(now) - got < 2 * MIDNIGHT_MARGIN_MS,
             "at {now}"
         );
-        let day = |t: i64| t.div_euclid(86_400_000);
+        let day = |t: i64| t.div_euclid(DAY_MS);
         assert_eq!(day(got - MIDNIGHT_MARGIN_MS), day(got), "at {now}");
         assert_eq!(day(got + MIDNIGHT_MARGIN_MS - 1), day(got), "at {now}");
     }

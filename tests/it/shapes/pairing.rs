@@ -176,7 +176,7 @@ async fn rollups_equal_raw_rows_whatever_the_order_of_logouts_and_logins() {
     let mut sent = Vec::new();
     for user in 0..12 {
         // Each user: three sessions in one room, one after another, all with session_id "0".
-        let mut t = now - 3 * 86_400_000 + user * 7 * MINUTE_MS;
+        let mut t = now - 3 * common::DAY_MS + user * 7 * MINUTE_MS;
         for session in 0..3 {
             let login_ms = t;
             let logout_ms = login_ms + rng.gen_range(1_000..40 * MINUTE_MS);
