@@ -103,6 +103,31 @@ $$;
 COMMENT ON FUNCTION public.zegolog_local_day(t timestamp with time zone) IS 'The calendar day of t in the reporting time zone (zegolog_time_zone()): the day of the daily views.';
 
 
+--
+-- Name: zegolog_time_fault(timestamp with time zone, timestamp with time zone, timestamp with time zone, interval); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_time_fault(login_at timestamp with time zone, logout_at timestamp with time zone, received_at timestamp with time zone, max_session interval) RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE
+        WHEN logout_at < timestamptz '2010-01-01 00:00:00+00' THEN 'logout_before_2010'
+        WHEN logout_at > received_at + interval '1 day' THEN 'logout_after_receipt'
+        WHEN login_at IS NULL THEN NULL
+        WHEN login_at < timestamptz '2010-01-01 00:00:00+00' THEN 'login_before_2010'
+        WHEN logout_at < login_at THEN 'logout_before_login'
+        WHEN logout_at - login_at > max_session THEN 'session_too_long'
+    END;
+$$;
+
+
+--
+-- Name: FUNCTION zegolog_time_fault(login_at timestamp with time zone, logout_at timestamp with time zone, received_at timestamp with time zone, max_session interval); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_time_fault(login_at timestamp with time zone, logout_at timestamp with time zone, received_at timestamp with time zone, max_session interval) IS 'Why a session''s times are implausible, or NULL when they are plausible (or its login is unknown): logout_before_2010, logout_after_receipt (more than a day after received_at), login_before_2010, logout_before_login, session_too_long (longer than max_session). The one definition of a plausible session.';
+
+
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;
@@ -259,6 +284,35 @@ COMMENT ON COLUMN public.room_logouts.paired_login_time IS 'For a logout without
 
 
 --
+-- Name: zegolog_settings; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.zegolog_settings (
+    singleton boolean DEFAULT true NOT NULL,
+    time_zone text DEFAULT 'UTC'::text NOT NULL,
+    chosen boolean DEFAULT false NOT NULL,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    max_session interval DEFAULT '7 days'::interval NOT NULL,
+    CONSTRAINT zegolog_settings_max_session_check CHECK ((max_session > '00:00:00'::interval)),
+    CONSTRAINT zegolog_settings_singleton_check CHECK (singleton)
+);
+
+
+--
+-- Name: TABLE zegolog_settings; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.zegolog_settings IS 'One row: the reporting time zone (IANA name) in which every daily view and rollup cuts its days. Change it with `zegolog time-zone set NAME` (it rebuilds the rollups), never by UPDATE.';
+
+
+--
+-- Name: COLUMN zegolog_settings.max_session; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.zegolog_settings.max_session IS 'The longest plausible session: a longer one is stored but has no duration and no concurrency in the rollups (zegolog_time_fault). A change applies to callbacks stored afterwards; `zegolog time-zone set` with the current zone recomputes the stored rollups under it.';
+
+
+--
 -- Name: data_quality_daily; Type: VIEW; Schema: public; Owner: -
 --
 
@@ -274,7 +328,10 @@ CREATE VIEW public.data_quality_daily AS
     sum(f.quarantined) AS quarantined,
     sum(f.signature_reuse) AS signature_reuses,
     sum(f.no_login_time) AS without_login_time,
-    sum(f.unpaired) AS unpaired
+    sum(f.unpaired) AS unpaired,
+    sum(f.implausible) AS implausible_times,
+    sum(f.before_2010) AS before_2010,
+    sum(f.too_long) AS sessions_too_long
    FROM ( SELECT public.zegolog_local_day(l.received_at) AS day,
             l.appid,
             1 AS logout,
@@ -288,8 +345,13 @@ CREATE VIEW public.data_quality_daily AS
             0 AS quarantined,
             0 AS signature_reuse,
             ((l.login_time IS NULL))::integer AS no_login_time,
-            (((l.login_time IS NULL) AND (l.paired_login_time IS NULL)))::integer AS unpaired
-           FROM public.room_logouts l
+            (((l.login_time IS NULL) AND (l.paired_login_time IS NULL)))::integer AS unpaired,
+            ((t.fault IS NOT NULL))::integer AS implausible,
+            (COALESCE((t.fault = ANY (ARRAY['logout_before_2010'::text, 'login_before_2010'::text])), false))::integer AS before_2010,
+            (COALESCE((t.fault = 'session_too_long'::text), false))::integer AS too_long
+           FROM (public.room_logouts l
+             CROSS JOIN LATERAL ( SELECT public.zegolog_time_fault(COALESCE(l.login_time, l.paired_login_time), l.logout_time, l.received_at, s.max_session) AS fault
+                   FROM public.zegolog_settings s) t)
         UNION ALL
          SELECT public.zegolog_local_day(e.received_at) AS zegolog_local_day,
             e.appid,
@@ -301,6 +363,9 @@ CREATE VIEW public.data_quality_daily AS
             0,
             1,
             ((e.refused_reason ~~ 'signature reuse:%'::text))::integer AS int4,
+            0,
+            0,
+            0,
             0,
             0
            FROM public.callback_events e
@@ -400,6 +465,27 @@ COMMENT ON COLUMN public.data_quality_daily.unpaired IS 'Of those, the ones whos
 
 
 --
+-- Name: COLUMN data_quality_daily.implausible_times; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.data_quality_daily.implausible_times IS 'Of the logouts, those whose times are implausible (zegolog_time_fault: a time before 2010, logout_time more than a day after received_at, logout before login, a session longer than zegolog_settings.max_session): stored, counted in their reason, in no duration and no concurrency.';
+
+
+--
+-- Name: COLUMN data_quality_daily.before_2010; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.data_quality_daily.before_2010 IS 'Of the implausible, those with a login_time or logout_time before 2010 (0, or seconds sent for milliseconds).';
+
+
+--
+-- Name: COLUMN data_quality_daily.sessions_too_long; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.data_quality_daily.sessions_too_long IS 'Of the implausible, sessions longer than zegolog_settings.max_session.';
+
+
+--
 -- Name: data_quality_daily_between(bigint, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -409,6 +495,7 @@ CREATE FUNCTION public.data_quality_daily_between(p_appid bigint, p_from timesta
     AS $$
 DECLARE
     zone text := zegolog_time_zone();
+    longest interval := (SELECT max_session FROM zegolog_settings);
 BEGIN
     RETURN QUERY
     WITH received AS MATERIALIZED (
@@ -443,6 +530,9 @@ BEGIN
               AND i.login_time <= l.login_at + interval '1 minute'
         )
         GROUP BY 1, 2
+    ), faults AS (
+        SELECT l.*, zegolog_time_fault(l.login_at, l.logout_time, l.received_at, longest) AS fault
+        FROM received AS l
     ), counts AS (
         SELECT zegolog_local_day(l.received_at, zone) AS day, l.appid,
                count(*) AS logouts,
@@ -451,8 +541,11 @@ BEGIN
                count(*) FILTER (WHERE l.logout_time - l.received_at > interval '1 day') AS logout_far_future,
                count(*) FILTER (WHERE l.received_at - l.logout_time > interval '1 day') AS logout_far_past,
                count(*) FILTER (WHERE l.login_time IS NULL) AS without_login_time,
-               count(*) FILTER (WHERE l.login_at IS NULL) AS unpaired
-        FROM received AS l
+               count(*) FILTER (WHERE l.login_at IS NULL) AS unpaired,
+               count(*) FILTER (WHERE l.fault IS NOT NULL) AS implausible_times,
+               count(*) FILTER (WHERE l.fault IN ('logout_before_2010', 'login_before_2010')) AS before_2010,
+               count(*) FILTER (WHERE l.fault = 'session_too_long') AS sessions_too_long
+        FROM faults AS l
         GROUP BY 1, 2
     ), quarantine AS (
         SELECT zegolog_local_day(e.received_at, zone) AS day, e.appid, count(*) AS n,
@@ -467,7 +560,8 @@ BEGIN
            coalesce(c.logouts, 0), coalesce(c.negative_durations, 0), coalesce(c.zero_durations, 0),
            coalesce(c.logout_far_future, 0), coalesce(c.logout_far_past, 0), coalesce(u.n, 0),
            coalesce(q.n, 0), coalesce(q.reuses, 0),
-           coalesce(c.without_login_time, 0), coalesce(c.unpaired, 0)
+           coalesce(c.without_login_time, 0), coalesce(c.unpaired, 0),
+           coalesce(c.implausible_times, 0), coalesce(c.before_2010, 0), coalesce(c.sessions_too_long, 0)
     FROM counts AS c
     LEFT JOIN unmatched AS u ON u.day = c.day AND u.appid = c.appid
     FULL JOIN quarantine AS q ON q.day = c.day AND q.appid = c.appid;
@@ -1184,8 +1278,12 @@ CREATE FUNCTION public.room_users_online(p_appid bigint, p_room_id text, p_from 
         FROM concurrency_pending AS c
         WHERE c.appid = p_appid AND c.room_id = p_room_id AND c.minute < p_to
     ), base AS MATERIALIZED (
-        SELECT coalesce((SELECT sum(d.net) FROM room_concurrency_day AS d
-                         WHERE d.appid = p_appid AND d.room_id = p_room_id AND d.day < b.first_day), 0)
+        -- zegolog_room_online_at's lookup, written here so that on Citus the whole query
+        -- stays one router query on the room's shard (a call would not be planned).
+        SELECT coalesce((SELECT CASE WHEN d.day = b.first_day THEN d.start ELSE d.start + d.net END
+                         FROM room_concurrency_day AS d
+                         WHERE d.appid = p_appid AND d.room_id = p_room_id AND d.day <= b.first_day
+                         ORDER BY d.day DESC LIMIT 1), 0)
              + coalesce((SELECT sum(x.delta) FROM deltas AS x WHERE x.minute <= b.first_minute), 0) AS users
         FROM bounds AS b
     ), changes AS (
@@ -1463,8 +1561,9 @@ CREATE FUNCTION public.users_online(p_appid bigint, p_from timestamp with time z
         FROM concurrency_pending AS c
         WHERE c.appid = p_appid AND c.minute < p_to
     ), base AS MATERIALIZED (
-        SELECT coalesce((SELECT sum(d.net) FROM app_concurrency_day AS d
-                         WHERE d.appid = p_appid AND d.day < b.first_day), 0)
+        -- Pending deltas of any earlier minute count here: compaction has not folded them
+        -- into the day rows yet.
+        SELECT zegolog_app_online_at(p_appid, b.first_day)
              + coalesce((SELECT sum(x.delta) FROM deltas AS x WHERE x.minute <= b.first_minute), 0) AS users
         FROM bounds AS b
     ), changes AS (
@@ -1496,21 +1595,55 @@ COMMENT ON FUNCTION public.users_online(p_appid bigint, p_from timestamp with ti
 --
 
 CREATE FUNCTION public.zegolog_add_to_rollups(from_id bigint, to_id bigint) RETURNS void
-    LANGUAGE sql
+    LANGUAGE plpgsql
     AS $$
+DECLARE
+    zone text := zegolog_time_zone();
+    longest interval := (SELECT max_session FROM zegolog_settings);
+BEGIN
     INSERT INTO logout_rollup_pending (day, appid, reason, bucket, sessions, total_ms, max_ms)
     SELECT r.day, r.appid, r.reason, r.bucket, sum(r.sessions), sum(r.total_ms), max(r.max_ms)
     FROM room_logouts AS l,
-         zegolog_logout_rollup(l.appid, l.reason, coalesce(l.login_time, l.paired_login_time), l.logout_time) AS r
+         zegolog_logout_rollup_in(l.appid, l.reason,
+                                  zegolog_session_start(coalesce(l.login_time, l.paired_login_time),
+                                                        l.logout_time, l.received_at, longest),
+                                  l.logout_time, zone) AS r
     WHERE l.id BETWEEN from_id AND to_id
     GROUP BY 1, 2, 3, 4;
     INSERT INTO concurrency_pending (appid, room_id, minute, delta)
     SELECT c.appid, c.room_id, c.minute, sum(c.delta)
     FROM room_logouts AS l,
-         zegolog_logout_concurrency(l.appid, l.room_id, coalesce(l.login_time, l.paired_login_time), l.logout_time) AS c
+         zegolog_logout_concurrency(l.appid, l.room_id,
+                                    zegolog_session_start(coalesce(l.login_time, l.paired_login_time),
+                                                          l.logout_time, l.received_at, longest),
+                                    l.logout_time) AS c
     WHERE l.id BETWEEN from_id AND to_id
     GROUP BY 1, 2, 3;
+END
 $$;
+
+
+--
+-- Name: zegolog_app_online_at(bigint, date); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_app_online_at(p_appid bigint, p_day date) RETURNS bigint
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT coalesce((
+        SELECT CASE WHEN d.day = p_day THEN d.start ELSE d.start + d.net END
+        FROM app_concurrency_day AS d
+        WHERE d.appid = p_appid AND d.day <= p_day
+        ORDER BY d.day DESC
+        LIMIT 1), 0);
+$$;
+
+
+--
+-- Name: FUNCTION zegolog_app_online_at(p_appid bigint, p_day date); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_app_online_at(p_appid bigint, p_day date) IS 'Sessions online in app p_appid at the start of day p_day (reporting zone), compacted: the latest day row at or before it. The one rule for a starting count.';
 
 
 --
@@ -1569,17 +1702,21 @@ BEGIN
     -- Fold what is pending (its days are in the old zone, its minutes in none).
     PERFORM zegolog_compact_rollups();
 
+    DROP TABLE IF EXISTS zegolog_spans;
+    CREATE TEMP TABLE zegolog_spans ON COMMIT DROP AS
+    SELECT m.appid, m.room_id, min(zegolog_local_day(m.minute, p_zone)) AS first_day,
+           max(zegolog_local_day(m.minute, p_zone)) AS last_day, 0::bigint AS carried
+    FROM room_concurrency_minute AS m
+    GROUP BY m.appid, m.room_id;
+    UPDATE zegolog_spans AS s SET carried = c.start
+    FROM (SELECT DISTINCT ON (appid, room_id) appid, room_id, start
+          FROM room_concurrency_day ORDER BY appid, room_id, day) AS c
+    WHERE c.appid = s.appid AND c.room_id = s.room_id AND c.start <> 0;
+
     UPDATE zegolog_settings SET time_zone = p_zone, chosen = true, changed_at = now();
     DELETE FROM logout_rollup;
     DELETE FROM app_concurrency_day;
     DELETE FROM room_concurrency_day;
-
-    DROP TABLE IF EXISTS zegolog_spans;
-    CREATE TEMP TABLE zegolog_spans ON COMMIT DROP AS
-    SELECT appid, room_id, min(zegolog_local_day(minute, p_zone)) AS first_day,
-           max(zegolog_local_day(minute, p_zone)) AS last_day
-    FROM room_concurrency_minute
-    GROUP BY appid, room_id;
 
     RETURN QUERY
     SELECT min(d), max(d)
@@ -1673,8 +1810,10 @@ CREATE FUNCTION public.zegolog_buckets_in(p_zone text, p_from date, p_to date, p
             -- OFFSET 0 keeps ms a column: flattened, its expression would be computed once per
             -- use in the bucket's CASE (five times a row).
             SELECT r.logout_time, r.appid, r.reason,
-                   (extract(EPOCH FROM r.logout_time - coalesce(r.login_time, r.paired_login_time)) * 1000)::bigint AS ms
-            FROM zegolog_zone_window(p_zone, p_from, p_to) AS w, room_logouts AS r
+                   (extract(EPOCH FROM r.logout_time
+                        - zegolog_session_start(coalesce(r.login_time, r.paired_login_time),
+                                                r.logout_time, r.received_at, s.max_session)) * 1000)::bigint AS ms
+            FROM zegolog_zone_window(p_zone, p_from, p_to) AS w, zegolog_settings AS s, room_logouts AS r
             WHERE r.appid = ANY (CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END)
               AND r.logout_time >= w.lo AND r.logout_time < w.hi
             OFFSET 0
@@ -1686,6 +1825,67 @@ CREATE FUNCTION public.zegolog_buckets_in(p_zone text, p_from date, p_to date, p
     FROM coded AS c
     GROUP BY 1, 2, 3, 4;
 $$;
+
+
+--
+-- Name: zegolog_citus_plausible_times(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_citus_plausible_times() RETURNS SETOF text
+    LANGUAGE plpgsql
+    AS $_$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
+        RETURN;
+    END IF;
+    IF (SELECT p.prosrc FROM pg_proc AS p
+        WHERE p.oid = 'zegolog_buckets_in(text, date, date, bigint)'::regprocedure) LIKE '%zegolog_session_start%' THEN
+        RETURN;
+    END IF;
+    CREATE OR REPLACE FUNCTION zegolog_buckets_in(p_zone text, p_from date, p_to date, p_appid bigint)
+    RETURNS TABLE(day date, appid bigint, reason text, bucket integer, sessions bigint, total_ms numeric, max_ms bigint)
+    LANGUAGE plpgsql STABLE AS $f$
+    #variable_conflict use_column
+    DECLARE
+        -- zegolog_citus_read_side: the apps, before the queries
+        lo timestamptz;
+        hi timestamptz;
+        apps bigint[] := CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END;
+        longest interval := (SELECT max_session FROM zegolog_settings);
+    BEGIN
+        SELECT w.lo, w.hi INTO lo, hi FROM zegolog_zone_window(p_zone, p_from, p_to) AS w;
+        RETURN QUERY
+        WITH coded AS (
+            SELECT zegolog_local_day(d.logout_time, p_zone) AS day, d.appid, d.reason,
+                   CASE WHEN d.ms IS NULL THEN zegolog_no_duration_bucket() ELSE zegolog_duration_bucket(d.ms) END AS bucket,
+                   count(*) AS sessions, sum(coalesce(d.ms, 0)) AS total_ms,
+                   coalesce(max(d.ms), -9223372036854775808) AS max_ms
+            FROM (
+                SELECT r.logout_time, r.appid, r.reason,
+                       (extract(EPOCH FROM r.logout_time
+                            - zegolog_session_start(coalesce(r.login_time, r.paired_login_time),
+                                                    r.logout_time, r.received_at, longest)) * 1000)::bigint AS ms
+                FROM room_logouts AS r
+                WHERE r.appid = ANY (apps) AND r.logout_time >= lo AND r.logout_time < hi
+            ) AS d
+            GROUP BY 1, 2, 3, 4
+        )
+        SELECT c.day, c.appid, zegolog_reason_name(c.reason), c.bucket,
+               sum(c.sessions)::bigint, sum(c.total_ms), max(c.max_ms)
+        FROM coded AS c
+        GROUP BY 1, 2, 3, 4;
+    END
+    $f$;
+    RETURN NEXT 'zegolog_buckets_in(text, date, date, bigint)';
+END
+$_$;
+
+
+--
+-- Name: FUNCTION zegolog_citus_plausible_times(); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_citus_plausible_times() IS 'zegolog_distribute()''s fourth step (0021): on a Citus coordinator, gives the Citus form of zegolog_buckets_in (0017) the plausibility rule (zegolog_session_start); on PostgreSQL without citus, does nothing. Idempotent.';
 
 
 --
@@ -2004,13 +2204,14 @@ CREATE FUNCTION public.zegolog_citus_room_rollups() RETURNS SETOF text
     AS $_$
 DECLARE
     marker CONSTANT text := '-- Per room: the same, keyed on (appid, room_id).';
-    made CONSTANT text := '-- zegolog_citus_room_rollups: per room, on the shards (migration 0020)';
+    made CONSTANT text := '-- zegolog_citus_room_rollups: per room, on the shards (migrations 0020, 0021)';
     def text;
     at integer;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
         RETURN;
     END IF;
+    ALTER TABLE zegolog_room_days ADD COLUMN IF NOT EXISTS moved_before bigint NOT NULL DEFAULT 0;
     SELECT pg_get_functiondef(p.oid), position(marker IN pg_get_functiondef(p.oid)) INTO def, at
     FROM pg_proc AS p WHERE p.oid = 'zegolog_refresh_concurrency_days(text)'::regprocedure;
     IF position(made IN def) > 0 THEN
@@ -2022,35 +2223,33 @@ BEGIN
     -- The per-app part as it is; the per-room part (to the end) replaced.
     EXECUTE left(def, at - 1) || made || $f$
     -- The room-days, where the shards can join them with the rollups.
-    INSERT INTO zegolog_room_days (appid, room_id, day)
-    SELECT appid, room_id, day FROM zegolog_days;
+    INSERT INTO zegolog_room_days (appid, room_id, day, moved_before)
+    SELECT appid, room_id, day, moved_before FROM zegolog_days;
     -- Every join, window and grouping on room_id: one statement each shard runs for its rooms.
-    INSERT INTO room_concurrency_day AS r (appid, room_id, day, net, peak)
-    SELECT b.appid, b.room_id, b.day, b.net,
-           greatest(CASE WHEN bool_or(w.at_midnight) IS NOT TRUE THEN b.base END, max(b.base + w.running))
+    INSERT INTO room_concurrency_day AS r (appid, room_id, day, start, net, peak)
+    SELECT b.appid, b.room_id, b.day, b.base, b.net,
+           coalesce(greatest(CASE WHEN bool_or(w.at_midnight) IS NOT TRUE THEN b.base END, max(b.base + w.running)), 0)
     FROM (
-        SELECT n.appid, n.room_id, n.day, n.net,
-               s.before
-               + coalesce(sum(n.net) OVER (PARTITION BY n.room_id, n.appid ORDER BY n.day
-                                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS base
+        SELECT n.appid, n.room_id, n.day, n.net, coalesce(s.users, 0) + n.moved_before AS base
         FROM (
-            SELECT d.appid, d.room_id, d.day, coalesce(sum(m.delta), 0) AS net
+            SELECT d.appid, d.room_id, d.day, d.moved_before, coalesce(sum(m.delta), 0) AS net
             FROM zegolog_room_days AS d
             LEFT JOIN room_concurrency_minute AS m
               ON m.room_id = d.room_id AND m.appid = d.appid
              AND m.minute >= d.day::timestamp AT TIME ZONE zone
              AND m.minute < (d.day + 1)::timestamp AT TIME ZONE zone
-            GROUP BY d.room_id, d.appid, d.day
+            GROUP BY d.room_id, d.appid, d.day, d.moved_before
         ) AS n
-        JOIN (
-            -- The net of every day before the room's first one.
-            SELECT f.appid, f.room_id, coalesce(sum(p.net), 0) AS before
-            FROM (SELECT appid, room_id, min(day) AS first_day
-                  FROM zegolog_room_days GROUP BY room_id, appid) AS f
-            LEFT JOIN room_concurrency_day AS p
-              ON p.room_id = f.room_id AND p.appid = f.appid AND p.day < f.first_day
-            GROUP BY f.room_id, f.appid
-        ) AS s ON s.room_id = n.room_id AND s.appid = n.appid
+        LEFT JOIN (
+            -- Online at the start of each room-day: the latest row at or before it.
+            SELECT d.appid, d.room_id, d.day,
+                   (array_agg(CASE WHEN p.day = d.day THEN p.start ELSE p.start + p.net END
+                              ORDER BY p.day DESC))[1] AS users
+            FROM zegolog_room_days AS d
+            JOIN room_concurrency_day AS p
+              ON p.room_id = d.room_id AND p.appid = d.appid AND p.day <= d.day
+            GROUP BY d.room_id, d.appid, d.day
+        ) AS s ON s.room_id = n.room_id AND s.appid = n.appid AND s.day = n.day
     ) AS b
     LEFT JOIN (
         -- The running sum over each room-day's minutes.
@@ -2064,7 +2263,7 @@ BEGIN
          AND m.minute < (d.day + 1)::timestamp AT TIME ZONE zone
     ) AS w ON w.room_id = b.room_id AND w.appid = b.appid AND w.day = b.day
     GROUP BY b.room_id, b.appid, b.day, b.net, b.base
-    ON CONFLICT (appid, room_id, day) DO UPDATE SET net = excluded.net, peak = excluded.peak;
+    ON CONFLICT (appid, room_id, day) DO UPDATE SET start = excluded.start, net = excluded.net, peak = excluded.peak;
     DELETE FROM zegolog_room_days;
 END
 $function$
@@ -2120,16 +2319,28 @@ BEGIN
     SELECT appid, minute, sum(delta) FROM zegolog_moved GROUP BY 1, 2 ORDER BY 1, 2
     ON CONFLICT (appid, minute) DO UPDATE SET delta = r.delta + excluded.delta;
 
-    -- The days to recompute: for each app (and room), from the first to the last day (in the
-    -- zone) a moved delta falls on.
+    -- The room-days to recompute: those holding a moved delta, and those between two of them
+    -- while the deltas moved so far have not come back to zero (the days a session spans). Not
+    -- every day from the first to the last: one callback from 2011 must not make compaction
+    -- walk fifteen years. moved_before: what the moved deltas add at each day's start.
     CREATE TEMP TABLE zegolog_days ON COMMIT DROP AS
-    SELECT r.appid, r.room_id, d::date AS day
-    FROM (
-        SELECT appid, room_id, min(zegolog_local_day(minute, zone)) AS first_day,
-               max(zegolog_local_day(minute, zone)) AS last_day
-        FROM zegolog_moved GROUP BY appid, room_id
-    ) AS r,
-    generate_series(r.first_day, r.last_day, interval '1 day') AS d;
+    WITH per_day AS (
+        SELECT appid, room_id, zegolog_local_day(minute, zone) AS day, sum(delta) AS delta
+        FROM zegolog_moved GROUP BY 1, 2, 3
+    ), runs AS (
+        SELECT appid, room_id, day,
+               sum(delta) OVER w - delta AS before,
+               sum(delta) OVER w AS after,
+               lead(day) OVER w AS next_day
+        FROM per_day
+        WINDOW w AS (PARTITION BY appid, room_id ORDER BY day)
+    )
+    SELECT appid, room_id, day, before AS moved_before FROM runs
+    UNION ALL
+    SELECT r.appid, r.room_id, g::date, r.after
+    FROM runs AS r,
+         generate_series((r.day + 1)::timestamp, (r.next_day - 1)::timestamp, interval '1 day') AS g
+    WHERE r.after <> 0 AND r.next_day > r.day + 1;
 
     PERFORM zegolog_refresh_concurrency_days(zone);
 
@@ -2150,6 +2361,7 @@ BEGIN
     RETURN QUERY SELECT zegolog_distribute_tables();
     RETURN QUERY SELECT zegolog_citus_read_side();
     RETURN QUERY SELECT zegolog_citus_room_rollups();
+    RETURN QUERY SELECT zegolog_citus_plausible_times();
 END
 $$;
 
@@ -2158,7 +2370,7 @@ $$;
 -- Name: FUNCTION zegolog_distribute(); Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON FUNCTION public.zegolog_distribute() IS 'On a Citus coordinator, distributes the tables not distributed yet (zegolog_distribute_tables), redefines the read side for Citus (zegolog_citus_read_side) and the per-room rollup refresh (zegolog_citus_room_rollups), and returns what it changed; on PostgreSQL without the citus extension, does nothing. Idempotent.';
+COMMENT ON FUNCTION public.zegolog_distribute() IS 'On a Citus coordinator, distributes the tables not distributed yet (zegolog_distribute_tables), redefines the read side for Citus (zegolog_citus_read_side), the per-room rollup refresh (zegolog_citus_room_rollups) and the raw buckets'' plausibility rule (zegolog_citus_plausible_times), and returns what it changed; on PostgreSQL without the citus extension, does nothing. Idempotent.';
 
 
 --
@@ -2307,11 +2519,9 @@ CREATE FUNCTION public.zegolog_drop_partitions_before(cutoff timestamp with time
     AS $$
 DECLARE
     part record;
-    cutoff_day date;
 BEGIN
     PERFORM pg_advisory_xact_lock(hashtext('zegolog_ensure_partition'));
-    PERFORM pg_advisory_xact_lock(hashtext('zegolog_compact_rollups'));
-    cutoff_day := zegolog_local_day(cutoff, zegolog_time_zone());
+    PERFORM set_config('lock_timeout', '1s', true);
     FOR part IN
         SELECT c.relname,
                (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz AS upper_bound
@@ -2322,16 +2532,21 @@ BEGIN
         ORDER BY 1
     LOOP
         IF part.upper_bound <= cutoff THEN
+            -- The parent before the partition, in the order writers lock them: no deadlock.
+            LOCK TABLE room_logouts IN ACCESS EXCLUSIVE MODE;
             EXECUTE format('DROP TABLE IF EXISTS %I', part.relname);
             RETURN NEXT part.relname;
         END IF;
     END LOOP;
-    DELETE FROM room_logouts_default WHERE logout_time < cutoff;
-    DELETE FROM logout_rollup WHERE day < cutoff_day;
-    DELETE FROM app_concurrency_day WHERE day < cutoff_day;
-    DELETE FROM room_concurrency_day WHERE day < cutoff_day;
 END
 $$;
+
+
+--
+-- Name: FUNCTION zegolog_drop_partitions_before(cutoff timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_drop_partitions_before(cutoff timestamp with time zone) IS 'Drops the monthly partitions of room_logouts that end at or before cutoff, giving up after 1 s of waiting for the lock (SQLSTATE 55P03; the caller retries); returns the partitions dropped. The rollups go with zegolog_retain_rollups, the rows of a partly expired month with zegolog_prune_batch.';
 
 
 --
@@ -2427,6 +2642,10 @@ BEGIN
     IF to_regclass(name) IS NOT NULL THEN
         RETURN name;
     END IF;
+    PERFORM set_config('lock_timeout', '1s', true);
+    -- The parent first, as writers lock it: no row of this month can reach the default
+    -- partition meanwhile.
+    LOCK TABLE room_logouts IN SHARE ROW EXCLUSIVE MODE;
     CREATE TEMP TABLE zegolog_moving ON COMMIT DROP AS
         SELECT * FROM room_logouts_default WHERE false;
     WITH gone AS (
@@ -2614,11 +2833,16 @@ BEGIN
           AND o.room_id = k.room_id AND o.user_account = k.user_account
           AND o.login_time IS NULL
           AND o.paired_login_time IS NOT DISTINCT FROM k.old_login
-        RETURNING o.appid, o.room_id, o.reason, o.logout_time, k.old_login, k.new_login
+        RETURNING o.appid, o.room_id, o.reason, o.logout_time, o.received_at, k.old_login, k.new_login
     ), changes AS (
-        SELECT appid, room_id, reason, logout_time, new_login AS login_at, 1 AS sign FROM paired
+        SELECT p.appid, p.room_id, p.reason, p.logout_time,
+               zegolog_session_start(p.new_login, p.logout_time, p.received_at, s.max_session) AS login_at,
+               1 AS sign
+        FROM paired AS p, zegolog_settings AS s
         UNION ALL
-        SELECT appid, room_id, reason, logout_time, old_login, -1 FROM paired
+        SELECT p.appid, p.room_id, p.reason, p.logout_time,
+               zegolog_session_start(p.old_login, p.logout_time, p.received_at, s.max_session), -1
+        FROM paired AS p, zegolog_settings AS s
     ), durations AS (
         INSERT INTO logout_rollup_pending (day, appid, reason, bucket, sessions, total_ms, max_ms)
         SELECT r.day, r.appid, r.reason, r.bucket, sum(c.sign * r.sessions), sum(c.sign * r.total_ms),
@@ -2671,15 +2895,28 @@ BEGIN
         UNION ALL
         SELECT c.appid, CASE WHEN p_rooms THEN c.room_id ELSE '' END, c.minute, c.delta
         FROM concurrency_pending AS c WHERE c.minute < w.hi AND (p_appid IS NULL OR c.appid = p_appid)
+    ), starts AS (
+        -- Online at the start of base_day: each key's latest day row at or before it.
+        SELECT DISTINCT ON (d.appid, d.room_id) d.appid, d.room_id,
+               CASE WHEN d.day = base_day THEN d.start ELSE d.start + d.net END AS users
+        FROM room_concurrency_day AS d
+        WHERE p_rooms AND d.day <= base_day AND (p_appid IS NULL OR d.appid = p_appid)
+        ORDER BY d.appid, d.room_id, d.day DESC
+    ), app_starts AS (
+        SELECT DISTINCT ON (d.appid) d.appid, '' AS room_id,
+               CASE WHEN d.day = base_day THEN d.start ELSE d.start + d.net END AS users
+        FROM app_concurrency_day AS d
+        WHERE NOT p_rooms AND d.day <= base_day AND (p_appid IS NULL OR d.appid = p_appid)
+        ORDER BY d.appid, d.day DESC
     ), bases AS (
         SELECT k.appid, k.room_id, sum(k.users) AS users
         FROM (
-            SELECT d.appid, d.room_id, d.net AS users FROM room_concurrency_day AS d
-            WHERE p_rooms AND d.day < base_day AND (p_appid IS NULL OR d.appid = p_appid)
+            SELECT s.appid, s.room_id, s.users FROM starts AS s
             UNION ALL
-            SELECT d.appid, '', d.net FROM app_concurrency_day AS d
-            WHERE NOT p_rooms AND d.day < base_day AND (p_appid IS NULL OR d.appid = p_appid)
+            SELECT s.appid, s.room_id, s.users FROM app_starts AS s
             UNION ALL
+            -- The deltas before the window: the minutes of base_day before it, and pending
+            -- deltas of any earlier day (compaction folds them into the day rows).
             SELECT x.appid, x.room_id, x.delta FROM deltas AS x WHERE x.minute < w.lo
         ) AS k
         GROUP BY k.appid, k.room_id
@@ -2740,6 +2977,84 @@ COMMENT ON FUNCTION public.zegolog_platform_name(term_type integer) IS 'Decoded 
 
 
 --
+-- Name: zegolog_prune_batch(timestamp with time zone, timestamp with time zone, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_prune_batch(cutoff timestamp with time zone, raw_cutoff timestamp with time zone, batch integer) RETURNS TABLE(tbl text, deleted bigint)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+    cutoff_start timestamptz := zegolog_local_day(cutoff, zegolog_time_zone())::timestamp AT TIME ZONE zegolog_time_zone();
+    apps bigint[] := zegolog_appids();
+    n bigint;
+BEGIN
+    -- At most `batch` rows of each table, by its key: a short transaction a writer never waits
+    -- long behind. The caller repeats until every count is 0.
+    DELETE FROM callback_events AS e
+    WHERE e.digest IN (SELECT x.digest FROM callback_events AS x WHERE x.received_at < raw_cutoff LIMIT batch);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN QUERY SELECT 'callback_events', n;
+
+    DELETE FROM room_logins AS l
+    WHERE (l.appid, l.room_id, l.user_account, l.session_id, l.login_time) IN (
+        SELECT x.appid, x.room_id, x.user_account, x.session_id, x.login_time
+        FROM room_logins AS x WHERE x.login_time < cutoff LIMIT batch);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN QUERY SELECT 'room_logins', n;
+
+    -- Logouts older than the cutoff that whole-month drops leave: the default partition's and
+    -- those of the month the cutoff falls in.
+    DELETE FROM room_logouts AS l
+    WHERE (l.appid, l.room_id, l.logout_time, l.session_id, l.user_account) IN (
+        SELECT x.appid, x.room_id, x.logout_time, x.session_id, x.user_account
+        FROM room_logouts AS x
+        WHERE x.appid = ANY (apps) AND x.logout_time < cutoff LIMIT batch);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN QUERY SELECT 'room_logouts', n;
+
+    DELETE FROM room_lifecycle_events AS e
+    WHERE (e.appid, e.room_id, e.room_session_id, e.event) IN (
+        SELECT x.appid, x.room_id, x.room_session_id, x.event
+        FROM room_lifecycle_events AS x
+        WHERE x.appid = ANY (apps) AND x.at < cutoff LIMIT batch);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN QUERY SELECT 'room_lifecycle_events', n;
+
+    -- The minute rollups and the per-room days before the cutoff's day, which
+    -- zegolog_retain_rollups left (it wrote the start of the cutoff day first).
+    DELETE FROM app_concurrency_minute AS m
+    WHERE (m.appid, m.minute) IN (
+        SELECT x.appid, x.minute FROM app_concurrency_minute AS x
+        WHERE x.appid = ANY (apps) AND x.minute < cutoff_start LIMIT batch);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN QUERY SELECT 'app_concurrency_minute', n;
+
+    DELETE FROM room_concurrency_minute AS m
+    WHERE (m.appid, m.room_id, m.minute) IN (
+        SELECT x.appid, x.room_id, x.minute FROM room_concurrency_minute AS x
+        WHERE x.minute < cutoff_start LIMIT batch);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN QUERY SELECT 'room_concurrency_minute', n;
+
+    DELETE FROM room_concurrency_day AS d
+    WHERE (d.appid, d.room_id, d.day) IN (
+        SELECT x.appid, x.room_id, x.day FROM room_concurrency_day AS x
+        WHERE x.appid = ANY (apps) AND x.day < zegolog_local_day(cutoff, zegolog_time_zone()) LIMIT batch);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN QUERY SELECT 'room_concurrency_day', n;
+END
+$$;
+
+
+--
+-- Name: FUNCTION zegolog_prune_batch(cutoff timestamp with time zone, raw_cutoff timestamp with time zone, batch integer); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_prune_batch(cutoff timestamp with time zone, raw_cutoff timestamp with time zone, batch integer) IS 'Retention''s second step: deletes at most `batch` rows older than the cutoff from each table that grows with traffic and is not dropped by whole partitions (the raw archive older than raw_cutoff, logins, logouts of the default or a partly expired month, room lifecycle events, minute rollups, per-room days), and returns how many per table; repeat until all are 0. Run after zegolog_retain_rollups.';
+
+
+--
 -- Name: zegolog_prune_signature_ledger(interval); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -2783,6 +3098,7 @@ CREATE FUNCTION public.zegolog_rebuild_rollups_day(p_day date) RETURNS bigint
     AS $$
 DECLARE
     zone text := zegolog_time_zone();
+    longest interval := (SELECT max_session FROM zegolog_settings);
     lo timestamptz := p_day::timestamp AT TIME ZONE zone;
     hi timestamptz := (p_day + 1)::timestamp AT TIME ZONE zone;
     logouts bigint;
@@ -2793,7 +3109,8 @@ BEGIN
     INSERT INTO logout_rollup AS r (day, appid, reason, bucket, sessions, total_ms, max_ms)
     SELECT c.*
     FROM (SELECT array_agg(appid) AS appid, array_agg(reason) AS reason,
-                 array_agg(coalesce(login_time, paired_login_time)) AS login_time,
+                 array_agg(zegolog_session_start(coalesce(login_time, paired_login_time), logout_time,
+                                                 received_at, longest)) AS login_time,
                  array_agg(logout_time) AS logout_time
           FROM room_logouts
           WHERE appid = ANY (zegolog_appids()) AND logout_time >= lo AND logout_time < hi) AS a,
@@ -2805,9 +3122,13 @@ BEGIN
         max_ms = greatest(r.max_ms, excluded.max_ms);
     SELECT coalesce(sum(sessions), 0) INTO logouts FROM logout_rollup WHERE day = p_day;
 
+    -- Each room's first day starts from what retention carried (none: 0); the later days from
+    -- the day rows rebuilt before them (the days go in order).
     DROP TABLE IF EXISTS zegolog_days;
     CREATE TEMP TABLE zegolog_days ON COMMIT DROP AS
-    SELECT appid, room_id, p_day AS day FROM zegolog_spans
+    SELECT appid, room_id, p_day AS day,
+           CASE WHEN p_day = first_day THEN carried ELSE 0 END AS moved_before
+    FROM zegolog_spans
     WHERE p_day BETWEEN first_day AND last_day;
     PERFORM zegolog_refresh_concurrency_days(zone);
     DROP TABLE zegolog_days;
@@ -2825,16 +3146,15 @@ CREATE FUNCTION public.zegolog_refresh_concurrency_days(zone text) RETURNS void
     SET jit TO 'off'
     AS $$
 BEGIN
-    -- Per app: every day from the first to the last day any of its rooms touched.
+    -- Per app: the days any of its rooms touched; a day's change at its start is its rooms'.
     WITH days AS (
-        SELECT r.appid, d::date AS day
-        FROM (SELECT appid, min(day) AS first_day, max(day) AS last_day
-              FROM zegolog_days GROUP BY appid) AS r,
-        generate_series(r.first_day, r.last_day, interval '1 day') AS d
-    ), nets AS (
+        SELECT appid, day, sum(moved_before) AS moved_before
+        FROM zegolog_days GROUP BY appid, day
+    ), bases AS (
         -- One index range scan per day (a join let the planner, which cannot see how few
-        -- days generate_series yields, sort the whole table instead).
-        SELECT d.appid, d.day, coalesce(n.net, 0) AS net
+        -- days there are, sort the whole table instead).
+        SELECT d.appid, d.day, coalesce(n.net, 0) AS net,
+               zegolog_app_online_at(d.appid, d.day) + d.moved_before AS base
         FROM days AS d
         CROSS JOIN LATERAL (
             SELECT sum(m.delta) AS net
@@ -2843,21 +3163,9 @@ BEGIN
               AND m.minute >= d.day::timestamp AT TIME ZONE zone
               AND m.minute < (d.day + 1)::timestamp AT TIME ZONE zone
         ) AS n
-    ), starts AS (
-        SELECT f.appid,
-               coalesce((SELECT sum(p.net) FROM app_concurrency_day AS p
-                         WHERE p.appid = f.appid AND p.day < f.first_day), 0) AS before
-        FROM (SELECT appid, min(day) AS first_day FROM days GROUP BY appid) AS f
-    ), bases AS (
-        SELECT n.*,
-               s.before
-               + coalesce(sum(n.net) OVER (PARTITION BY n.appid ORDER BY n.day
-                                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS base
-        FROM nets AS n
-        JOIN starts AS s ON s.appid = n.appid
     )
-    INSERT INTO app_concurrency_day AS r (appid, day, net, peak)
-    SELECT b.appid, b.day, b.net, greatest(CASE WHEN bool_or(w.at_midnight) IS NOT TRUE THEN b.base END, max(b.base + w.running))
+    INSERT INTO app_concurrency_day AS r (appid, day, start, net, peak)
+    SELECT b.appid, b.day, b.base, b.net, coalesce(greatest(CASE WHEN bool_or(w.at_midnight) IS NOT TRUE THEN b.base END, max(b.base + w.running)), 0)
     FROM bases AS b
     LEFT JOIN LATERAL (
         SELECT sum(m.delta) OVER (ORDER BY m.minute) AS running,
@@ -2868,34 +3176,21 @@ BEGIN
           AND m.minute < (b.day + 1)::timestamp AT TIME ZONE zone
     ) AS w ON true
     GROUP BY b.appid, b.day, b.net, b.base
-    HAVING b.net <> 0 OR greatest(CASE WHEN bool_or(w.at_midnight) IS NOT TRUE THEN b.base END, max(b.base + w.running)) <> 0
     ORDER BY 1, 2
-    ON CONFLICT (appid, day) DO UPDATE SET net = excluded.net, peak = excluded.peak;
+    ON CONFLICT (appid, day) DO UPDATE SET start = excluded.start, net = excluded.net, peak = excluded.peak;
 
     -- Per room: the same, keyed on (appid, room_id).
-    WITH nets AS (
-        SELECT d.appid, d.room_id, d.day, coalesce(sum(m.delta), 0) AS net
+    WITH bases AS (
+        SELECT d.appid, d.room_id, d.day, d.moved_before,
+               zegolog_room_online_at(d.appid, d.room_id, d.day) + d.moved_before AS base,
+               coalesce((SELECT sum(m.delta) FROM room_concurrency_minute AS m
+                         WHERE m.appid = d.appid AND m.room_id = d.room_id
+                           AND m.minute >= d.day::timestamp AT TIME ZONE zone
+                           AND m.minute < (d.day + 1)::timestamp AT TIME ZONE zone), 0) AS net
         FROM zegolog_days AS d
-        LEFT JOIN room_concurrency_minute AS m
-          ON m.appid = d.appid AND m.room_id = d.room_id
-         AND m.minute >= d.day::timestamp AT TIME ZONE zone
-         AND m.minute < (d.day + 1)::timestamp AT TIME ZONE zone
-        GROUP BY d.appid, d.room_id, d.day
-    ), starts AS (
-        SELECT f.appid, f.room_id,
-               coalesce((SELECT sum(p.net) FROM room_concurrency_day AS p
-                         WHERE p.appid = f.appid AND p.room_id = f.room_id AND p.day < f.first_day), 0) AS before
-        FROM (SELECT appid, room_id, min(day) AS first_day FROM zegolog_days GROUP BY appid, room_id) AS f
-    ), bases AS (
-        SELECT n.*,
-               s.before
-               + coalesce(sum(n.net) OVER (PARTITION BY n.appid, n.room_id ORDER BY n.day
-                                           ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS base
-        FROM nets AS n
-        JOIN starts AS s ON s.appid = n.appid AND s.room_id = n.room_id
     )
-    INSERT INTO room_concurrency_day AS r (appid, room_id, day, net, peak)
-    SELECT b.appid, b.room_id, b.day, b.net, greatest(CASE WHEN bool_or(w.at_midnight) IS NOT TRUE THEN b.base END, max(b.base + w.running))
+    INSERT INTO room_concurrency_day AS r (appid, room_id, day, start, net, peak)
+    SELECT b.appid, b.room_id, b.day, b.base, b.net, coalesce(greatest(CASE WHEN bool_or(w.at_midnight) IS NOT TRUE THEN b.base END, max(b.base + w.running)), 0)
     FROM bases AS b
     LEFT JOIN LATERAL (
         SELECT sum(m.delta) OVER (ORDER BY m.minute) AS running,
@@ -2907,7 +3202,7 @@ BEGIN
     ) AS w ON true
     GROUP BY b.appid, b.room_id, b.day, b.net, b.base
     ORDER BY 1, 2, 3
-    ON CONFLICT (appid, room_id, day) DO UPDATE SET net = excluded.net, peak = excluded.peak;
+    ON CONFLICT (appid, room_id, day) DO UPDATE SET start = excluded.start, net = excluded.net, peak = excluded.peak;
 END
 $$;
 
@@ -2984,6 +3279,60 @@ $$;
 
 
 --
+-- Name: zegolog_retain_rollups(timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_retain_rollups(cutoff timestamp with time zone) RETURNS TABLE(tbl text, deleted bigint)
+    LANGUAGE plpgsql
+    AS $$
+#variable_conflict use_column
+DECLARE
+    zone text;
+    cutoff_day date;
+    n bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('zegolog_compact_rollups'));
+    -- Fold what is pending first: its deltas may fall before the cutoff.
+    PERFORM zegolog_compact_rollups();
+    zone := zegolog_time_zone();
+    cutoff_day := zegolog_local_day(cutoff, zone);
+
+    -- The sessions online at the start of the cutoff day, for each app and room that has any,
+    -- kept in a row of that day before every older row goes.
+    INSERT INTO app_concurrency_day AS r (appid, day, start, net, peak)
+    SELECT p.appid, cutoff_day, p.users, 0, p.users
+    FROM (SELECT DISTINCT ON (appid) appid, start + net AS users
+          FROM app_concurrency_day WHERE day < cutoff_day
+          ORDER BY appid, day DESC) AS p
+    WHERE p.users <> 0
+    ON CONFLICT (appid, day) DO NOTHING;
+    INSERT INTO room_concurrency_day AS r (appid, room_id, day, start, net, peak)
+    SELECT p.appid, p.room_id, cutoff_day, p.users, 0, p.users
+    FROM (SELECT DISTINCT ON (appid, room_id) appid, room_id, start + net AS users
+          FROM room_concurrency_day WHERE day < cutoff_day
+          ORDER BY appid, room_id, day DESC) AS p
+    WHERE p.users <> 0
+    ON CONFLICT (appid, room_id, day) DO NOTHING;
+
+    -- The per-day rollups: a few rows per app and day.
+    DELETE FROM logout_rollup WHERE day < cutoff_day;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN QUERY SELECT 'logout_rollup', n;
+    DELETE FROM app_concurrency_day WHERE day < cutoff_day;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN QUERY SELECT 'app_concurrency_day', n;
+END
+$$;
+
+
+--
+-- Name: FUNCTION zegolog_retain_rollups(cutoff timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_retain_rollups(cutoff timestamp with time zone) IS 'Retention''s first step, in one transaction under compaction''s lock: folds the pending rollups, writes for each app and room the sessions online at the start of the cutoff''s day (in the reporting zone) into that day''s row, then deletes the per-day rollups of earlier days. Every count from the cutoff day on stays what it was. The big tables go after, in batches (zegolog_prune_batch).';
+
+
+--
 -- Name: zegolog_role_name(integer); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -2997,6 +3346,48 @@ CREATE FUNCTION public.zegolog_role_name(user_role integer) RETURNS text
         ELSE 'unknown'
     END;
 $$;
+
+
+--
+-- Name: zegolog_room_online_at(bigint, text, date); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_room_online_at(p_appid bigint, p_room_id text, p_day date) RETURNS bigint
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT coalesce((
+        SELECT CASE WHEN d.day = p_day THEN d.start ELSE d.start + d.net END
+        FROM room_concurrency_day AS d
+        WHERE d.appid = p_appid AND d.room_id = p_room_id AND d.day <= p_day
+        ORDER BY d.day DESC
+        LIMIT 1), 0);
+$$;
+
+
+--
+-- Name: FUNCTION zegolog_room_online_at(p_appid bigint, p_room_id text, p_day date); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_room_online_at(p_appid bigint, p_room_id text, p_day date) IS 'Sessions online in one room at the start of day p_day, as zegolog_app_online_at.';
+
+
+--
+-- Name: zegolog_session_start(timestamp with time zone, timestamp with time zone, timestamp with time zone, interval); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_session_start(login_at timestamp with time zone, logout_at timestamp with time zone, received_at timestamp with time zone, max_session interval) RETURNS timestamp with time zone
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE WHEN zegolog_time_fault(login_at, logout_at, received_at, max_session) IS NULL
+                THEN login_at END;
+$$;
+
+
+--
+-- Name: FUNCTION zegolog_session_start(login_at timestamp with time zone, logout_at timestamp with time zone, received_at timestamp with time zone, max_session interval); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_session_start(login_at timestamp with time zone, logout_at timestamp with time zone, received_at timestamp with time zone, max_session interval) IS 'The login a session''s duration and concurrency are computed from: login_at when the session is plausible (zegolog_time_fault), NULL otherwise (no duration, no concurrency, as for a logout whose login is unknown).';
 
 
 --
@@ -3066,8 +3457,16 @@ CREATE TABLE public.app_concurrency_day (
     appid bigint NOT NULL,
     day date NOT NULL,
     net bigint NOT NULL,
-    peak bigint NOT NULL
+    peak bigint NOT NULL,
+    start bigint DEFAULT 0 NOT NULL
 );
+
+
+--
+-- Name: COLUMN app_concurrency_day.start; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.app_concurrency_day.start IS 'Sessions online at the start of the day (in the reporting zone): what the day''s minutes add to. Online at the start of a day without a row: the latest earlier row''s start + net (zegolog_app_online_at).';
 
 
 --
@@ -3442,7 +3841,8 @@ CREATE VIEW public.peak_concurrency_daily AS
  SELECT app_concurrency_day.day,
     app_concurrency_day.appid,
     app_concurrency_day.peak AS peak_users
-   FROM public.app_concurrency_day;
+   FROM public.app_concurrency_day
+  WHERE ((app_concurrency_day.peak <> 0) OR (app_concurrency_day.net <> 0));
 
 
 --
@@ -3467,8 +3867,10 @@ CREATE VIEW public.session_durations AS
     public.zegolog_role_name(l.user_role) AS role,
     COALESCE(l.login_time, l.paired_login_time) AS login_at,
     l.logout_time AS logout_at,
-    ((EXTRACT(epoch FROM (l.logout_time - COALESCE(l.login_time, l.paired_login_time))) * (1000)::numeric))::bigint AS duration_ms,
-    (l.logout_time - COALESCE(l.login_time, l.paired_login_time)) AS duration,
+    ((EXTRACT(epoch FROM (l.logout_time - public.zegolog_session_start(COALESCE(l.login_time, l.paired_login_time), l.logout_time, l.received_at, ( SELECT zegolog_settings.max_session
+           FROM public.zegolog_settings)))) * (1000)::numeric))::bigint AS duration_ms,
+    (l.logout_time - public.zegolog_session_start(COALESCE(l.login_time, l.paired_login_time), l.logout_time, l.received_at, ( SELECT zegolog_settings.max_session
+           FROM public.zegolog_settings))) AS duration,
     l.reason AS reason_code,
     public.zegolog_reason_name(l.reason) AS reason,
         CASE
@@ -3485,7 +3887,9 @@ CREATE VIEW public.session_durations AS
            FROM public.room_logins i
           WHERE ((i.appid = l.appid) AND (i.room_id = l.room_id) AND (i.user_account = l.user_account) AND (i.session_id = l.session_id) AND (i.login_time <= l.logout_time))
           ORDER BY ((i.login_time = COALESCE(l.login_time, l.paired_login_time)) IS TRUE) DESC, i.login_time DESC
-         LIMIT 1)) AS platform
+         LIMIT 1)) AS platform,
+    public.zegolog_time_fault(COALESCE(l.login_time, l.paired_login_time), l.logout_time, l.received_at, ( SELECT zegolog_settings.max_session
+           FROM public.zegolog_settings)) AS time_fault
    FROM public.room_logouts l;
 
 
@@ -3507,7 +3911,7 @@ COMMENT ON COLUMN public.session_durations.login_at IS 'When the user logged in:
 -- Name: COLUMN session_durations.duration_ms; Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON COLUMN public.session_durations.duration_ms IS 'Session length in milliseconds, exact (logout_at - login_at); NULL while login_at is unknown; negative if the sender''s clock went backwards.';
+COMMENT ON COLUMN public.session_durations.duration_ms IS 'Session length in milliseconds, exact (logout_at - login_at); NULL while login_at is unknown, or when the session''s times are implausible (time_fault).';
 
 
 --
@@ -3529,6 +3933,13 @@ COMMENT ON COLUMN public.session_durations.platform_code IS 'term_type of the se
 --
 
 COMMENT ON COLUMN public.session_durations.platform IS 'Decoded platform_code (zegolog_platform_name): none, windows, ios, android, macos, linux, web, mini_program, unknown.';
+
+
+--
+-- Name: COLUMN session_durations.time_fault; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.session_durations.time_fault IS 'Why the session''s times are implausible (zegolog_time_fault: logout_before_2010, logout_after_receipt, login_before_2010, logout_before_login, session_too_long), NULL when they are plausible: an implausible session has no duration and no concurrency anywhere.';
 
 
 --
@@ -3592,8 +4003,16 @@ CREATE TABLE public.room_concurrency_day (
     room_id text NOT NULL,
     day date NOT NULL,
     net bigint NOT NULL,
-    peak bigint NOT NULL
+    peak bigint NOT NULL,
+    start bigint DEFAULT 0 NOT NULL
 );
+
+
+--
+-- Name: COLUMN room_concurrency_day.start; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.room_concurrency_day.start IS 'Sessions online in the room at the start of the day, as app_concurrency_day.start (zegolog_room_online_at).';
 
 
 --
@@ -3842,26 +4261,6 @@ CREATE TABLE public.signature_ledger_default (
 
 
 --
--- Name: zegolog_settings; Type: TABLE; Schema: public; Owner: -
---
-
-CREATE TABLE public.zegolog_settings (
-    singleton boolean DEFAULT true NOT NULL,
-    time_zone text DEFAULT 'UTC'::text NOT NULL,
-    chosen boolean DEFAULT false NOT NULL,
-    changed_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT zegolog_settings_singleton_check CHECK (singleton)
-);
-
-
---
--- Name: TABLE zegolog_settings; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON TABLE public.zegolog_settings IS 'One row: the reporting time zone (IANA name) in which every daily view and rollup cuts its days. Change it with `zegolog time-zone set NAME` (it rebuilds the rollups), never by UPDATE.';
-
-
---
 -- Name: room_logouts_default; Type: TABLE ATTACH; Schema: public; Owner: -
 --
 
@@ -4018,6 +4417,13 @@ CREATE INDEX callback_events_id_idx ON public.callback_events USING btree (id);
 
 
 --
+-- Name: callback_events_received_brin; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX callback_events_received_brin ON public.callback_events USING brin (received_at);
+
+
+--
 -- Name: callback_events_refused_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -4032,6 +4438,13 @@ CREATE INDEX room_concurrency_day_top_idx ON public.room_concurrency_day USING b
 
 
 --
+-- Name: room_concurrency_minute_minute_brin; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_concurrency_minute_minute_brin ON public.room_concurrency_minute USING brin (minute);
+
+
+--
 -- Name: room_lifecycle_events_appid_at_idx; Type: INDEX; Schema: public; Owner: -
 --
 
@@ -4043,6 +4456,13 @@ CREATE INDEX room_lifecycle_events_appid_at_idx ON public.room_lifecycle_events 
 --
 
 CREATE INDEX room_logins_appid_login_idx ON public.room_logins USING btree (appid, login_time);
+
+
+--
+-- Name: room_logins_login_time_brin; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX room_logins_login_time_brin ON public.room_logins USING brin (login_time);
 
 
 --

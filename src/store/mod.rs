@@ -141,6 +141,14 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl StoreError {
+    /// Whether PostgreSQL gave up waiting for a lock (`lock_timeout`, SQLSTATE 55P03): the
+    /// upkeep's partition DDL, which would otherwise queue every writer behind a long query.
+    pub fn is_lock_timeout(&self) -> bool {
+        matches!(self, Self::Database(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03"))
+    }
+}
+
 /// Connection settings for the pool.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {

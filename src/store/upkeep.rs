@@ -52,8 +52,9 @@ impl Store {
         .await?)
     }
 
-    /// Drops the monthly partitions of `room_logouts` that end before `cutoff` (and older rows
-    /// of the default partition and of the rollups); returns the partitions dropped.
+    /// Drops the monthly partitions of `room_logouts` that end before `cutoff`; returns the
+    /// partitions dropped. Gives up after a second of waiting for the table's lock
+    /// ([`StoreError::is_lock_timeout`]): the caller retries.
     pub async fn drop_partitions_before(
         &self,
         cutoff: DateTime<Utc>,
@@ -61,6 +62,40 @@ impl Store {
         Ok(
             sqlx::query_scalar("SELECT zegolog_drop_partitions_before($1)")
                 .bind(cutoff)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Retention's first step, in one transaction (`zegolog_retain_rollups()`): folds the
+    /// pending rollups, keeps the sessions online at the start of `cutoff`'s day, and deletes
+    /// the per-day rollups of earlier days. Returns the rows deleted per table.
+    pub async fn retain_rollups(
+        &self,
+        cutoff: DateTime<Utc>,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT tbl, deleted FROM zegolog_retain_rollups($1)")
+                .bind(cutoff)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Retention's second step, one batch (`zegolog_prune_batch()`): deletes at most `batch`
+    /// rows older than `cutoff` (the raw archive: `raw_cutoff`) from each table that is not
+    /// dropped by whole partitions. Returns the rows deleted per table; all zero when done.
+    pub async fn prune_batch(
+        &self,
+        cutoff: DateTime<Utc>,
+        raw_cutoff: DateTime<Utc>,
+        batch: i32,
+    ) -> Result<Vec<(String, i64)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT tbl, deleted FROM zegolog_prune_batch($1, $2, $3)")
+                .bind(cutoff)
+                .bind(raw_cutoff)
+                .bind(batch)
                 .fetch_all(&self.pool)
                 .await?,
         )

@@ -149,7 +149,7 @@ WITH input AS (
     ORDER BY t.appid, t.session_id::numeric, t.logout_time, t.room_id, t.user_account
     ON CONFLICT ON CONSTRAINT room_logouts_natural_key DO NOTHING
     RETURNING appid, session_id::text AS session_id, login_time, paired_login_time, logout_time,
-              room_id, user_account, reason
+              room_id, user_account, reason, received_at
 -- [with logins or room events]
 ), logins AS (
     INSERT INTO room_logins (appid, room_id, room_name, room_seq, user_account, user_nickname,
@@ -190,7 +190,7 @@ WITH input AS (
     WHERE o.appid = p.appid AND o.session_id = p.session_id AND o.logout_time = p.logout_time
       AND o.room_id = p.room_id AND o.user_account = p.user_account
       AND o.paired_login_time IS NOT DISTINCT FROM p.old_login
-    RETURNING o.appid, o.room_id, o.reason, o.logout_time, p.old_login, p.new_login
+    RETURNING o.appid, o.room_id, o.reason, o.logout_time, o.received_at, p.old_login, p.new_login
 ), rooms AS (
     INSERT INTO room_lifecycle_events (appid, room_id, room_session_id, event, at, creator, close_reason)
     SELECT appid, room_id, room_session_id::numeric, event, at, creator, close_reason
@@ -204,25 +204,33 @@ WITH input AS (
 ), paired AS (
     -- A batch of logouts and other events only: no login to store, none to pair with.
     SELECT NULL::bigint AS appid, NULL::text AS room_id, NULL::integer AS reason,
-           NULL::timestamptz AS logout_time, NULL::timestamptz AS old_login,
+           NULL::timestamptz AS logout_time, NULL::timestamptz AS received_at,
+           NULL::timestamptz AS old_login,
            NULL::timestamptz AS new_login
     WHERE false
 -- [end]
+), zone AS MATERIALIZED (
+    -- The reporting zone (0010) and the longest plausible session (0021), once, from a fresh
+    -- snapshot: a writer that waited for a change of zone cuts its days in the new one.
+    SELECT zegolog_time_zone_fresh() AS zone, (SELECT max_session FROM zegolog_settings) AS max_session
 ), changes AS (
     -- Rollup contributions: each new logout's, and for each logout paired now the difference
     -- between its contribution with the new login and with the old one (none: the
     -- no-duration bucket), so that its reason counts once whatever the order of arrival.
-    SELECT appid, room_id, reason, logout_time, coalesce(login_time, paired_login_time) AS login_at,
-           1 AS sign
-    FROM logouts
-    UNION ALL
-    SELECT appid, room_id, reason, logout_time, new_login, 1 FROM paired
-    UNION ALL
-    SELECT appid, room_id, reason, logout_time, old_login, -1 FROM paired
-), zone AS MATERIALIZED (
-    -- The reporting zone (0010), once, from a fresh snapshot: a writer that waited for a
-    -- change of zone cuts its days in the new one.
-    SELECT zegolog_time_zone_fresh() AS zone
+    -- A session with implausible times has no start (zegolog_session_start, 0021): no
+    -- duration, no concurrency.
+    SELECT c.appid, c.room_id, c.reason, c.logout_time,
+           zegolog_session_start(c.login_at, c.logout_time, c.received_at, z.max_session) AS login_at,
+           c.sign
+    FROM (
+        SELECT appid, room_id, reason, logout_time, coalesce(login_time, paired_login_time) AS login_at,
+               received_at, 1 AS sign
+        FROM logouts
+        UNION ALL
+        SELECT appid, room_id, reason, logout_time, new_login, received_at, 1 FROM paired
+        UNION ALL
+        SELECT appid, room_id, reason, logout_time, old_login, received_at, -1 FROM paired
+    ) AS c, zone AS z
 ), durations AS (
     -- The day cut, bucket and sums: zegolog_logout_rollup_in.
     INSERT INTO logout_rollup_pending (day, appid, reason, bucket, sessions, total_ms, max_ms)

@@ -468,7 +468,7 @@ async fn server_run_stores_a_signed_callback_once_and_returns_ok_on_shutdown() {
         clients: ClientLimits::default(),
         upkeep: UpkeepConfig {
             compact_every: Duration::from_secs(1),
-            retain_days: None,
+            retention: None,
         },
         dashboard: Some(DashboardToken::parse(TOKEN).unwrap()),
     };

@@ -463,24 +463,29 @@ async fn upkeep_run_by_several_instances_at_once_neither_fails_nor_deadlocks() {
         .map(|_| {
             let store = store.clone();
             tokio::spawn(async move {
+                let chain = |e: &dyn std::error::Error| zegolog::error_chain(e);
                 for _ in 0..5 {
-                    store.compact_rollups().await?;
-                    store.ensure_partitions().await?;
-                    store.prune_signature_ledger(LEDGER_KEEP).await?;
-                    let cutoff = chrono::Utc::now() - chrono::Duration::days(300);
-                    store.drop_partitions_before(cutoff).await?;
+                    store.compact_rollups().await.map_err(|e| chain(&e))?;
+                    store.ensure_partitions().await.map_err(|e| chain(&e))?;
+                    store
+                        .prune_signature_ledger(LEDGER_KEEP)
+                        .await
+                        .map_err(|e| chain(&e))?;
+                    let retention = zegolog::upkeep::Retention {
+                        days: 300,
+                        raw_days: None,
+                    };
+                    zegolog::upkeep::retain(&store, retention)
+                        .await
+                        .map_err(|e| chain(&e))?;
                 }
-                Ok::<_, zegolog::store::StoreError>(())
+                Ok::<_, String>(())
             })
         })
         .collect();
     for run in runs {
         let result = run.await.unwrap();
-        assert!(
-            result.is_ok(),
-            "{:?}",
-            result.err().map(|e| zegolog::error_chain(&e))
-        );
+        assert!(result.is_ok(), "{:?}", result.err());
     }
 
     let deadlocks_after: i64 = sqlx::query_scalar(

@@ -23,6 +23,7 @@ mod modules;
 mod outage;
 mod replay;
 mod report;
+mod retention;
 mod robustness;
 mod rollups;
 mod schema;

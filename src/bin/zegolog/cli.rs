@@ -18,7 +18,7 @@ use zegolog::signature::{Secrets, Verifier};
 use zegolog::spool::SpoolLimits;
 use zegolog::store::{PoolConfig, ReusePolicy};
 use zegolog::time_zone::TimeZoneArgs;
-use zegolog::upkeep::UpkeepConfig;
+use zegolog::upkeep::{Retention, UpkeepConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,8 +57,8 @@ pub enum Command {
     /// Show the deployment's reporting time zone (in which every daily view, rollup, report and
     /// the dashboard cut their days), or change it, which rebuilds the rollups from the raw rows.
     TimeZone(TimeZoneCommandArgs),
-    /// Drop whole monthly partitions of room_logouts older than --retain-days (never a long
-    /// DELETE), with their rollups.
+    /// Delete what is older than --retain-days from every table that grows with traffic (whole
+    /// partitions or short batches, never a long DELETE); numbers after the cutoff stay right.
     Retain(RetainArgs),
     /// Send realistic signed callbacks to a zegolog deployment and report throughput and latency.
     #[cfg(feature = "tools")]
@@ -166,10 +166,16 @@ pub struct RetainArgs {
     #[command(flatten)]
     pub zone: TimeZoneArgs,
 
-    /// Keep logouts of the last this many days; older monthly partitions are dropped whole
-    /// (a month goes once all of it is older than this).
+    /// Keep the last this many days of every table that grows with traffic (raw rows,
+    /// archive, rollups); older monthly partitions of logouts are dropped whole, the rest goes
+    /// in short batches. Every number from the cutoff on stays what it was.
     #[arg(long, env = "ZEGOLOG_RETAIN_DAYS")]
     pub retain_days: u32,
+
+    /// Keep the raw callback bodies (callback_events) only this many days, when shorter than
+    /// --retain-days.
+    #[arg(long, env = "ZEGOLOG_RETAIN_RAW_DAYS")]
+    pub retain_raw_days: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -234,10 +240,15 @@ pub struct ServeArgs {
     #[arg(long, env = "ZEGOLOG_SPOOL_MIN_FREE_MB", default_value_t = 64)]
     pub spool_min_free_mb: u64,
 
-    /// Drop monthly partitions of logouts older than this many days, hourly (as `zegolog
-    /// retain`). Without it, zegolog keeps everything.
+    /// Keep the last this many days of every table, applied hourly (as `zegolog retain`).
+    /// Without it, zegolog keeps everything.
     #[arg(long, env = "ZEGOLOG_RETAIN_DAYS")]
     pub retain_days: Option<u32>,
+
+    /// Keep the raw callback bodies only this many days, when shorter than --retain-days
+    /// (which it needs).
+    #[arg(long, env = "ZEGOLOG_RETAIN_RAW_DAYS", requires = "retain_days")]
+    pub retain_raw_days: Option<u32>,
 
     /// Turns on the dashboard at /dashboard, readable with this token (at least 16 characters,
     /// e.g. `openssl rand -hex 32`). Off without it. Prefer the environment variable: flags show
@@ -308,7 +319,10 @@ impl ServeArgs {
             clients: self.clients.limits(self.max_connections),
             upkeep: UpkeepConfig {
                 compact_every: Duration::from_secs(self.compact_every_secs),
-                retain_days: self.retain_days,
+                retention: self.retain_days.map(|days| Retention {
+                    days,
+                    raw_days: self.retain_raw_days,
+                }),
             },
             dashboard: self.dashboard_token.clone(),
         })
@@ -333,7 +347,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             args.database
                 .with(async |database| {
                     let store = database.migrated_in(&args.zone.time_zone).await?;
-                    Ok(zegolog::upkeep::retain(&store, args.retain_days).await?)
+                    let retention = Retention {
+                        days: args.retain_days,
+                        raw_days: args.retain_raw_days,
+                    };
+                    print!("{}", zegolog::upkeep::retain(&store, retention).await?);
+                    Ok(())
                 })
                 .await
         }

@@ -148,7 +148,8 @@ async fn compact_deltas(db: &sqlx::PgPool, from: &str, n: i32, step: i32) {
 /// The rows of the per-room rollups, and of the functions over them, for the deltas above.
 const ROOM_ROLLUPS: [&str; 4] = [
     "SELECT * FROM room_concurrency_minute",
-    "SELECT * FROM room_concurrency_day",
+    // The columns of every version (0021 added `start`, filled by the migration).
+    "SELECT appid, room_id, day, net, peak FROM room_concurrency_day",
     "SELECT * FROM room_peak_concurrency_daily_in('Asia/Shanghai', date '2026-01-08', date '2026-01-20', 1)",
     "SELECT * FROM room_users_online(1, 'room-3', timestamptz '2026-01-10 12:00+00', timestamptz '2026-01-13 00:00+00')",
 ];

@@ -72,17 +72,17 @@ async fn partitions_are_distributed_and_retention_drops_an_old_month_whole() {
     .unwrap();
     assert!(ahead >= 3, "{ahead} months ahead");
 
-    store.compact_rollups().await.unwrap();
-    let dropped = store
-        .drop_partitions_before(chrono::Utc::now() - chrono::Duration::days(365))
-        .await
-        .unwrap();
-    store
-        .prune_signature_ledger(zegolog::store::LEDGER_KEEP)
-        .await
-        .unwrap();
+    let report = zegolog::upkeep::retain(
+        &store,
+        zegolog::upkeep::Retention {
+            days: 365,
+            raw_days: None,
+        },
+    )
+    .await
+    .unwrap();
 
-    assert_eq!(dropped, [month]);
+    assert!(report.partitions.contains(&month), "{report}");
     let left: Vec<i64> = sqlx::query_scalar("SELECT session_id::bigint FROM room_logouts")
         .fetch_all(&pool)
         .await
@@ -95,6 +95,15 @@ async fn partitions_are_distributed_and_retention_drops_an_old_month_whole() {
     .await
     .unwrap();
     assert_eq!(old_days, 0);
+}
+
+/// Issue 19's retention scenario on the cluster: every count from the cutoff's day on is what
+/// it was before retention.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_every_count_after_its_cutoff_on_the_cluster() {
+    let (_url, pool) = citus_database().await;
+    let app = TestApp::serve(test_verifier(600), Store::from_pool(pool.clone()), pool).await;
+    crate::retention::retention_keeps_concurrency_after_the_cutoff(&app, "UTC").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -410,6 +410,25 @@ pub async fn assert_rollups_equal_raw_rows(pool: &PgPool) {
 
 /// [`assert_rollups_equal_raw_rows`] with the raw rows' days cut in `zone`.
 pub async fn assert_rollups_equal_raw_rows_in(pool: &PgPool, zone: &str) {
+    let any_day = chrono::NaiveDate::from_ymd_opt(1, 1, 1).unwrap();
+    assert_rollups_equal_raw_rows_from(pool, zone, any_day).await;
+}
+
+/// [`assert_rollups_equal_raw_rows`] for the days after `first_day` (retention keeps the rollups
+/// of its cutoff's whole day, the raw rows from the cutoff on).
+pub async fn assert_rollups_equal_raw_rows_after(pool: &PgPool, cutoff_day: chrono::NaiveDate) {
+    let zone: String = sqlx::query_scalar("SELECT zegolog_time_zone()")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_rollups_equal_raw_rows_from(pool, &zone, cutoff_day.succ_opt().unwrap()).await;
+}
+
+async fn assert_rollups_equal_raw_rows_from(
+    pool: &PgPool,
+    zone: &str,
+    first_day: chrono::NaiveDate,
+) {
     let mismatches: Vec<(String, String)> = sqlx::query_as(
         r#"
         WITH raw AS (
@@ -422,15 +441,16 @@ pub async fn assert_rollups_equal_raw_rows_in(pool: &PgPool, zone: &str) {
         )
         SELECT raw.day::text, format('%s vs %s', to_jsonb(raw), to_jsonb(d))
         FROM raw FULL JOIN session_duration_daily AS d USING (day, appid)
-        WHERE d.sessions IS DISTINCT FROM raw.sessions
+        WHERE day >= $2 AND (d.sessions IS DISTINCT FROM raw.sessions
            OR abs(d.total_minutes - raw.total_minutes) > 1e-9
            OR abs(d.max_s - raw.max_s) > 1e-9
            OR abs(d.p50_s - raw.p50_s) > 0.01 * abs(raw.p50_s)
            OR abs(d.p90_s - raw.p90_s) > 0.01 * abs(raw.p90_s)
-           OR abs(d.p99_s - raw.p99_s) > 0.01 * abs(raw.p99_s)
+           OR abs(d.p99_s - raw.p99_s) > 0.01 * abs(raw.p99_s))
         "#,
     )
     .bind(zone)
+    .bind(first_day)
     .fetch_all(pool)
     .await
     .unwrap();
@@ -445,12 +465,13 @@ pub async fn assert_rollups_equal_raw_rows_in(pool: &PgPool, zone: &str) {
             FROM session_durations GROUP BY 1, 2, 3
         )
         SELECT count(*) FROM raw FULL JOIN logout_reasons_daily AS d USING (day, appid, reason)
-        WHERE d.logouts IS DISTINCT FROM raw.logouts
+        WHERE day >= $2 AND (d.logouts IS DISTINCT FROM raw.logouts
            OR abs(d.share - raw.share) > 1e-12
-           OR abs(d.median_duration_s - raw.median_s) > 0.01 * abs(raw.median_s)
+           OR abs(d.median_duration_s - raw.median_s) > 0.01 * abs(raw.median_s))
         "#,
     )
     .bind(zone)
+    .bind(first_day)
     .fetch_one(pool)
     .await
     .unwrap();
