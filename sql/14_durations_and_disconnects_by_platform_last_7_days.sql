@@ -4,7 +4,8 @@
 --   web) has shorter sessions or more abnormal disconnects than the others.
 -- What it answers: per day (in the reporting time zone, zegolog_time_zone()), app and platform of the session's login (room_login
 --   term_type, decoded by zegolog_platform_name): sessions, how many have a known duration,
---   median and 90th percentile duration in seconds (exact), and the count and share of
+--   median and 90th percentile duration in seconds (nearest rank, zegolog_nearest_rank: p50_s and p90_s
+--   at the 1% bucket resolution of the daily views, p50_exact_s and p90_exact_s exact), and the count and share of
 --   abnormal disconnects (heartbeat_timeout, connection_lost), for the last 7 days.
 -- Source: view session_durations (platform, duration_ms, reason); the same figures for all
 --   time are in view platform_daily.
@@ -30,13 +31,15 @@ SELECT
     s.platform,
     count(*) AS sessions,
     count(s.duration_ms) AS sessions_with_duration,
-    (percentile_disc(0.5) WITHIN GROUP (ORDER BY s.duration_ms))::double precision / 1000 AS p50_s,
-    (percentile_disc(0.9) WITHIN GROUP (ORDER BY s.duration_ms))::double precision / 1000 AS p90_s,
+    zegolog_bucket_ms(zegolog_duration_bucket(zegolog_nearest_rank(0.5, array_agg(s.duration_ms)))) / 1000 AS p50_s,
+    zegolog_bucket_ms(zegolog_duration_bucket(zegolog_nearest_rank(0.9, array_agg(s.duration_ms)))) / 1000 AS p90_s,
     count(*) FILTER (WHERE s.reason IN ('heartbeat_timeout', 'connection_lost')) AS abnormal,
     round(
         count(*) FILTER (WHERE s.reason IN ('heartbeat_timeout', 'connection_lost'))::numeric / count(*),
         4
-    )::double precision AS abnormal_share
+    )::double precision AS abnormal_share,
+    zegolog_nearest_rank(0.5, array_agg(s.duration_ms))::double precision / 1000 AS p50_exact_s,
+    zegolog_nearest_rank(0.9, array_agg(s.duration_ms))::double precision / 1000 AS p90_exact_s
 FROM session_durations AS s
 CROSS JOIN params AS p
 WHERE s.logout_at >= date_trunc('day', now(), zegolog_time_zone()) - p.lookback
