@@ -13,17 +13,22 @@
 -- Parameters (edit the lines marked PARAMETER in the params CTE below):
 --   lookback   interval '7 days'   how many days (of the reporting time zone) before today to cover; e.g. interval '30 days'.
 --   app        NULL                NULL = every app; put an appid to restrict, e.g. 1234567890::bigint.
+--   as_of      now()               the window ends at this moment, its last day is this moment's day; e.g.
+--                                  timestamptz '2026-03-09 12:00 America/New_York' for the window as it was then.
 --
 -- Notes: platform is 'unknown' for logins before 2026 (no term_type), for term_type 32
 --   (TT_UNKNOWN), and for a session whose login zegolog never received. A logout of the
 --   2022-2023 docs (no login_time) has no duration until its room_login arrives: it counts in
 --   sessions and disconnects, not in the percentiles. The time filter is on logout_at, so it
---   uses the (appid, logout_time) index. Days without sessions are absent.
+--   uses the (appid, logout_time) index. Days without sessions are absent. The window starts at midnight of its
+--   first day in the reporting time zone, also across a DST change (a 23- or 25-hour day is one day), and ends at
+--   as_of (a logout dated later, from a sender's clock ahead, is not in it).
 --   Run with: psql -f sql/14_durations_and_disconnects_by_platform_last_7_days.sql
 WITH params AS (
     SELECT
         interval '7 days' AS lookback,   -- PARAMETER: days before today to cover
-        NULL::bigint AS app              -- PARAMETER: NULL = all apps, or an appid
+        NULL::bigint AS app,             -- PARAMETER: NULL = all apps, or an appid
+        now() AS as_of                   -- PARAMETER: end of the window (now: today so far)
 )
 SELECT
     zegolog_local_day(s.logout_at) AS day,
@@ -42,7 +47,10 @@ SELECT
     zegolog_nearest_rank(0.9, array_agg(s.duration_ms))::double precision / 1000 AS p90_exact_s
 FROM session_durations AS s
 CROSS JOIN params AS p
-WHERE s.logout_at >= date_trunc('day', now(), zegolog_time_zone()) - p.lookback
+-- The window starts at midnight of its first day in the reporting time zone: a local date first,
+-- then its start there (never day arithmetic on a timestamptz, which follows the session's TimeZone).
+WHERE s.logout_at >= ((zegolog_local_day(p.as_of) - p.lookback)::date)::timestamp AT TIME ZONE zegolog_time_zone()
+    AND s.logout_at < p.as_of + interval '1 second'
     AND (p.app IS NULL OR s.appid = p.app)
 GROUP BY 1, 2, 3
 ORDER BY day DESC, s.appid, s.platform;
