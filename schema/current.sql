@@ -844,18 +844,14 @@ CREATE FUNCTION public.logout_reasons_daily_in(p_zone text, p_from date, p_to da
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
-    WITH c AS (
-        SELECT b.*, b.bucket <> zegolog_no_duration_bucket() AS timed,
-               sum(sessions) FILTER (WHERE b.bucket <> zegolog_no_duration_bucket())
-                   OVER (PARTITION BY day, appid, reason ORDER BY bucket) AS cum,
-               sum(sessions) FILTER (WHERE b.bucket <> zegolog_no_duration_bucket())
-                   OVER (PARTITION BY day, appid, reason) AS n
+    WITH g AS (
+        SELECT b.day, b.appid, b.reason, sum(b.sessions)::bigint AS logouts,
+               zegolog_bucket_ms(zegolog_nearest_rank(
+                   0.5, array_agg(b.bucket) FILTER (WHERE b.bucket <> zegolog_no_duration_bucket()),
+                   array_agg(b.sessions) FILTER (WHERE b.bucket <> zegolog_no_duration_bucket()))) / 1000
+                   AS median_duration_s
         FROM zegolog_buckets_in(p_zone, p_from, p_to, p_appid) AS b
-    ), g AS (
-        SELECT day, appid, reason, sum(sessions)::bigint AS logouts,
-               zegolog_bucket_ms(min(bucket) FILTER (WHERE timed AND cum >= 0.5 * n)) / 1000 AS median_duration_s
-        FROM c
-        GROUP BY day, appid, reason
+        GROUP BY b.day, b.appid, b.reason
     )
     SELECT day, appid, reason, logouts,
            (logouts::numeric / sum(logouts) OVER (PARTITION BY day, appid))::double precision,
@@ -1323,21 +1319,16 @@ CREATE FUNCTION public.session_duration_daily_in(p_zone text, p_from date, p_to 
                sum(sessions) AS sessions, sum(total_ms) AS total_ms, max(max_ms) AS max_ms
         FROM zegolog_buckets_in(p_zone, p_from, p_to, p_appid)
         GROUP BY day, appid, bucket
-    ), c AS (
-        SELECT b.*,
-               sum(sessions) FILTER (WHERE timed) OVER (PARTITION BY day, appid ORDER BY bucket) AS cum,
-               sum(sessions) FILTER (WHERE timed) OVER (PARTITION BY day, appid) AS n
-        FROM b
     )
     SELECT day, appid, sum(sessions)::bigint,
            (sum(total_ms) FILTER (WHERE timed) / 60000)::double precision,
            (sum(total_ms) FILTER (WHERE timed) / nullif(coalesce(sum(sessions) FILTER (WHERE timed), 0), 0) / 1000)::double precision,
-           min(zegolog_bucket_ms(bucket)) FILTER (WHERE timed AND cum >= 0.5 * n) / 1000,
-           min(zegolog_bucket_ms(bucket)) FILTER (WHERE timed AND cum >= 0.9 * n) / 1000,
-           min(zegolog_bucket_ms(bucket)) FILTER (WHERE timed AND cum >= 0.99 * n) / 1000,
+           zegolog_bucket_ms(zegolog_nearest_rank(0.5, array_agg(bucket) FILTER (WHERE timed), array_agg(sessions) FILTER (WHERE timed))) / 1000,
+           zegolog_bucket_ms(zegolog_nearest_rank(0.9, array_agg(bucket) FILTER (WHERE timed), array_agg(sessions) FILTER (WHERE timed))) / 1000,
+           zegolog_bucket_ms(zegolog_nearest_rank(0.99, array_agg(bucket) FILTER (WHERE timed), array_agg(sessions) FILTER (WHERE timed))) / 1000,
            max(max_ms) FILTER (WHERE timed)::double precision / 1000,
            coalesce(sum(sessions) FILTER (WHERE timed), 0)::bigint
-    FROM c
+    FROM b
     GROUP BY day, appid
     ORDER BY day, appid;
 $$;
@@ -2797,6 +2788,48 @@ COMMENT ON FUNCTION public.zegolog_logout_rollup_in(p_appid bigint, p_reason int
 
 
 --
+-- Name: zegolog_nearest_rank(numeric, anyarray, numeric[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_nearest_rank(fraction numeric, vals anyarray, counts numeric[] DEFAULT NULL::numeric[]) RETURNS anyelement
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    AS $$
+DECLARE
+    sorted vals%TYPE;
+BEGIN
+    IF fraction IS NULL OR fraction < 0 OR fraction > 1 THEN
+        RAISE EXCEPTION 'percentile % is not between 0 and 1', fraction USING ERRCODE = '22003';
+    END IF;
+    IF counts IS NULL THEN
+        -- Each value once: the ceil(fraction * n)-th smallest (the first when fraction is 0).
+        -- The same as the general case below, with one sort and no running sum: as quick as
+        -- percentile_disc over the raw rows (measured on 300,000 logouts).
+        sorted := (SELECT array_agg(x.v ORDER BY x.v) FROM unnest(vals) AS x(v) WHERE x.v IS NOT NULL);
+        RETURN sorted[greatest(ceil(fraction * cardinality(sorted)), 1)];
+    END IF;
+    RETURN (
+        SELECT r.v
+        FROM (
+            SELECT u.v, sum(u.c) OVER (ORDER BY u.v) AS cum, sum(u.c) OVER () AS n
+            FROM (SELECT x.v, coalesce(x.c, 1) AS c FROM unnest(vals, counts) AS x(v, c)) AS u
+            WHERE u.v IS NOT NULL AND u.c > 0
+        ) AS r
+        WHERE r.cum >= fraction * r.n
+        ORDER BY r.v
+        LIMIT 1
+    );
+END
+$$;
+
+
+--
+-- Name: FUNCTION zegolog_nearest_rank(fraction numeric, vals anyarray, counts numeric[]); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_nearest_rank(fraction numeric, vals anyarray, counts numeric[]) IS 'The percentile of every view: nearest rank. The smallest value v of vals such that at least fraction (0 to 1) of the total count is on values <= v; counts[i] is how many times vals[i] occurs (NULL: once each; values NULL or counted <= 0 are left out; NULL when none is left). On exact values it equals percentile_disc(fraction); over the rollups'' duration buckets it is the bucket of the exact nearest-rank duration.';
+
+
+--
 -- Name: zegolog_no_duration_bucket(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -3224,22 +3257,17 @@ BEGIN
     SELECT day, appid, sum(sessions), coalesce(sum(sessions) FILTER (WHERE timed), 0),
            sum(total_ms) FILTER (WHERE timed),
            max(max_ms) FILTER (WHERE timed AND sessions > 0),
-           min(bucket) FILTER (WHERE timed AND sessions > 0 AND cum >= 0.5 * n),
-           min(bucket) FILTER (WHERE timed AND sessions > 0 AND cum >= 0.9 * n),
-           min(bucket) FILTER (WHERE timed AND sessions > 0 AND cum >= 0.99 * n)
+           zegolog_nearest_rank(0.5, array_agg(bucket) FILTER (WHERE timed), array_agg(sessions) FILTER (WHERE timed)),
+           zegolog_nearest_rank(0.9, array_agg(bucket) FILTER (WHERE timed), array_agg(sessions) FILTER (WHERE timed)),
+           zegolog_nearest_rank(0.99, array_agg(bucket) FILTER (WHERE timed), array_agg(sessions) FILTER (WHERE timed))
     FROM (
-        SELECT b.*,
-               sum(sessions) FILTER (WHERE timed) OVER (PARTITION BY day, appid ORDER BY bucket) AS cum,
-               sum(sessions) FILTER (WHERE timed) OVER (PARTITION BY day, appid) AS n
-        FROM (
-            SELECT r.day, r.appid, r.bucket, r.bucket <> zegolog_no_duration_bucket() AS timed,
-                   sum(r.sessions) AS sessions, sum(r.total_ms) AS total_ms, max(r.max_ms) AS max_ms
-            FROM logout_rollup AS r
-            JOIN (SELECT DISTINCT day, appid FROM changed) AS g
-              ON r.appid = g.appid AND r.day = g.day
-            GROUP BY r.day, r.appid, r.bucket
-        ) AS b
-    ) AS c
+        SELECT r.day, r.appid, r.bucket, r.bucket <> zegolog_no_duration_bucket() AS timed,
+               sum(r.sessions) AS sessions, sum(r.total_ms) AS total_ms, max(r.max_ms) AS max_ms
+        FROM logout_rollup AS r
+        JOIN (SELECT DISTINCT day, appid FROM changed) AS g
+          ON r.appid = g.appid AND r.day = g.day
+        GROUP BY r.day, r.appid, r.bucket
+    ) AS b
     GROUP BY day, appid;
     RETURN NULL;
 END
@@ -3259,20 +3287,13 @@ BEGIN
     WHERE s.appid = g.appid AND s.day = g.day AND s.reason = g.reason;
 
     INSERT INTO logout_reason_day (day, appid, reason, logouts, median_bucket)
-    SELECT day, appid, reason, sum(sessions),
-           min(bucket) FILTER (WHERE timed AND sessions > 0 AND cum >= 0.5 * n)
-    FROM (
-        SELECT r.day, r.appid, r.reason, r.bucket, r.sessions,
-               r.bucket <> zegolog_no_duration_bucket() AS timed,
-               sum(r.sessions) FILTER (WHERE r.bucket <> zegolog_no_duration_bucket())
-                   OVER (PARTITION BY r.day, r.appid, r.reason ORDER BY r.bucket) AS cum,
-               sum(r.sessions) FILTER (WHERE r.bucket <> zegolog_no_duration_bucket())
-                   OVER (PARTITION BY r.day, r.appid, r.reason) AS n
-        FROM logout_rollup AS r
-        JOIN (SELECT DISTINCT day, appid, reason FROM changed) AS g
-          ON r.appid = g.appid AND r.day = g.day AND r.reason = g.reason
-    ) AS x
-    GROUP BY day, appid, reason;
+    SELECT r.day, r.appid, r.reason, sum(r.sessions),
+           zegolog_nearest_rank(0.5, array_agg(r.bucket) FILTER (WHERE r.bucket <> zegolog_no_duration_bucket()),
+                                array_agg(r.sessions) FILTER (WHERE r.bucket <> zegolog_no_duration_bucket()))
+    FROM logout_rollup AS r
+    JOIN (SELECT DISTINCT day, appid, reason FROM changed) AS g
+      ON r.appid = g.appid AND r.day = g.day AND r.reason = g.reason
+    GROUP BY r.day, r.appid, r.reason;
     RETURN NULL;
 END
 $$;
@@ -3639,29 +3660,21 @@ CREATE VIEW public.logout_reasons_daily AS
                    FROM dirty d
                   WHERE ((d.appid = s.appid) AND (d.day = s.day) AND (d.reason = s.reason)))))
         ), fresh AS (
-         SELECT c.day,
-            c.appid,
-            c.reason,
-            (sum(c.sessions))::bigint AS logouts,
-            (public.zegolog_bucket_ms(min(c.bucket) FILTER (WHERE (c.timed AND (c.sessions > (0)::numeric) AND (c.cum >= (0.5 * c.n))))) / (1000)::double precision) AS median_duration_s
-           FROM ( SELECT b.day,
-                    b.appid,
-                    b.reason,
-                    b.bucket,
-                    b.timed,
-                    b.sessions,
-                    sum(b.sessions) FILTER (WHERE b.timed) OVER (PARTITION BY b.day, b.appid, b.reason ORDER BY b.bucket) AS cum,
-                    sum(b.sessions) FILTER (WHERE b.timed) OVER (PARTITION BY b.day, b.appid, b.reason) AS n
-                   FROM ( SELECT a.day,
-                            a.appid,
-                            a.reason,
-                            a.bucket,
-                            (a.bucket <> public.zegolog_no_duration_bucket()) AS timed,
-                            sum(a.sessions) AS sessions
-                           FROM (public.logout_rollup_all a
-                             JOIN dirty d ON (((d.appid = a.appid) AND (d.day = a.day) AND (d.reason = a.reason))))
-                          GROUP BY a.day, a.appid, a.reason, a.bucket) b) c
-          GROUP BY c.day, c.appid, c.reason
+         SELECT b.day,
+            b.appid,
+            b.reason,
+            (sum(b.sessions))::bigint AS logouts,
+            (public.zegolog_bucket_ms(public.zegolog_nearest_rank(0.5, array_agg(b.bucket) FILTER (WHERE b.timed), array_agg(b.sessions) FILTER (WHERE b.timed))) / (1000)::double precision) AS median_duration_s
+           FROM ( SELECT a.day,
+                    a.appid,
+                    a.reason,
+                    a.bucket,
+                    (a.bucket <> public.zegolog_no_duration_bucket()) AS timed,
+                    sum(a.sessions) AS sessions
+                   FROM (public.logout_rollup_all a
+                     JOIN dirty d ON (((d.appid = a.appid) AND (d.day = a.day) AND (d.reason = a.reason))))
+                  GROUP BY a.day, a.appid, a.reason, a.bucket) b
+          GROUP BY b.day, b.appid, b.reason
         ), groups AS (
          SELECT settled.day,
             settled.appid,
@@ -3690,7 +3703,7 @@ CREATE VIEW public.logout_reasons_daily AS
 -- Name: VIEW logout_reasons_daily; Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON VIEW public.logout_reasons_daily IS 'Per day (in the reporting time zone, zegolog_time_zone()), app and logout reason: logouts, share of the app''s logouts that day, median duration. Backed by the rollups. Other zones: logout_reasons_daily_in(zone, from, to).';
+COMMENT ON VIEW public.logout_reasons_daily IS 'Per day (in the reporting time zone, zegolog_time_zone()), app and logout reason: logouts, share of the app''s logouts that day, median duration (zegolog_nearest_rank over the rollups'' 1% duration buckets: the exact nearest-rank median, within 1%). Backed by the rollups. Other zones: logout_reasons_daily_in(zone, from, to).';
 
 
 --
@@ -3947,30 +3960,48 @@ COMMENT ON COLUMN public.session_durations.time_fault IS 'Why the session''s tim
 --
 
 CREATE VIEW public.platform_daily AS
- SELECT public.zegolog_local_day(s.logout_at) AS day,
-    s.appid,
-    s.platform,
-    count(*) AS sessions,
-    count(s.duration_ms) AS sessions_with_duration,
-    ((avg(s.duration_ms) / (1000)::numeric))::double precision AS avg_s,
-    ((percentile_disc((0.5)::double precision) WITHIN GROUP (ORDER BY s.duration_ms))::double precision / (1000)::double precision) AS p50_s,
-    ((percentile_disc((0.9)::double precision) WITHIN GROUP (ORDER BY s.duration_ms))::double precision / (1000)::double precision) AS p90_s,
-    ((percentile_disc((0.99)::double precision) WITHIN GROUP (ORDER BY s.duration_ms))::double precision / (1000)::double precision) AS p99_s,
-    count(*) FILTER (WHERE (s.reason = 'normal'::text)) AS normal,
-    count(*) FILTER (WHERE (s.reason = 'heartbeat_timeout'::text)) AS heartbeat_timeout,
-    count(*) FILTER (WHERE (s.reason = 'connection_lost'::text)) AS connection_lost,
-    count(*) FILTER (WHERE (s.reason = 'kicked_out'::text)) AS kicked_out,
-    count(*) FILTER (WHERE (s.reason = 'token_expired'::text)) AS token_expired,
-    count(*) FILTER (WHERE (s.reason = 'unknown'::text)) AS unknown
-   FROM public.session_durations s
-  GROUP BY (public.zegolog_local_day(s.logout_at)), s.appid, s.platform;
+ SELECT g.day,
+    g.appid,
+    g.platform,
+    g.sessions,
+    g.sessions_with_duration,
+    g.avg_s,
+    (public.zegolog_bucket_ms(public.zegolog_duration_bucket(g.p50_ms)) / (1000)::double precision) AS p50_s,
+    (public.zegolog_bucket_ms(public.zegolog_duration_bucket(g.p90_ms)) / (1000)::double precision) AS p90_s,
+    (public.zegolog_bucket_ms(public.zegolog_duration_bucket(g.p99_ms)) / (1000)::double precision) AS p99_s,
+    g.normal,
+    g.heartbeat_timeout,
+    g.connection_lost,
+    g.kicked_out,
+    g.token_expired,
+    g.unknown,
+    ((g.p50_ms)::double precision / (1000)::double precision) AS p50_exact_s,
+    ((g.p90_ms)::double precision / (1000)::double precision) AS p90_exact_s,
+    ((g.p99_ms)::double precision / (1000)::double precision) AS p99_exact_s
+   FROM ( SELECT public.zegolog_local_day(s.logout_at) AS day,
+            s.appid,
+            s.platform,
+            count(*) AS sessions,
+            count(s.duration_ms) AS sessions_with_duration,
+            ((avg(s.duration_ms) / (1000)::numeric))::double precision AS avg_s,
+            public.zegolog_nearest_rank(0.5, array_agg(s.duration_ms)) AS p50_ms,
+            public.zegolog_nearest_rank(0.9, array_agg(s.duration_ms)) AS p90_ms,
+            public.zegolog_nearest_rank(0.99, array_agg(s.duration_ms)) AS p99_ms,
+            count(*) FILTER (WHERE (s.reason = 'normal'::text)) AS normal,
+            count(*) FILTER (WHERE (s.reason = 'heartbeat_timeout'::text)) AS heartbeat_timeout,
+            count(*) FILTER (WHERE (s.reason = 'connection_lost'::text)) AS connection_lost,
+            count(*) FILTER (WHERE (s.reason = 'kicked_out'::text)) AS kicked_out,
+            count(*) FILTER (WHERE (s.reason = 'token_expired'::text)) AS token_expired,
+            count(*) FILTER (WHERE (s.reason = 'unknown'::text)) AS unknown
+           FROM public.session_durations s
+          GROUP BY (public.zegolog_local_day(s.logout_at)), s.appid, s.platform) g;
 
 
 --
 -- Name: VIEW platform_daily; Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON VIEW public.platform_daily IS 'Per day of logout (in the reporting time zone), app and platform of the session''s login: sessions, exact duration percentiles (percentile_disc, of those with a known duration) and the count of each logout reason. Reads the raw rows: filter on appid, or query session_durations for a window (sql/14).';
+COMMENT ON VIEW public.platform_daily IS 'Per day of logout (in the reporting time zone), app and platform of the session''s login: sessions, duration percentiles of those with a known duration (zegolog_nearest_rank: p50_s .. p99_s at the 1% bucket resolution of the other daily views, p50_exact_s .. p99_exact_s exact) and the count of each logout reason. Reads the raw rows: filter on appid, or query session_durations for a window (sql/14).';
 
 
 --
@@ -3992,6 +4023,34 @@ COMMENT ON COLUMN public.platform_daily.sessions IS 'Logouts of this app and pla
 --
 
 COMMENT ON COLUMN public.platform_daily.sessions_with_duration IS 'Of those, the ones whose duration is known.';
+
+
+--
+-- Name: COLUMN platform_daily.p50_s; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.platform_daily.p50_s IS 'Median duration (s): the exact nearest rank (p50_exact_s) as its 1% duration bucket reports it, as session_duration_daily does.';
+
+
+--
+-- Name: COLUMN platform_daily.p50_exact_s; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.platform_daily.p50_exact_s IS 'Median duration (s), exact: nearest rank over the durations in ms (percentile_disc).';
+
+
+--
+-- Name: COLUMN platform_daily.p90_exact_s; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.platform_daily.p90_exact_s IS '90th percentile duration (s), exact nearest rank.';
+
+
+--
+-- Name: COLUMN platform_daily.p99_exact_s; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON COLUMN public.platform_daily.p99_exact_s IS '99th percentile duration (s), exact nearest rank.';
 
 
 --
@@ -4122,35 +4181,26 @@ CREATE VIEW public.session_duration_daily AS
                    FROM dirty d
                   WHERE ((d.appid = s.appid) AND (d.day = s.day)))))
         ), fresh AS (
-         SELECT c.day,
-            c.appid,
-            (sum(c.sessions))::bigint AS sessions,
-            (COALESCE(sum(c.sessions) FILTER (WHERE c.timed), (0)::numeric))::bigint AS timed_sessions,
-            sum(c.total_ms) FILTER (WHERE c.timed) AS total_ms,
-            max(c.max_ms) FILTER (WHERE (c.timed AND (c.sessions > (0)::numeric))) AS max_ms,
-            min(c.bucket) FILTER (WHERE (c.timed AND (c.sessions > (0)::numeric) AND (c.cum >= (0.5 * c.n)))) AS p50_bucket,
-            min(c.bucket) FILTER (WHERE (c.timed AND (c.sessions > (0)::numeric) AND (c.cum >= (0.9 * c.n)))) AS p90_bucket,
-            min(c.bucket) FILTER (WHERE (c.timed AND (c.sessions > (0)::numeric) AND (c.cum >= (0.99 * c.n)))) AS p99_bucket
-           FROM ( SELECT b.day,
-                    b.appid,
-                    b.bucket,
-                    b.timed,
-                    b.sessions,
-                    b.total_ms,
-                    b.max_ms,
-                    sum(b.sessions) FILTER (WHERE b.timed) OVER (PARTITION BY b.day, b.appid ORDER BY b.bucket) AS cum,
-                    sum(b.sessions) FILTER (WHERE b.timed) OVER (PARTITION BY b.day, b.appid) AS n
-                   FROM ( SELECT a.day,
-                            a.appid,
-                            a.bucket,
-                            (a.bucket <> public.zegolog_no_duration_bucket()) AS timed,
-                            sum(a.sessions) AS sessions,
-                            sum(a.total_ms) AS total_ms,
-                            max(a.max_ms) AS max_ms
-                           FROM (public.logout_rollup_all a
-                             JOIN dirty d ON (((d.appid = a.appid) AND (d.day = a.day))))
-                          GROUP BY a.day, a.appid, a.bucket) b) c
-          GROUP BY c.day, c.appid
+         SELECT b.day,
+            b.appid,
+            (sum(b.sessions))::bigint AS sessions,
+            (COALESCE(sum(b.sessions) FILTER (WHERE b.timed), (0)::numeric))::bigint AS timed_sessions,
+            sum(b.total_ms) FILTER (WHERE b.timed) AS total_ms,
+            max(b.max_ms) FILTER (WHERE (b.timed AND (b.sessions > (0)::numeric))) AS max_ms,
+            public.zegolog_nearest_rank(0.5, array_agg(b.bucket) FILTER (WHERE b.timed), array_agg(b.sessions) FILTER (WHERE b.timed)) AS p50_bucket,
+            public.zegolog_nearest_rank(0.9, array_agg(b.bucket) FILTER (WHERE b.timed), array_agg(b.sessions) FILTER (WHERE b.timed)) AS p90_bucket,
+            public.zegolog_nearest_rank(0.99, array_agg(b.bucket) FILTER (WHERE b.timed), array_agg(b.sessions) FILTER (WHERE b.timed)) AS p99_bucket
+           FROM ( SELECT a.day,
+                    a.appid,
+                    a.bucket,
+                    (a.bucket <> public.zegolog_no_duration_bucket()) AS timed,
+                    sum(a.sessions) AS sessions,
+                    sum(a.total_ms) AS total_ms,
+                    max(a.max_ms) AS max_ms
+                   FROM (public.logout_rollup_all a
+                     JOIN dirty d ON (((d.appid = a.appid) AND (d.day = a.day))))
+                  GROUP BY a.day, a.appid, a.bucket) b
+          GROUP BY b.day, b.appid
         ), days AS (
          SELECT settled.day,
             settled.appid,
@@ -4191,7 +4241,7 @@ CREATE VIEW public.session_duration_daily AS
 -- Name: VIEW session_duration_daily; Type: COMMENT; Schema: public; Owner: -
 --
 
-COMMENT ON VIEW public.session_duration_daily IS 'Per day (in the reporting time zone, zegolog_time_zone()) and app: sessions, total minutes, average, percentiles (nearest rank, within 1%) and maximum of session durations. Backed by the rollups. Other zones: session_duration_daily_in(zone, from, to).';
+COMMENT ON VIEW public.session_duration_daily IS 'Per day (in the reporting time zone, zegolog_time_zone()) and app: sessions, total minutes, average, percentiles and maximum of session durations. Percentiles: zegolog_nearest_rank over the rollups'' 1% duration buckets (the exact nearest-rank duration, within 1%). Backed by the rollups. Other zones: session_duration_daily_in(zone, from, to).';
 
 
 --

@@ -10,17 +10,21 @@
 --   lookback  interval '1 day'  how many days (of the reporting time zone) before today to cover (today so far included);
 --                               e.g. interval '7 days' (reads every session of the window).
 --   app       NULL              NULL = every app; put an appid to restrict, e.g. 1234567890::bigint.
+--   as_of     now()             the window ends at this moment, its last day is this moment's day; e.g.
+--                               timestamptz '2026-03-09 12:00 America/New_York' for the two days as they were then.
 --   LIMIT     200               at most this many user-days (last line).
 --
 -- Notes: a session counts on the day it ended (in the reporting time zone). total_hours includes negative durations as they
---   are (bad sender clocks), as the daily views do. One user's whole history is quicker from the
+--   are (bad sender clocks), as the daily views do. The window starts at midnight of its first day in the reporting
+--   time zone, also across a DST change (a 23- or 25-hour day is one day), and ends at as_of. One user's whole history is quicker from the
 --   view, which uses the (appid, user_account) index:
 --     SELECT * FROM user_daily WHERE appid = 1 AND user_account = '888120154' ORDER BY day DESC;
 --   Run with: psql -f sql/11_user_days_today_and_yesterday.sql
 WITH params AS (
     SELECT
         interval '1 day' AS lookback,  -- PARAMETER: days before today to cover
-        NULL::bigint AS app            -- PARAMETER: NULL = all apps, or an appid
+        NULL::bigint AS app,           -- PARAMETER: NULL = all apps, or an appid
+        now() AS as_of                 -- PARAMETER: end of the window (now: today so far)
 )
 SELECT
     u.day,
@@ -36,9 +40,11 @@ SELECT
     u.kicked_out,
     u.token_expired,
     u.unknown
+-- The window starts at midnight of its first day in the reporting time zone: a local date first,
+-- then its start there (never day arithmetic on a timestamptz, which follows the session's TimeZone).
 FROM params AS p
 CROSS JOIN LATERAL user_daily_between(
-    p.app, date_trunc('day', now(), zegolog_time_zone()) - p.lookback, now() + interval '1 second'
+    p.app, ((zegolog_local_day(p.as_of) - p.lookback)::date)::timestamp AT TIME ZONE zegolog_time_zone(), p.as_of + interval '1 second'
 ) AS u
 ORDER BY u.total_minutes DESC, u.day DESC, u.appid, u.user_account
 -- PARAMETER: maximum number of user-days listed

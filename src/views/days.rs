@@ -93,9 +93,11 @@ pub struct Bin {
 
 impl Histogram {
     /// Groups rollup buckets, given as (representative duration in ms, sessions) sorted by
-    /// duration, into the readable bins. A bucket goes whole into the bin of its representative
-    /// value, so a session within 1% of a bin's edge may be counted in the neighbouring bin.
-    pub fn from_buckets(buckets: &[(f64, i64)]) -> Self {
+    /// duration, into the readable bins, with the range's percentiles (which the database
+    /// computes: `zegolog_nearest_rank`, the one definition of every view). A bucket goes whole
+    /// into the bin of its representative value, so a session within 1% of a bin's edge may be
+    /// counted in the neighbouring bin.
+    pub fn from_buckets(buckets: &[(f64, i64)], p50_s: Option<f64>, p90_s: Option<f64>) -> Self {
         let mut bins: Vec<Bin> = BINS
             .iter()
             .enumerate()
@@ -130,38 +132,42 @@ impl Histogram {
         let sessions = buckets.iter().map(|&(_, n)| n).sum();
         Self {
             sessions,
-            p50_s: nearest_rank(buckets, sessions, 0.5),
-            p90_s: nearest_rank(buckets, sessions, 0.9),
+            p50_s,
+            p90_s,
             bins,
         }
     }
 }
 
-/// The duration (s) of the first bucket whose cumulative count reaches `q` of all: the views'
-/// own definition (`min(zegolog_bucket_ms(bucket)) FILTER (WHERE cum >= q * n)`).
-fn nearest_rank(buckets: &[(f64, i64)], total: i64, q: f64) -> Option<f64> {
-    let mut cumulative = 0;
-    buckets.iter().find_map(|&(ms, n)| {
-        cumulative += n;
-        (total > 0 && cumulative as f64 >= q * total as f64).then_some(ms / 1000.0)
-    })
-}
-
-/// The duration histogram of one app over a range, from `logout_rollup_all`'s buckets.
+/// The duration histogram of one app over a range, from `logout_rollup_all`'s buckets; its
+/// percentiles are `zegolog_nearest_rank` over the same buckets.
 pub async fn histogram<'e>(
     db: impl PgExecutor<'e>,
     range: Range,
 ) -> Result<Histogram, sqlx::Error> {
-    let buckets: Vec<(f64, i64)> = range
+    let rows: Vec<(f64, i64, Option<f64>, Option<f64>)> = range
         .bind(sqlx::query_as(
-            "SELECT zegolog_bucket_ms(bucket) AS ms, sum(sessions)::bigint AS sessions \
-             FROM logout_rollup_all WHERE appid = $1 AND day BETWEEN $2 AND $3 \
-               AND bucket <> zegolog_no_duration_bucket() \
-             GROUP BY bucket ORDER BY bucket",
+            "WITH b AS ( \
+                 SELECT bucket, sum(sessions)::bigint AS sessions \
+                 FROM logout_rollup_all WHERE appid = $1 AND day BETWEEN $2 AND $3 \
+                   AND bucket <> zegolog_no_duration_bucket() \
+                 GROUP BY bucket \
+             ) \
+             SELECT zegolog_bucket_ms(b.bucket) AS ms, b.sessions, q.p50_s, q.p90_s \
+             FROM b, ( \
+                 SELECT zegolog_bucket_ms(zegolog_nearest_rank(0.5, array_agg(bucket), array_agg(sessions))) / 1000 AS p50_s, \
+                        zegolog_bucket_ms(zegolog_nearest_rank(0.9, array_agg(bucket), array_agg(sessions))) / 1000 AS p90_s \
+                 FROM b \
+             ) AS q \
+             ORDER BY b.bucket",
         ))
         .fetch_all(db)
         .await?;
-    Ok(Histogram::from_buckets(&buckets))
+    let buckets: Vec<(f64, i64)> = rows.iter().map(|&(ms, n, _, _)| (ms, n)).collect();
+    let (p50_s, p90_s) = rows
+        .first()
+        .map_or((None, None), |&(_, _, p50, p90)| (p50, p90));
+    Ok(Histogram::from_buckets(&buckets, p50_s, p90_s))
 }
 
 /// One row of `session_duration_daily`.
@@ -390,8 +396,11 @@ mod tests {
 
     #[test]
     fn buckets_go_to_the_bin_of_their_representative_duration() {
-        let histogram =
-            Histogram::from_buckets(&[(-2_000.0, 1), (0.0, 2), (3_000.0, 3), (5_400_000.0, 4)]);
+        let histogram = Histogram::from_buckets(
+            &[(-2_000.0, 1), (0.0, 2), (3_000.0, 3), (5_400_000.0, 4)],
+            None,
+            None,
+        );
         let count = |label: &str| {
             histogram
                 .bins
@@ -410,18 +419,8 @@ mod tests {
 
     #[test]
     fn no_negative_bin_without_negative_durations() {
-        let histogram = Histogram::from_buckets(&[(10.0, 1)]);
+        let histogram = Histogram::from_buckets(&[(10.0, 1)], None, None);
         assert_eq!(histogram.bins.len(), BINS.len());
         assert_eq!(histogram.bins[0].label, "0–1 s");
-    }
-
-    #[test]
-    fn percentiles_are_nearest_rank_like_the_views() {
-        // 4 sessions: the median is the 2nd, the 90th percentile the 4th.
-        let histogram =
-            Histogram::from_buckets(&[(1_000.0, 1), (2_000.0, 1), (3_000.0, 1), (4_000.0, 1)]);
-        assert_eq!(histogram.p50_s, Some(2.0));
-        assert_eq!(histogram.p90_s, Some(4.0));
-        assert_eq!(Histogram::from_buckets(&[]).p50_s, None);
     }
 }

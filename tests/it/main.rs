@@ -21,6 +21,7 @@ mod incident;
 mod loadtest;
 mod modules;
 mod outage;
+mod percentiles;
 mod replay;
 mod report;
 mod retention;

@@ -588,3 +588,103 @@ async fn a_write_that_waited_for_a_change_of_zone_cuts_its_day_in_the_new_zone()
         .unwrap();
     assert_eq!(days, [day("2026-03-09")], "the day in New York, not in UTC");
 }
+
+/// A `sql/` file with a window of days, run as of a pinned moment on `conn`: its first day and
+/// sessions.
+async fn first_day_and_sessions(
+    conn: &mut sqlx::PgConnection,
+    file: &str,
+    sessions: &str,
+    as_of: DateTime<Utc>,
+) -> (Option<NaiveDate>, Option<i64>) {
+    let query = format!(
+        "SELECT min(day), sum({sessions})::bigint FROM ({}) AS f",
+        common::sql_file_as_of(file, as_of)
+    );
+    sqlx::query_as(&query)
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap_or_else(|e| panic!("{file}: {e}"))
+}
+
+/// Issue 19: the `sql/` files' windows of days start at midnight of their first day in the
+/// reporting zone, also when a DST change lies between that day and today. Day arithmetic on a
+/// timestamptz (`date_trunc('day', now(), zone) - interval 'N days'`, computed in the session's
+/// TimeZone, here UTC) started them an hour early after New York's 2026-03-08 (a day before the
+/// window) and an hour late after 2026-11-01 (half an hour of the first day left out).
+#[tokio::test]
+async fn sql_day_windows_start_at_local_midnight_across_dst() {
+    let (app, _url) = app_in(NEW_YORK).await;
+    // The files with a day window: default lookback in days, the column that counts sessions.
+    let files = [
+        ("04_short_sessions_share_by_app_day.sql", 30, "sessions"),
+        ("11_user_days_today_and_yesterday.sql", 1, "sessions"),
+        ("13_data_quality_last_7_days.sql", 7, "logouts"),
+        (
+            "14_durations_and_disconnects_by_platform_last_7_days.sql",
+            7,
+            "sessions",
+        ),
+    ];
+    // Today in New York, after each change, at 12:00 there: the day after it (the 1-day window
+    // of sql/11 then reaches back over it) and a day later (the others do too).
+    let cases = [
+        (at("2026-03-09T16:00:00Z"), day("2026-03-09")),
+        (at("2026-03-10T16:00:00Z"), day("2026-03-10")),
+        (at("2026-11-02T17:00:00Z"), day("2026-11-02")),
+        (at("2026-11-03T17:00:00Z"), day("2026-11-03")),
+    ];
+    // Midnight in New York: EDT (UTC-4) from 2026-03-09 to 2026-11-01, EST (UTC-5) otherwise
+    // (the changes are at 02:00, so the midnights of 03-08 and 11-02 are standard time).
+    let midnight = |d: NaiveDate| {
+        let edt = (day("2026-03-09")..=day("2026-11-01")).contains(&d);
+        let utc = d.and_hms_opt(if edt { 4 } else { 5 }, 0, 0).unwrap();
+        DateTime::<Utc>::from_naive_utc_and_offset(utc, Utc)
+    };
+    // Logouts half an hour on each side of every window's first midnight, received then.
+    let mut logouts: Vec<DateTime<Utc>> = Vec::new();
+    for &(_, today) in &cases {
+        for &(_, lookback, _) in &files {
+            let start = midnight(today - chrono::Days::new(lookback));
+            for t in [
+                start - chrono::Duration::minutes(30),
+                start + chrono::Duration::minutes(30),
+            ] {
+                if !logouts.contains(&t) {
+                    logouts.push(t);
+                }
+            }
+        }
+    }
+    for (i, &t) in logouts.iter().enumerate() {
+        post_ok(&app, &logout(i as i64, t, 0)).await;
+    }
+    sqlx::query("UPDATE room_logouts SET received_at = logout_time")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+
+    let mut conn = app.pool.acquire().await.unwrap();
+    sqlx::query("SET TimeZone = 'UTC'")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    let mut wrong = Vec::new();
+    for &(as_of, today) in &cases {
+        for &(file, lookback, sessions) in &files {
+            let first = today - chrono::Days::new(lookback);
+            let start = midnight(first);
+            let expected = logouts
+                .iter()
+                .filter(|&&t| t >= start && t <= as_of)
+                .count() as i64;
+            let got = first_day_and_sessions(&mut conn, file, sessions, as_of).await;
+            if got != (Some(first), Some(expected)) {
+                wrong.push(format!(
+                    "{file} as of {as_of}: first day and sessions {got:?}, not {first} and {expected} from {start}"
+                ));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}

@@ -478,6 +478,19 @@ async fn assert_rollups_equal_raw_rows_from(
     assert_eq!(reason_mismatches, 0);
 }
 
+/// The text of `sql/<file>` as of a pinned moment, as a subquery's body: every `now()` replaced
+/// by `as_of` (the files' `as_of` parameter, and any other window that ends now), the final `;`
+/// dropped, so that a test can read a window of days that does not depend on the real date.
+pub fn sql_file_as_of(file: &str, as_of: chrono::DateTime<chrono::Utc>) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("sql").join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("now()"), "{file} has no now() to pin");
+    text.replace("now()", &format!("'{}'::timestamptz", as_of.to_rfc3339()))
+        .trim_end()
+        .trim_end_matches(';')
+        .to_owned()
+}
+
 /// The documented queries of the repository's `sql/` (its `*.sql` files, sorted; not
 /// `sql/citus/`), as `bench-queries` reads a `--sql-dir`.
 pub fn documented_sql_files() -> Vec<PathBuf> {

@@ -60,8 +60,10 @@ async fn login_term_type_and_callback_data_are_typed_and_durations_break_down_by
             ("e".into(), Some(6), "web".into()),
         ]
     );
+    // Exact percentiles in *_exact_s; p50_s and p90_s are their 1% buckets' values, as in
+    // session_duration_daily (tests/it/percentiles.rs checks them exactly).
     let rows: Vec<(String, i64, f64, f64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT platform, sessions, p50_s, p90_s, normal, connection_lost, heartbeat_timeout
+        "SELECT platform, sessions, p50_exact_s, p90_exact_s, normal, connection_lost, heartbeat_timeout
          FROM platform_daily ORDER BY platform",
     )
     .fetch_all(&app.pool)
@@ -76,6 +78,15 @@ async fn login_term_type_and_callback_data_are_typed_and_durations_break_down_by
             ("web".into(), 1, 600.0, 600.0, 0, 0, 1),
         ]
     );
+    let within_1_percent: bool = sqlx::query_scalar(
+        "SELECT bool_and(abs(p50_s - p50_exact_s) <= 0.01 * p50_exact_s
+                         AND abs(p90_s - p90_exact_s) <= 0.01 * p90_exact_s)
+         FROM platform_daily",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert!(within_1_percent);
     for code in [0, 1, 2, 3, 4, 5, 6, 7, 32, 99] {
         let name: String = sqlx::query_scalar("SELECT zegolog_platform_name($1)")
             .bind(code)
