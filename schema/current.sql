@@ -2470,6 +2470,7 @@ $$;
 CREATE FUNCTION public.zegolog_erase_user(p_appid bigint, p_user_account text) RETURNS TABLE(name text, removed bigint, what text)
     LANGUAGE plpgsql
     SET jit TO 'off'
+    SET client_min_messages TO 'warning'
     AS $_$
 #variable_conflict use_column
 DECLARE
@@ -2600,32 +2601,42 @@ BEGIN
         WHERE m.appid = p_appid AND m.room_id = ANY (rooms) AND m.day BETWEEN first_day AND last_day
           AND m.net = 0 AND m.peak = 0;
 
-        -- The maxima an erased session may have been: recomputed from the day's raw logouts.
+        -- The maxima an erased session may have been: recomputed from the day's raw logouts
+        -- of those reasons (their arrays aggregated on the shards on Citus, as
+        -- zegolog_rebuild_rollups_day does), then set in one statement.
+        DROP TABLE IF EXISTS zegolog_erased_max;
+        CREATE TEMP TABLE zegolog_erased_max (day date, appid bigint, reason text, bucket integer,
+                                              max_ms bigint) ON COMMIT DROP;
         FOR d IN
-            SELECT DISTINCT k.day
+            SELECT k.day, array_agg(DISTINCT k.reason) AS reasons
             FROM zegolog_erased_rollup AS k
             JOIN logout_rollup AS r
               ON r.appid = k.appid AND r.day = k.day AND r.reason = k.reason AND r.bucket = k.bucket
             WHERE r.max_ms <= k.max_ms AND k.bucket <> zegolog_no_duration_bucket()
+            GROUP BY k.day
             ORDER BY 1
         LOOP
-            DROP TABLE IF EXISTS zegolog_erased_day;
-            CREATE TEMP TABLE zegolog_erased_day ON COMMIT DROP AS
-            SELECT c.*
+            INSERT INTO zegolog_erased_max (day, appid, reason, bucket, max_ms)
+            SELECT c.day, c.appid, c.reason, c.bucket, max(c.max_ms)
             FROM (SELECT array_agg(o.appid) AS appid, array_agg(o.reason) AS reason,
                          array_agg(coalesce(o.login_time, o.paired_login_time)) AS login_time,
                          array_agg(o.logout_time) AS logout_time
                   FROM room_logouts AS o
                   WHERE o.appid = p_appid
                     AND o.logout_time >= d.day::timestamp AT TIME ZONE zone
-                    AND o.logout_time < (d.day + 1)::timestamp AT TIME ZONE zone) AS a,
-                 zegolog_logout_contributions(a.appid, a.reason, a.login_time, a.logout_time) AS c;
-            UPDATE logout_rollup AS r SET max_ms = c.max_ms
-            FROM zegolog_erased_day AS c
-            WHERE r.appid = c.appid AND r.day = c.day AND r.reason = c.reason AND r.bucket = c.bucket
-              AND r.day = d.day AND r.max_ms <> c.max_ms;
-            DROP TABLE zegolog_erased_day;
+                    AND o.logout_time < (d.day + 1)::timestamp AT TIME ZONE zone
+                    AND zegolog_reason_name(o.reason) = ANY (d.reasons)) AS a,
+                 unnest(a.appid, a.reason, a.login_time, a.logout_time)
+                     AS u(appid, reason, login_at, logout_time),
+                 zegolog_logout_rollup_in(u.appid, u.reason, u.login_at, u.logout_time, zone) AS c
+            WHERE c.day = d.day
+            GROUP BY 1, 2, 3, 4;
         END LOOP;
+        UPDATE logout_rollup AS r SET max_ms = m.max_ms
+        FROM zegolog_erased_max AS m
+        WHERE r.appid = m.appid AND r.day = m.day AND r.reason = m.reason AND r.bucket = m.bucket
+          AND r.max_ms <> m.max_ms;
+        DROP TABLE zegolog_erased_max;
         DROP TABLE zegolog_erased_rollup;
         DROP TABLE zegolog_erased_deltas;
     END IF;
