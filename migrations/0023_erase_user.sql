@@ -40,14 +40,16 @@
 --     rather than update it): the erased deltas' app-days are deleted before compaction, which
 --     writes again those that are not empty.
 --
--- Concurrency with `serve`: the archive is read first (one scan of the app's bodies, no lock
--- beyond the rows it deletes); the ledger is changed under the ledger's partition lock (so
--- that partition upkeep waits on the advisory lock rather than queue a table lock in front of
--- the writers); the logouts and the rollups last, under the locks retention takes (partition
--- creation, then compaction), held only until the commit. Rows are locked in the writers'
--- order (ledger, archive, typed rows), so a writer retrying an erased callback meanwhile
--- waits for the commit, then stores it again. Idempotent: a second run finds nothing, changes
--- nothing (no compaction either) and reports zeros.
+-- Concurrency with `serve`: the locks retention takes, in its order: partition creation's
+-- first (so retention and partition creation wait for the erasure instead of deadlocking with
+-- it over a table), compaction's only for the last step, the logouts and the rollups, so that
+-- compaction waits for that step only. The archive is read first (one scan of the app's
+-- bodies, no lock beyond the rows it deletes); the ledger is changed under the ledger upkeep's
+-- advisory lock (so that it waits on that lock rather than queue a table lock in front of the
+-- writers). Rows are locked in the writers' order (ledger, archive, typed rows), so a writer
+-- retrying an erased callback meanwhile waits for the commit, then stores it again.
+-- Idempotent: a second run finds nothing, changes nothing (no compaction either) and reports
+-- zeros.
 --
 -- On Citus every statement here is one Citus plans as written: the archive and the ledger are
 -- read and deleted with conditions on their own columns (the digests of the bodies found are
@@ -93,6 +95,11 @@ BEGIN
             USING ERRCODE = '22023';
     END IF;
 
+    -- Retention's first lock, first: retention (which takes it, then compaction's) and
+    -- partition creation wait for the erasure rather than wait for a table it holds while
+    -- it waits for them.
+    PERFORM pg_advisory_xact_lock(hashtext('zegolog_ensure_partition'));
+
     -- 1. The archive: the bodies that name the account in a user field. strpos on the body
     -- as stored (JSON text, the account JSON-escaped as serde_json and PostgreSQL both escape
     -- it) is a cheap first filter; the jsonb containment decides, a JSON number matching a
@@ -130,8 +137,7 @@ BEGIN
     WHERE r.appid = p_appid AND r.creator = p_user_account;
     GET DIAGNOSTICS n_creators = ROW_COUNT;
 
-    -- 4. Logouts and the rollups, under retention's locks in its order.
-    PERFORM pg_advisory_xact_lock(hashtext('zegolog_ensure_partition'));
+    -- 4. Logouts and the rollups, under compaction's lock too (retention's second).
     PERFORM pg_advisory_xact_lock(hashtext('zegolog_compact_rollups'));
     zone := zegolog_time_zone();
 

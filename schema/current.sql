@@ -2495,6 +2495,11 @@ BEGIN
             USING ERRCODE = '22023';
     END IF;
 
+    -- Retention's first lock, first: retention (which takes it, then compaction's) and
+    -- partition creation wait for the erasure rather than wait for a table it holds while
+    -- it waits for them.
+    PERFORM pg_advisory_xact_lock(hashtext('zegolog_ensure_partition'));
+
     -- 1. The archive: the bodies that name the account in a user field. strpos on the body
     -- as stored (JSON text, the account JSON-escaped as serde_json and PostgreSQL both escape
     -- it) is a cheap first filter; the jsonb containment decides, a JSON number matching a
@@ -2532,8 +2537,7 @@ BEGIN
     WHERE r.appid = p_appid AND r.creator = p_user_account;
     GET DIAGNOSTICS n_creators = ROW_COUNT;
 
-    -- 4. Logouts and the rollups, under retention's locks in its order.
-    PERFORM pg_advisory_xact_lock(hashtext('zegolog_ensure_partition'));
+    -- 4. Logouts and the rollups, under compaction's lock too (retention's second).
     PERFORM pg_advisory_xact_lock(hashtext('zegolog_compact_rollups'));
     zone := zegolog_time_zone();
 
