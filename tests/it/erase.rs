@@ -59,7 +59,7 @@ fn logout(
 /// (paired with its login, which comes after it), one that is the longest of its duration
 /// bucket on its day with another user's session in the same bucket (its maximum must be
 /// recomputed), one in a room they created, one alone on the last day (that day's peak must
-/// go). Their callbacks also include a room_create (id_name), a stream event (user_id), an
+/// go; it comes first, so that it is compacted before an erasure that leaves half pending). Their callbacks also include a room_create (id_name), a stream event (user_id), an
 /// in-app chat room_create (operator_account) and a quarantined logout. Logins carry nicknames.
 pub fn traffic(t0: i64) -> Vec<Value> {
     let mut callbacks = vec![
@@ -77,6 +77,15 @@ pub fn traffic(t0: i64) -> Vec<Value> {
     ];
     // (room, user, session, login, logout, reason, logout sent with its login_time)
     let sessions: [(&str, &str, u64, i64, i64, i32, bool); 9] = [
+        (
+            "room-a",
+            ERASED,
+            9,
+            t0 + 74 * HOUR_MS,
+            t0 + 75 * HOUR_MS,
+            4,
+            true,
+        ),
         (
             "room-a",
             ERASED,
@@ -139,15 +148,6 @@ pub fn traffic(t0: i64) -> Vec<Value> {
             t0 + 2 * HOUR_MS,
             t0 + 3 * HOUR_MS,
             0,
-            true,
-        ),
-        (
-            "room-a",
-            ERASED,
-            9,
-            t0 + 74 * HOUR_MS,
-            t0 + 75 * HOUR_MS,
-            4,
             true,
         ),
     ];
@@ -475,4 +475,40 @@ async fn erase_while_callbacks_arrive_keeps_the_rollups_exact() {
     common::assert_rollups_equal_raw_rows(&app.pool).await;
     compact(&app.pool).await;
     assert_rollups_equal_raw_rows(&app.pool).await;
+}
+
+#[tokio::test]
+async fn erase_cuts_the_days_it_corrects_in_the_reporting_time_zone() {
+    let (url, app) = TestApp::spawn_with_url().await;
+    zegolog::time_zone::change(&url, "Asia/Shanghai", false)
+        .await
+        .unwrap();
+    for callback in traffic(T0_MS) {
+        post_ok(&app, &callback).await;
+    }
+    compact(&app.pool).await;
+    let store = zegolog::store::Store::from_pool(app.pool.clone());
+
+    zegolog::erase::erase(&store, 1, ERASED).await.unwrap();
+
+    assert_eq!(traces(&app.pool, &[ERASED, NICKNAME], 2).await, []);
+    common::assert_rollups_equal_raw_rows_in(&app.pool, "Asia/Shanghai").await;
+    let (from, to) = (T0_MS - HOUR_MS, T0_MS + 4 * DAY_MS);
+    for room in [None, Some("room-a"), Some("room-b"), Some("room-c")] {
+        let wrong = online_mismatches(&app.pool, 1, room, from, to).await;
+        assert!(wrong.is_empty(), "{room:?}: {wrong:?}");
+    }
+    // The daily peaks, in the zone: the same as computed from the minutes afresh.
+    let wrong: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%s %s %s', coalesce(a.day, b.day), a.peak_users, b.peak_users)
+         FROM peak_concurrency_daily AS a
+         FULL JOIN (SELECT * FROM peak_concurrency_daily_in('Asia/Shanghai', '2026-03-09', '2026-03-15', 1)
+                    WHERE peak_users > 0) AS b USING (day, appid)
+         WHERE a.appid IS DISTINCT FROM 2
+           AND a.peak_users IS DISTINCT FROM b.peak_users",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert!(wrong.is_empty(), "{wrong:?}");
 }
