@@ -26,6 +26,7 @@
 //! - [`import`]: `zegolog import`, a JSON-lines file of callbacks backfilled through the live write path.
 //! - [`quarantine`]: `zegolog quarantine list|release`, quarantined callbacks, and releasing the genuine ones.
 //! - [`grant`]: `zegolog grant-analyst`, a login role that reads the views and nothing else.
+//! - [`erase`]: `zegolog erase`, a user's rows, archived bodies and sessions out of every table and rollup.
 //! - [`tools`] (cargo feature `tools`, on by default): `loadtest`, `bench`, `seed`, `bench-queries`; dev and operator tools apart from the service.
 //!
 //! The command line (flags and environment into each command's configuration, and the
@@ -42,6 +43,7 @@ pub mod callback;
 pub mod dashboard;
 pub mod database;
 pub mod embedded_pg;
+pub mod erase;
 pub mod grant;
 pub mod http;
 pub mod import;

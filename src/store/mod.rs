@@ -8,17 +8,20 @@
 //! Here: the [`Store`] (connecting, migrating, the health ping) and what a write answers
 //! ([`Outcome`], [`Reuse`], [`ReusePolicy`]). Beside it, one file per concern: `write.rs`, the
 //! batch write (its statement in `write_batch.sql`, with its comments); `quarantine.rs`, listing
-//! and releasing quarantined callbacks; `upkeep.rs`, rollup compaction, partitions and retention.
+//! and releasing quarantined callbacks; `upkeep.rs`, rollup compaction, partitions and retention;
+//! `erase.rs`, erasing one user.
 
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
+mod erase;
 mod quarantine;
 mod upkeep;
 mod write;
 
+pub use erase::Removed;
 pub use quarantine::{QuarantinedBody, QuarantinedCallback};
 pub use upkeep::LEDGER_KEEP;
 pub use write::WriteStatement;

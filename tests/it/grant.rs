@@ -66,13 +66,8 @@ async fn drop_role(pool: &PgPool, role: &str) {
 
 #[tokio::test]
 async fn analyst_logs_in_reads_every_view_and_nothing_else() {
-    let (url, pool) = common::migrated_database_url().await;
-    let app = TestApp::serve(
-        common::test_verifier(600),
-        zegolog::store::Store::from_pool(pool.clone()),
-        pool.clone(),
-    )
-    .await;
+    let (url, app) = TestApp::spawn_with_url().await;
+    let pool = app.pool.clone();
     let (status, _) = app.post_json(&signed(vendor_sample())).await;
     assert!(status.is_success());
     let role = role_name("analyst");

@@ -13,6 +13,7 @@ mod cli;
 mod clients;
 mod dashboard;
 mod durability;
+mod erase;
 mod faults;
 mod fuzz;
 mod grant;

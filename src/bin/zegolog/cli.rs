@@ -84,9 +84,32 @@ pub enum Command {
     /// Create or update a PostgreSQL role that can log in and read the analytics views, and
     /// nothing else (no raw tables, no writes).
     GrantAnalyst(zegolog::grant::GrantAnalystArgs),
+    /// Erase one user of one app (a deletion request): their logins and logouts, every archived
+    /// callback body that names them and its signature ledger entries; rooms they created lose
+    /// their creator; their sessions are taken out of every rollup. One transaction, safe while
+    /// `serve` runs; a second run removes nothing. Prints what it removed per table.
+    Erase(EraseArgs),
     /// List quarantined callbacks, or release the ones an operator judged genuine through the
     /// normal write path (typed rows and rollups as for any callback, stored once).
     Quarantine(QuarantineArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EraseArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+
+    /// The user's app.
+    #[arg(long)]
+    pub appid: i64,
+
+    /// The user's account (user_account of their callbacks; id_name of the rooms they created).
+    #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
+    pub user_account: String,
+
+    /// Print what was removed as one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -402,6 +425,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                             }
                         }
                     }
+                })
+                .await
+        }
+        Command::Erase(args) => {
+            args.database
+                .with(async |database| {
+                    let store = database.migrated().await?;
+                    let erased =
+                        zegolog::erase::erase(&store, args.appid, &args.user_account).await?;
+                    if args.json {
+                        println!("{}", erased.to_json());
+                    } else {
+                        print!("{erased}");
+                    }
+                    Ok(())
                 })
                 .await
         }

@@ -71,7 +71,7 @@ async fn users_online_equals_a_recount_of_session_intervals_compacted_or_not() {
 
 /// Days where a daily peak view differs from the recount: the most sessions online in any
 /// minute of the day. Rows with peak 0 may be absent.
-async fn peak_mismatches(pool: &PgPool) -> Vec<(String, String, i64, i64)> {
+pub(crate) async fn peak_mismatches(pool: &PgPool) -> Vec<(String, String, i64, i64)> {
     sqlx::query_as(
         "WITH minutes AS (
              SELECT s.appid, s.room_id, m.minute

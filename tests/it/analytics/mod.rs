@@ -14,6 +14,8 @@ use sqlx::PgPool;
 mod concurrency;
 mod days;
 
+pub(crate) use concurrency::peak_mismatches;
+
 const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 86_400_000;
@@ -53,12 +55,12 @@ fn room_close(room: &str, seq: u64, at_ms: i64, reason: i32) -> Value {
            "room_close_time": at_ms.to_string(), "close_reason": reason.to_string()})
 }
 
-async fn post_ok(app: &TestApp, callback: &Value) {
+pub(crate) async fn post_ok(app: &TestApp, callback: &Value) {
     let (status, body) = app.post_json(&signed(callback.clone())).await;
     assert_eq!(status, StatusCode::OK, "{callback}: {body}");
 }
 
-async fn compact(pool: &PgPool) {
+pub(crate) async fn compact(pool: &PgPool) {
     sqlx::query("SELECT zegolog_compact_rollups()")
         .execute(pool)
         .await
@@ -112,7 +114,7 @@ fn generated_sessions(first: i32, last: i32) -> String {
 /// Minutes of [from, to) where users_online (or room_users_online) differs from a recount of
 /// the raw sessions: a session counts in every UTC minute from its login minute to its logout
 /// minute, both included, unless it ends before it starts.
-async fn online_mismatches(
+pub(crate) async fn online_mismatches(
     pool: &PgPool,
     appid: i64,
     room: Option<&str>,

@@ -20,6 +20,17 @@ use super::{citus_form, read_query, traffic, zegolog};
 
 const TOKEN: &str = "dashboard-test-token-0123456789";
 
+/// The views an operator command changes, compared between the cluster and one PostgreSQL
+/// after it.
+pub(super) const COMPARED: [&str; 6] = [
+    "SELECT * FROM session_durations",
+    "SELECT * FROM session_duration_daily",
+    "SELECT * FROM logout_reasons_daily",
+    "SELECT * FROM peak_concurrency_daily",
+    "SELECT * FROM room_peak_concurrency_daily",
+    "SELECT * FROM room_lifecycle",
+];
+
 /// A server with the dashboard on, over `pool`.
 async fn serve(pool: PgPool) -> TestApp {
     let state = AppState::new(test_verifier(600), Store::from_pool(pool.clone()));
@@ -56,7 +67,7 @@ async fn api(app: &TestApp, path_and_query: &str) -> Value {
 
 /// The rows of `query` on both, compared; a query over windows ending now() may straddle a
 /// minute between the two runs, so an unequal answer is asked again, twice at most.
-async fn same_rows(plain: &PgPool, cluster: &PgPool, query: &str) -> usize {
+pub(super) async fn same_rows(plain: &PgPool, cluster: &PgPool, query: &str) -> usize {
     same_rows_as(plain, query, cluster, query).await
 }
 
@@ -214,14 +225,7 @@ async fn import_time_zone_set_and_quarantine_release_on_the_cluster_equal_one_po
             .await
             .unwrap();
     }
-    let compared = [
-        "SELECT * FROM session_durations",
-        "SELECT * FROM session_duration_daily",
-        "SELECT * FROM logout_reasons_daily",
-        "SELECT * FROM peak_concurrency_daily",
-        "SELECT * FROM room_peak_concurrency_daily",
-        "SELECT * FROM room_lifecycle",
-    ];
+    let compared = COMPARED;
     for query in compared {
         assert!(
             same_rows(&plain.pool, &cluster.pool, query).await > 0,

@@ -16,6 +16,7 @@ use serde_json::{json, Value};
 
 mod bench;
 mod commands;
+mod erase;
 mod fault;
 mod ingest;
 mod tools;

@@ -146,6 +146,14 @@ impl TestApp {
         Self::serve(test_verifier(600), Store::from_pool(pool.clone()), pool).await
     }
 
+    /// [`TestApp::spawn`] over a database a `zegolog` process can reach too: its URL (which
+    /// holds the password: do not print it) and the app.
+    pub async fn spawn_with_url() -> (String, Self) {
+        let (url, pool) = migrated_database_url().await;
+        let app = Self::serve(test_verifier(600), Store::from_pool(pool.clone()), pool).await;
+        (url, app)
+    }
+
     pub async fn serve(verifier: Verifier, store: Store, pool: PgPool) -> Self {
         Self::serve_state(AppState::new(verifier, store), pool).await
     }
