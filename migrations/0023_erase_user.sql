@@ -36,9 +36,8 @@
 --     counted twice is still right, a sum would not be.
 --   - rows a recomputation would not have: rollup rows with no session, minute rows
 --     left with a zero delta and room-days left with neither users nor net, where the erased
---     sessions were. The day refresh keeps an app-day that became empty (its HAVING skips it
---     rather than update it): the erased deltas' app-days are deleted before compaction, which
---     writes again those that are not empty.
+--     sessions were (an app-day left empty stays, with zeros: peak_concurrency_daily leaves
+--     it out, and the later days' starts chain through it, 0021).
 --
 -- Concurrency with `serve`: the locks retention takes, in its order: partition creation's
 -- first (so retention and partition creation wait for the erasure instead of deadlocking with
@@ -89,6 +88,7 @@ DECLARE
     first_day date;
     last_day date;
     d record;
+    longest interval;
 BEGIN
     IF p_appid IS NULL OR p_user_account IS NULL OR p_user_account = '' THEN
         RAISE EXCEPTION 'zegolog_erase_user needs an appid and a non-empty user account'
@@ -140,6 +140,7 @@ BEGIN
     -- 4. Logouts and the rollups, under compaction's lock too (retention's second).
     PERFORM pg_advisory_xact_lock(hashtext('zegolog_compact_rollups'));
     zone := zegolog_time_zone();
+    longest := (SELECT max_session FROM zegolog_settings);
 
     DROP TABLE IF EXISTS zegolog_erased;
     CREATE TEMP TABLE zegolog_erased (appid bigint, room_id text, reason integer,
@@ -147,7 +148,9 @@ BEGIN
     WITH gone AS (
         DELETE FROM room_logouts AS o
         WHERE o.appid = p_appid AND o.user_account = p_user_account
-        RETURNING o.appid, o.room_id, o.reason, coalesce(o.login_time, o.paired_login_time) AS login_at,
+        RETURNING o.appid, o.room_id, o.reason,
+                  zegolog_session_start(coalesce(o.login_time, o.paired_login_time), o.logout_time,
+                                        o.received_at, longest) AS login_at,
                   o.logout_time
     )
     INSERT INTO zegolog_erased SELECT * FROM gone;
@@ -177,11 +180,6 @@ BEGIN
                min(zegolog_local_day(x.minute, zone)), max(zegolog_local_day(x.minute, zone))
         INTO rooms, minutes, first_day, last_day
         FROM zegolog_erased_deltas AS x;
-        -- The refresh below recomputes every app-day from first_day to last_day but keeps one
-        -- that became empty: they go first, and it writes again those that are not.
-        DELETE FROM app_concurrency_day AS a
-        WHERE a.appid = p_appid AND a.day BETWEEN first_day AND last_day;
-
         INSERT INTO logout_rollup_pending (day, appid, reason, bucket, sessions, total_ms, max_ms)
         SELECT day, appid, reason, bucket, -sessions, -total_ms, -9223372036854775808
         FROM zegolog_erased_rollup;
@@ -203,7 +201,7 @@ BEGIN
           AND m.delta = 0;
         DELETE FROM room_concurrency_day AS m
         WHERE m.appid = p_appid AND m.room_id = ANY (rooms) AND m.day BETWEEN first_day AND last_day
-          AND m.net = 0 AND m.peak = 0;
+          AND m.start = 0 AND m.net = 0 AND m.peak = 0;
 
         -- The maxima an erased session may have been: recomputed from the day's raw logouts
         -- of those reasons (their arrays aggregated on the shards on Citus, as
@@ -223,7 +221,8 @@ BEGIN
             INSERT INTO zegolog_erased_max (day, appid, reason, bucket, max_ms)
             SELECT c.day, c.appid, c.reason, c.bucket, max(c.max_ms)
             FROM (SELECT array_agg(o.appid) AS appid, array_agg(o.reason) AS reason,
-                         array_agg(coalesce(o.login_time, o.paired_login_time)) AS login_time,
+                         array_agg(zegolog_session_start(coalesce(o.login_time, o.paired_login_time),
+                                                         o.logout_time, o.received_at, longest)) AS login_time,
                          array_agg(o.logout_time) AS logout_time
                   FROM room_logouts AS o
                   WHERE o.appid = p_appid

@@ -2699,6 +2699,7 @@ DECLARE
     first_day date;
     last_day date;
     d record;
+    longest interval;
 BEGIN
     IF p_appid IS NULL OR p_user_account IS NULL OR p_user_account = '' THEN
         RAISE EXCEPTION 'zegolog_erase_user needs an appid and a non-empty user account'
@@ -2750,6 +2751,7 @@ BEGIN
     -- 4. Logouts and the rollups, under compaction's lock too (retention's second).
     PERFORM pg_advisory_xact_lock(hashtext('zegolog_compact_rollups'));
     zone := zegolog_time_zone();
+    longest := (SELECT max_session FROM zegolog_settings);
 
     DROP TABLE IF EXISTS zegolog_erased;
     CREATE TEMP TABLE zegolog_erased (appid bigint, room_id text, reason integer,
@@ -2757,7 +2759,9 @@ BEGIN
     WITH gone AS (
         DELETE FROM room_logouts AS o
         WHERE o.appid = p_appid AND o.user_account = p_user_account
-        RETURNING o.appid, o.room_id, o.reason, coalesce(o.login_time, o.paired_login_time) AS login_at,
+        RETURNING o.appid, o.room_id, o.reason,
+                  zegolog_session_start(coalesce(o.login_time, o.paired_login_time), o.logout_time,
+                                        o.received_at, longest) AS login_at,
                   o.logout_time
     )
     INSERT INTO zegolog_erased SELECT * FROM gone;
@@ -2787,11 +2791,6 @@ BEGIN
                min(zegolog_local_day(x.minute, zone)), max(zegolog_local_day(x.minute, zone))
         INTO rooms, minutes, first_day, last_day
         FROM zegolog_erased_deltas AS x;
-        -- The refresh below recomputes every app-day from first_day to last_day but keeps one
-        -- that became empty: they go first, and it writes again those that are not.
-        DELETE FROM app_concurrency_day AS a
-        WHERE a.appid = p_appid AND a.day BETWEEN first_day AND last_day;
-
         INSERT INTO logout_rollup_pending (day, appid, reason, bucket, sessions, total_ms, max_ms)
         SELECT day, appid, reason, bucket, -sessions, -total_ms, -9223372036854775808
         FROM zegolog_erased_rollup;
@@ -2813,7 +2812,7 @@ BEGIN
           AND m.delta = 0;
         DELETE FROM room_concurrency_day AS m
         WHERE m.appid = p_appid AND m.room_id = ANY (rooms) AND m.day BETWEEN first_day AND last_day
-          AND m.net = 0 AND m.peak = 0;
+          AND m.start = 0 AND m.net = 0 AND m.peak = 0;
 
         -- The maxima an erased session may have been: recomputed from the day's raw logouts
         -- of those reasons (their arrays aggregated on the shards on Citus, as
@@ -2833,7 +2832,8 @@ BEGIN
             INSERT INTO zegolog_erased_max (day, appid, reason, bucket, max_ms)
             SELECT c.day, c.appid, c.reason, c.bucket, max(c.max_ms)
             FROM (SELECT array_agg(o.appid) AS appid, array_agg(o.reason) AS reason,
-                         array_agg(coalesce(o.login_time, o.paired_login_time)) AS login_time,
+                         array_agg(zegolog_session_start(coalesce(o.login_time, o.paired_login_time),
+                                                         o.logout_time, o.received_at, longest)) AS login_time,
                          array_agg(o.logout_time) AS logout_time
                   FROM room_logouts AS o
                   WHERE o.appid = p_appid

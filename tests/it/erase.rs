@@ -388,7 +388,7 @@ async fn erase_leaves_no_trace_of_the_user_and_rollups_equal_the_remaining_rows(
     assert_rollups_equal_raw_rows(&pool).await;
     let (max_ms, last_day): (i64, i64) = sqlx::query_as(
         "SELECT (SELECT max(max_ms) FROM logout_rollup WHERE day = '2026-03-12' AND reason = 'normal'),
-                (SELECT count(*) FROM app_concurrency_day WHERE appid = 1 AND day = '2026-03-13')",
+                (SELECT count(*) FROM peak_concurrency_daily WHERE appid = 1 AND day = '2026-03-13')",
     )
     .fetch_one(&pool)
     .await
