@@ -65,6 +65,8 @@ pub struct ServerConfig {
     pub upkeep: UpkeepConfig,
     /// The dashboard's token; `None` turns the dashboard off.
     pub dashboard: Option<DashboardToken>,
+    /// Most appids labelled on their own in `zegolog_logouts_total`.
+    pub metrics_max_appids: usize,
 }
 
 /// Where the spool is, and its bounds.
@@ -109,6 +111,7 @@ pub async fn run(
         clients,
         upkeep,
         dashboard,
+        metrics_max_appids,
     } = config;
     let listen: SocketAddr = listener.local_addr().map_err(ServerError::Http)?;
     if verifier.is_insecure() {
@@ -162,7 +165,7 @@ pub async fn run(
         }
         Arc::new(spool)
     });
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(metrics_max_appids));
     let (ingest, tasks) = Ingest::start(backend.clone(), spool, batching, metrics.clone());
     let upkeep = tokio::spawn(async move {
         let store = backend.wait_ready().await.clone();

@@ -259,6 +259,21 @@ pub struct ServeArgs {
     /// How often the rollups behind the daily views are compacted, in seconds.
     #[arg(long, env = "ZEGOLOG_COMPACT_EVERY_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub compact_every_secs: u64,
+
+    /// Most appids labelled on their own in `/metrics`' `zegolog_logouts_total` (the first seen
+    /// since start); the logouts of any other app are counted under `appid="other"`. Bounds
+    /// the series Prometheus stores: six per appid and instance.
+    #[arg(long, env = "ZEGOLOG_METRICS_MAX_APPIDS", default_value_t = zegolog::metrics::DEFAULT_MAX_APPIDS, value_parser = parse_max_appids)]
+    pub metrics_max_appids: usize,
+}
+
+fn parse_max_appids(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n <= 10_000 => Ok(n),
+        _ => Err(format!(
+            "must be a whole number from 0 to 10000, not {text:?}"
+        )),
+    }
 }
 
 impl ServeArgs {
@@ -311,6 +326,7 @@ impl ServeArgs {
                 retain_days: self.retain_days,
             },
             dashboard: self.dashboard_token.clone(),
+            metrics_max_appids: self.metrics_max_appids,
         })
     }
 }
