@@ -96,3 +96,584 @@ async fn stored_logouts_are_counted_by_app_and_reason_and_duplicates_are_not() {
     );
     assert_eq!(app.count("room_logouts").await, 5);
 }
+
+// ---------------------------------------------------------------------------------------------
+// A local HTTP receiver: what Alertmanager's webhook and zegolog's notifier post to.
+// ---------------------------------------------------------------------------------------------
+
+/// Collects the JSON bodies POSTed to it; answers 500 to the first `failures` of them.
+#[derive(Clone)]
+pub struct Receiver {
+    pub addr: std::net::SocketAddr,
+    bodies: Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+}
+
+impl Receiver {
+    pub async fn start(failures: usize) -> Self {
+        use axum::extract::State;
+        use axum::http::{StatusCode, Uri};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        type Shared = (
+            Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>,
+            Arc<AtomicUsize>,
+        );
+        async fn receive(
+            State((bodies, failures)): State<Shared>,
+            uri: Uri,
+            body: axum::body::Bytes,
+        ) -> StatusCode {
+            let left = failures.load(Ordering::SeqCst);
+            if left > 0 {
+                failures.store(left - 1, Ordering::SeqCst);
+                return StatusCode::INTERNAL_SERVER_ERROR;
+            }
+            let value = serde_json::from_slice(&body).unwrap_or_else(
+                |e| json!({"not_json": e.to_string(), "body": String::from_utf8_lossy(&body)}),
+            );
+            bodies.lock().unwrap().push((uri.to_string(), value));
+            StatusCode::OK
+        }
+        let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let shared: Shared = (bodies.clone(), Arc::new(AtomicUsize::new(failures)));
+        let router = axum::Router::new()
+            .fallback(axum::routing::post(receive))
+            .with_state(shared);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        Self { addr, bodies }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Every (path and query, body) received so far.
+    pub fn received(&self) -> Vec<(String, serde_json::Value)> {
+        self.bodies.lock().unwrap().clone()
+    }
+
+    /// Waits up to `within` until some body satisfies `matches`; returns it.
+    pub async fn wait_for(
+        &self,
+        within: std::time::Duration,
+        what: &str,
+        matches: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some((_, body)) = self.received().into_iter().find(|(_, b)| matches(b)) {
+                return body;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the receiver got no {what} within {within:?}; it got: {:#?}",
+                self.received()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Debian's Prometheus and Alertmanager, scraping a real `zegolog serve`.
+// ---------------------------------------------------------------------------------------------
+
+const PROMETHEUS: &str = "/usr/bin/prometheus";
+const ALERTMANAGER: &str = "/usr/bin/prometheus-alertmanager";
+const PROMTOOL: &str = "/usr/bin/promtool";
+
+fn require_prometheus() {
+    for binary in [PROMETHEUS, ALERTMANAGER, PROMTOOL] {
+        assert!(
+            std::path::Path::new(binary).exists(),
+            "{binary} is missing: the alerting end-to-end test needs Debian's Prometheus and \
+             Alertmanager. Install them with `apt-get install prometheus prometheus-alertmanager` \
+             (CI does)."
+        );
+    }
+}
+
+/// A process of the test's own, killed when dropped; its output goes to `log`.
+struct Daemon {
+    name: &'static str,
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Daemon {
+    fn start(name: &'static str, binary: &str, args: &[String], dir: &std::path::Path) -> Self {
+        let log = dir.join(format!("{name}.log"));
+        let child = std::process::Command::new(binary)
+            .args(args)
+            .current_dir(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
+        Self { name, child, log }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until `GET http://127.0.0.1:port/-/ready` answers 200.
+    fn wait_ready(&mut self, port: u16) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if common::blocking_http::get_ok(port, "/-/ready") {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("{} exited ({status}):\n{}", self.name, self.log_text());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("{} did not get ready:\n{}", self.name, self.log_text());
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The logout mix of the day before the test: per minute, `normal` normal logouts and `lost`
+/// connection_lost ones, for each app, from 3 hours to 20 minutes ago, written as Prometheus
+/// blocks with promtool (a day of history in a test that lasts two minutes). Its series have
+/// their own `instance`: the rules sum over instances, as over a load-balanced fleet.
+fn backfill_the_day_before(
+    dir: &std::path::Path,
+    tsdb: &std::path::Path,
+    apps: &[&str],
+    normal: u64,
+    lost: u64,
+) {
+    let now = chrono::Utc::now().timestamp();
+    let (from, to) = (now - 3 * 3600, now - 20 * 60);
+    let mut text =
+        String::from("# HELP zegolog_logouts Logouts stored.\n# TYPE zegolog_logouts counter\n");
+    for app in apps {
+        for (reason, per_minute) in [
+            ("normal", normal),
+            ("heartbeat_timeout", 0),
+            ("connection_lost", lost),
+            ("kicked_out", 0),
+            ("token_expired", 0),
+            ("unknown", 0),
+        ] {
+            let mut at = from;
+            let mut total = 0;
+            while at <= to {
+                text.push_str(&format!(
+                    "zegolog_logouts_total{{job=\"zegolog\",instance=\"backfill\",appid=\"{app}\",reason=\"{reason}\"}} {total} {at}\n"
+                ));
+                total += per_minute;
+                at += 60;
+            }
+        }
+    }
+    text.push_str("# EOF\n");
+    let file = dir.join("day-before.om");
+    std::fs::write(&file, text).unwrap();
+    let out = std::process::Command::new(PROMTOOL)
+        .args(["tsdb", "create-blocks-from", "openmetrics"])
+        .arg(&file)
+        .arg(tsdb)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "promtool tsdb create-blocks-from openmetrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A dashboard of `deploy/grafana/`.
+fn grafana_dashboard(file: &str) -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/grafana")
+        .join(file);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Prometheus's answer to an instant query: `data.result`.
+async fn prometheus_query(port: u16, query: &str) -> Vec<serde_json::Value> {
+    let response: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/api/v1/query"))
+        .query(&[("query", query)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(response["status"], "success", "{query}: {response}");
+    response["data"]["result"].as_array().unwrap().clone()
+}
+
+/// Posts signed room_logouts of `appid` to zegolog: `normal` with reason 0, `lost` with
+/// reason 2, each with a session of its own.
+async fn send_logouts(
+    client: &reqwest::Client,
+    url: &str,
+    appid: &str,
+    normal: u64,
+    lost: u64,
+    next: &std::sync::atomic::AtomicU64,
+) {
+    use std::sync::atomic::Ordering;
+    let callbacks = (0..normal)
+        .map(|_| (0, next.fetch_add(1, Ordering::SeqCst)))
+        .chain((0..lost).map(|_| (2, next.fetch_add(1, Ordering::SeqCst))));
+    let sends = callbacks.map(|(reason, n)| {
+        let mut callback = logout(appid, reason, n);
+        callback["logout_time"] = json!(chrono::Utc::now().timestamp_millis().to_string());
+        let body = signed(callback).to_string();
+        async move {
+            let response = client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+    });
+    futures::future::join_all(sends).await;
+}
+
+/// Grafana's variables in a PromQL expression, as the test's dashboard selection sets them.
+fn expand_promql(expr: &str) -> String {
+    expr.replace("$__rate_interval", "1m")
+        .replace("$__interval", "15s")
+        .replace("$job", "zegolog")
+        .replace("$appid", "1")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn prometheus_and_alertmanager_page_on_a_disconnect_spike_of_one_app() {
+    use std::sync::atomic::AtomicU64;
+    use std::time::{Duration, Instant};
+    require_prometheus();
+    let started = Instant::now();
+    let dir = common::temp_data_dir("zegolog-alerting-");
+    let url = common::empty_database_url().await;
+    let secrets = format!("1={},2={}", common::SECRET, common::SECRET_APP2);
+    let served = common::serve(
+        &dir,
+        &[
+            ("DATABASE_URL", url.as_str()),
+            ("ZEGOLOG_SECRETS", &secrets),
+        ],
+    );
+
+    // The day before: both apps at 20 normal logouts a minute for each connection_lost.
+    let tsdb = dir.join("prometheus");
+    backfill_the_day_before(&dir, &tsdb, &["1", "2"], 100, 5);
+
+    let receiver = Receiver::start(0).await;
+    let alertmanager_port = common::free_port();
+    std::fs::write(
+        dir.join("alertmanager.yml"),
+        format!(
+            "route:\n  receiver: test\n  group_by: [alertname, appid, reason]\n  group_wait: 1s\n  \
+             group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: test\n    webhook_configs:\n      \
+             - url: {}\n        send_resolved: true\n",
+            receiver.url("/alertmanager")
+        ),
+    )
+    .unwrap();
+    let mut alertmanager = Daemon::start(
+        "alertmanager",
+        ALERTMANAGER,
+        &[
+            "--config.file=alertmanager.yml".into(),
+            format!("--storage.path={}", dir.join("alertmanager").display()),
+            format!("--web.listen-address=127.0.0.1:{alertmanager_port}"),
+            "--cluster.listen-address=".into(),
+        ],
+        &dir,
+    );
+    alertmanager.wait_ready(alertmanager_port);
+
+    // Short scrape and evaluation intervals: the rules file is the one shipped, unchanged.
+    let rules = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/prometheus/zegolog-rules.yml");
+    let prometheus_port = common::free_port();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\n\
+             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{alertmanager_port}']\n\
+             scrape_configs:\n  - job_name: zegolog\n    static_configs:\n      - targets: ['127.0.0.1:{}']\n",
+            rules.display(),
+            served.port
+        ),
+    )
+    .unwrap();
+    let mut prometheus = Daemon::start(
+        "prometheus",
+        PROMETHEUS,
+        &[
+            "--config.file=prometheus.yml".into(),
+            format!("--storage.tsdb.path={}", tsdb.display()),
+            format!("--web.listen-address=127.0.0.1:{prometheus_port}"),
+        ],
+        &dir,
+    );
+    prometheus.wait_ready(prometheus_port);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while prometheus_query(prometheus_port, r#"up{job="zegolog"} == 1"#)
+        .await
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never scraped zegolog:\n{}",
+            prometheus.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // A baseline with the usual mix for both apps (and one refused callback), then a burst of
+    // connection_lost in app 1 while app 2 triples its traffic with the same mix.
+    let client = reqwest::Client::new();
+    let callback_url = served.url("/zego/callback");
+    let next = AtomicU64::new(1);
+    let mut forged = logout("1", 0, 0);
+    forged["signature"] = json!("0".repeat(40));
+    forged["timestamp"] = json!(chrono::Utc::now().timestamp().to_string());
+    let response = client
+        .post(&callback_url)
+        .json(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    for _ in 0..10 {
+        send_logouts(&client, &callback_url, "1", 20, 1, &next).await;
+        send_logouts(&client, &callback_url, "2", 20, 1, &next).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let burst = Instant::now();
+    send_logouts(&client, &callback_url, "1", 0, 150, &next).await;
+    for _ in 0..6 {
+        send_logouts(&client, &callback_url, "2", 60, 3, &next).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let alert = receiver
+        .wait_for(
+            Duration::from_secs(100),
+            "ZegologDisconnectSpike for app 1",
+            |body| {
+                body["alerts"].as_array().is_some_and(|alerts| {
+                    alerts.iter().any(|a| {
+                        a["labels"]["alertname"] == "ZegologDisconnectSpike"
+                            && a["labels"]["appid"] == "1"
+                            && a["status"] == "firing"
+                    })
+                })
+            },
+        )
+        .await;
+    let fired_after = burst.elapsed();
+    let spike = alert["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["labels"]["alertname"] == "ZegologDisconnectSpike")
+        .unwrap();
+    assert_eq!(spike["labels"]["reason"], "connection_lost", "{alert:#}");
+    assert_eq!(spike["labels"]["severity"], "page", "{alert:#}");
+    let description = spike["annotations"]["description"].as_str().unwrap();
+    assert!(
+        description.contains("usual share of 4.762%"),
+        "{description}"
+    );
+    assert_eq!(
+        spike["annotations"]["runbook_url"],
+        "docs/operations.md#zegologdisconnectspike"
+    );
+    // App 2 grew with the same mix: nothing for it, and nothing else fired.
+    for (_, body) in receiver.received() {
+        for alert in body["alerts"].as_array().unwrap() {
+            assert_eq!(
+                alert["labels"]["alertname"], "ZegologDisconnectSpike",
+                "{body:#}"
+            );
+            assert_eq!(alert["labels"]["appid"], "1", "{body:#}");
+        }
+    }
+
+    // The operations dashboard: every PromQL expression evaluates, and shows data, against
+    // this Prometheus.
+    let dashboard = grafana_dashboard("zegolog-operations.json");
+    let mut evaluated = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = expand_promql(target["expr"].as_str().unwrap());
+            assert!(
+                !expr.contains('$'),
+                "a Grafana variable the test does not set: {expr}"
+            );
+            let result = prometheus_query(prometheus_port, &expr).await;
+            assert!(
+                !result.is_empty(),
+                "panel {:?}: {expr} has no data",
+                panel["title"]
+            );
+            evaluated += 1;
+        }
+    }
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        let Some(definition) = variable["definition"].as_str() else {
+            continue;
+        };
+        // label_values(metric, label): the label's values among the metric's series.
+        let (metric, label) = definition
+            .strip_prefix("label_values(")
+            .and_then(|rest| rest.strip_suffix(')'))
+            .and_then(|rest| rest.split_once(", "))
+            .unwrap_or_else(|| panic!("unexpected variable query {definition}"));
+        let values =
+            prometheus_query(prometheus_port, &format!("count by ({label}) ({metric})")).await;
+        assert!(!values.is_empty(), "{definition}");
+        evaluated += 1;
+    }
+    assert!(evaluated >= 18, "{evaluated}");
+    println!(
+        "ZegologDisconnectSpike reached the receiver {fired_after:?} after the burst, {:?} after the test began; {evaluated} dashboard queries evaluated",
+        started.elapsed()
+    );
+    drop(prometheus);
+    drop(alertmanager);
+    let _ = served.terminate();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The analysts' dashboard: Grafana's PostgreSQL data source, as the analyst role.
+// ---------------------------------------------------------------------------------------------
+
+/// Grafana's PostgreSQL macros and the dashboard's `$appid`, expanded as Grafana does for the
+/// time range [from, to].
+fn expand_grafana_sql(sql: &str, from: &str, to: &str, appid: i64) -> String {
+    let mut out = sql
+        .replace("$__timeFrom()", &format!("'{from}'"))
+        .replace("$__timeTo()", &format!("'{to}'"))
+        .replace("$appid", &appid.to_string());
+    // $__timeFilter(column) → column BETWEEN 'from' AND 'to'
+    while let Some(start) = out.find("$__timeFilter(") {
+        let rest = &out[start + "$__timeFilter(".len()..];
+        let end = rest.find(')').expect("a closed $__timeFilter(");
+        let column = rest[..end].trim().to_owned();
+        out = format!(
+            "{}{column} BETWEEN '{from}' AND '{to}'{}",
+            &out[..start],
+            &rest[end + 1..]
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn every_query_of_the_analytics_dashboard_runs_as_the_analyst() {
+    use sqlx::{Connection, Row};
+    let (url, pool) = common::migrated_database_url().await;
+    let app = TestApp::serve(
+        common::test_verifier(600),
+        Store::from_pool(pool.clone()),
+        pool.clone(),
+    )
+    .await;
+    // Two days ago the usual mix; ten minutes before the anchor a burst of connection_lost.
+    let anchor = common::now_ms_clear_of_midnight();
+    let mut n = 0;
+    for (at, reason, count) in [
+        (anchor - 2 * common::DAY_MS, 0, 20),
+        (anchor - 2 * common::DAY_MS, 2, 1),
+        (anchor - 10 * 60_000, 0, 5),
+        (anchor - 10 * 60_000, 2, 10),
+    ] {
+        for _ in 0..count {
+            n += 1;
+            let mut callback = logout("1", reason, n);
+            callback["room_id"] = json!(format!("room-{}", n % 3));
+            callback["login_time"] = json!((at - 60_000).to_string());
+            callback["logout_time"] = json!(at.to_string());
+            let (status, _) = app.post_json(&signed(callback)).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+    }
+    Store::from_pool(pool.clone())
+        .compact_rollups()
+        .await
+        .unwrap();
+    let role = format!("grafana_{}", std::process::id());
+    let password = "grafana reads the views";
+    let mut admin = pool.acquire().await.unwrap();
+    zegolog::grant::grant_analyst(&mut admin, &role, Some(password))
+        .await
+        .unwrap();
+    let options: sqlx::postgres::PgConnectOptions = url.parse().unwrap();
+    let mut analyst = sqlx::PgConnection::connect_with(&options.username(&role).password(password))
+        .await
+        .unwrap();
+
+    let dashboard = grafana_dashboard("zegolog-analytics.json");
+    let to = chrono::Utc::now();
+    let from = chrono::DateTime::from_timestamp_millis(anchor - 3_600_000).unwrap();
+    let (from, to) = (
+        from.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        to.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    );
+    let mut queries: Vec<(String, String)> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|panel| {
+            panel["targets"].as_array().unwrap().iter().map(|t| {
+                (
+                    panel["title"].as_str().unwrap().to_owned(),
+                    t["rawSql"].as_str().unwrap().to_owned(),
+                )
+            })
+        })
+        .collect();
+    for variable in dashboard["templating"]["list"].as_array().unwrap() {
+        if variable["type"] == "query" {
+            queries.push((
+                format!("variable {}", variable["name"]),
+                variable["query"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    assert!(queries.len() >= 9, "{queries:?}");
+    for (title, sql) in &queries {
+        let sql = expand_grafana_sql(sql, &from, &to, 1);
+        assert!(
+            !sql.contains('$'),
+            "{title}: a macro the test does not expand: {sql}"
+        );
+        let rows = sqlx::raw_sql(&sql)
+            .fetch_all(&mut analyst)
+            .await
+            .unwrap_or_else(|e| panic!("{title}: {e}\n{sql}"));
+        assert!(!rows.is_empty(), "{title}: no rows\n{sql}");
+        if sql.contains("AS \"time\"") {
+            // Grafana's time series need a time column named "time".
+            let _: chrono::DateTime<chrono::Utc> = rows[0].try_get("time").unwrap();
+        }
+    }
+    drop(analyst);
+    let _ = sqlx::raw_sql(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .execute(&pool)
+        .await;
+}
