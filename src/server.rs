@@ -5,7 +5,7 @@
 //! every route is served behind), [`crate::dashboard`] (the read side, built on http's state and
 //! answers; neither knows the other is mounted beside it), the database brought up in the
 //! background ([`crate::database::bring_up`]), group commit and the spool ([`crate::ingest`]),
-//! and the [`crate::upkeep`] loop.
+//! the [`crate::upkeep`] loop, and the alert webhook ([`crate::notifier`]) when configured.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,6 +22,7 @@ use crate::error_chain;
 use crate::http::{self, AppState, ClientLimits};
 use crate::ingest::{BatchConfig, Ingest};
 use crate::metrics::Metrics;
+use crate::notifier::{Notifier, NotifierConfig};
 use crate::signature::Verifier;
 use crate::spool::{Spool, SpoolLimits};
 use crate::store::{PoolConfig, ReusePolicy};
@@ -67,6 +68,8 @@ pub struct ServerConfig {
     pub dashboard: Option<DashboardToken>,
     /// Most appids labelled on their own in `zegolog_logouts_total`.
     pub metrics_max_appids: usize,
+    /// The alert webhook; `None`: off.
+    pub alerts: Option<NotifierConfig>,
 }
 
 /// Where the spool is, and its bounds.
@@ -112,6 +115,7 @@ pub async fn run(
         upkeep,
         dashboard,
         metrics_max_appids,
+        alerts,
     } = config;
     let listen: SocketAddr = listener.local_addr().map_err(ServerError::Http)?;
     if verifier.is_insecure() {
@@ -167,6 +171,13 @@ pub async fn run(
     });
     let metrics = Arc::new(Metrics::new(metrics_max_appids));
     let (ingest, tasks) = Ingest::start(backend.clone(), spool, batching, metrics.clone());
+    let notifier = alerts.map(|config| {
+        let backend = backend.clone();
+        tokio::spawn(async move {
+            let store = backend.wait_ready().await.clone();
+            Notifier::new(store, config).run().await
+        })
+    });
     let upkeep = tokio::spawn(async move {
         let store = backend.wait_ready().await.clone();
         upkeep::run(store, upkeep).await
@@ -182,6 +193,9 @@ pub async fn run(
     // Every request has been answered; let the writers finish and the spool drain.
     tasks.finish(DRAIN_AT_SHUTDOWN).await;
     upkeep.abort();
+    if let Some(notifier) = notifier {
+        notifier.abort();
+    }
     bring_up.abort();
     let database = opened.lock().unwrap().take();
     if let Some(database) = database {

@@ -677,3 +677,351 @@ async fn every_query_of_the_analytics_dashboard_runs_as_the_analyst() {
         .execute(&pool)
         .await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// zegolog's own alert webhook (src/notifier.rs).
+// ---------------------------------------------------------------------------------------------
+
+/// The secret part of the test's webhook URL: it must never show in a log or an error.
+const WEBHOOK_SECRET: &str = "T0001/B0001/s3cr3tW3bh00kT0k3n";
+
+/// Posts signed room_logouts of `appid` at `at_ms`: `normal` with reason 0 and `lost` with
+/// reason 2, the lost ones in `rooms` in turn.
+async fn post_logouts_at(
+    app: &TestApp,
+    appid: &str,
+    at_ms: i64,
+    normal: u64,
+    lost: u64,
+    rooms: &[&str],
+    next: &mut u64,
+) {
+    for (reason, count) in [(0, normal), (2, lost)] {
+        for i in 0..count {
+            *next += 1;
+            let mut callback = logout(appid, reason, *next);
+            let room = if reason == 2 {
+                rooms[i as usize % rooms.len()]
+            } else {
+                "lobby"
+            };
+            callback["room_id"] = json!(room);
+            callback["login_time"] = json!((at_ms - 60_000).to_string());
+            callback["logout_time"] = json!(at_ms.to_string());
+            let (status, _) = app.post_json(&signed(callback)).await;
+            assert_eq!(status, StatusCode::OK);
+        }
+    }
+}
+
+/// A database where apps 1 and 2 had 40 normal logouts for 2 connection_lost two days before
+/// `anchor`, and two minutes before it app 1 lost 20 connections (15 in room-a, 5 in room-b)
+/// for 5 normal logouts, while app 2 kept its mix.
+async fn a_spike_in_app_1(anchor: i64) -> TestApp {
+    let app = TestApp::spawn().await;
+    let mut next = 0;
+    for appid in ["1", "2"] {
+        post_logouts_at(
+            &app,
+            appid,
+            anchor - 2 * common::DAY_MS,
+            40,
+            2,
+            &["lobby"],
+            &mut next,
+        )
+        .await;
+    }
+    post_logouts_at(
+        &app,
+        "1",
+        anchor - 120_000,
+        5,
+        20,
+        &["room-a", "room-a", "room-a", "room-b"],
+        &mut next,
+    )
+    .await;
+    post_logouts_at(&app, "2", anchor - 120_000, 20, 1, &["lobby"], &mut next).await;
+    Store::from_pool(app.pool.clone())
+        .compact_rollups()
+        .await
+        .unwrap();
+    app
+}
+
+fn notifier_config(receiver: &Receiver) -> zegolog::notifier::NotifierConfig {
+    use zegolog::notifier::{NotifierConfig, WebhookUrl};
+    let webhook = WebhookUrl::parse(&receiver.url(&format!("/services/{WEBHOOK_SECRET}"))).unwrap();
+    NotifierConfig {
+        attempts: 3,
+        retry_pause: std::time::Duration::from_millis(10),
+        ..NotifierConfig::new(
+            webhook,
+            Some("https://zegolog.example.com/".trim_end_matches('/').into()),
+        )
+    }
+}
+
+fn events(receiver: &Receiver, event: &str) -> Vec<serde_json::Value> {
+    receiver
+        .received()
+        .into_iter()
+        .filter(|(_, body)| body["event"] == event)
+        .map(|(_, body)| body)
+        .collect()
+}
+
+#[tokio::test]
+async fn the_webhook_gets_one_message_when_a_spike_starts_and_one_when_it_ends_from_two_instances()
+{
+    use zegolog::notifier::Notifier;
+    use zegolog::views::incident::{self, Bucket, Window};
+    let anchor = common::now_ms_clear_of_midnight();
+    let now = chrono::DateTime::from_timestamp_millis(anchor).unwrap();
+    let app = a_spike_in_app_1(anchor).await;
+    // The first two deliveries fail: the message is retried, and delivered once.
+    let receiver = Receiver::start(2).await;
+    let config = notifier_config(&receiver);
+    let store = Store::from_pool(app.pool.clone());
+    let (a, b) = (
+        Notifier::new(store.clone(), config.clone()),
+        Notifier::new(store, config.clone()),
+    );
+
+    // Two instances look at the same minute.
+    let (tick_a, tick_b) = tokio::join!(a.tick(now), b.tick(now));
+    let (tick_a, tick_b) = (tick_a.unwrap(), tick_b.unwrap());
+    let mut started = [tick_a.started.clone(), tick_b.started.clone()].concat();
+    started.sort();
+    assert_eq!(
+        started,
+        vec![(1, "connection_lost".to_owned())],
+        "{tick_a:?} {tick_b:?}"
+    );
+    let starts = events(&receiver, "spike_started");
+    assert_eq!(starts.len(), 1, "{:#?}", receiver.received());
+    let (path, _) = &receiver.received()[0];
+    assert_eq!(path, &format!("/services/{WEBHOOK_SECRET}"));
+
+    // The message: the incident view's spike (the same function), its figures and its rooms.
+    let start = &starts[0];
+    let window = Window::ending(1, config.window, Bucket::OneMinute, now);
+    let rows = incident::reason_buckets(&app.pool, &window).await.unwrap();
+    let spike = incident::spike(&rows).unwrap();
+    assert_eq!(start["appid"], 1);
+    assert_eq!(start["reason"], "connection_lost");
+    assert_eq!(start["logouts"], 20);
+    assert_eq!(start["bucket_logouts"], 25);
+    assert_eq!(start["share"], json!(spike.share));
+    assert_eq!(start["lift"], json!(spike.lift));
+    let usual = start["usual_share"].as_f64().unwrap();
+    assert!((usual - 2.0 / 42.0).abs() < 1e-9, "{usual}");
+    assert_eq!(start["worst_rooms"][0]["room_id"], "room-a");
+    assert_eq!(start["worst_rooms"][0]["abnormal"], 15);
+    assert_eq!(start["worst_rooms"][1]["room_id"], "room-b");
+    assert_eq!(
+        start["link"],
+        "https://zegolog.example.com/dashboard/incident?appid=1&last=1h&bucket=1m"
+    );
+    assert_eq!(start["window"]["bucket"], "1m");
+    let text = start["text"].as_str().unwrap();
+    for part in [
+        "app 1",
+        "connection_lost",
+        "80.0%",
+        "usually 4.8%",
+        "16.8 times",
+        "room-a (15)",
+        "https://zegolog.example.com/dashboard/incident?appid=1",
+    ] {
+        assert!(text.contains(part), "{part:?} not in {text:?}");
+    }
+
+    // A minute later it goes on: no new message.
+    let later = now + chrono::Duration::minutes(1);
+    let (tick_a, tick_b) = tokio::join!(a.tick(later), b.tick(later));
+    assert!(tick_a.unwrap().started.is_empty() && tick_b.unwrap().started.is_empty());
+    assert_eq!(receiver.received().len(), 1);
+
+    // Once the window no longer holds the burst it ends: one message, from one instance.
+    let over = now + chrono::Duration::minutes(6);
+    let (tick_a, tick_b) = tokio::join!(a.tick(over), b.tick(over));
+    let mut ended = [tick_a.unwrap().ended, tick_b.unwrap().ended].concat();
+    ended.sort();
+    assert_eq!(ended, vec![(1, "connection_lost".to_owned())]);
+    let ends = events(&receiver, "spike_ended");
+    assert_eq!(ends.len(), 1, "{:#?}", receiver.received());
+    assert_eq!(ends[0]["appid"], 1);
+    assert_eq!(ends[0]["peak_share"], json!(spike.share));
+    assert!(ends[0]["text"]
+        .as_str()
+        .unwrap()
+        .contains("Disconnect spike over in app 1"));
+    let (tick_a, tick_b) = tokio::join!(
+        a.tick(over + chrono::Duration::minutes(1)),
+        b.tick(over + chrono::Duration::minutes(1))
+    );
+    assert_eq!(
+        (tick_a.unwrap().delivered, tick_b.unwrap().delivered),
+        (0, 0)
+    );
+    assert_eq!(receiver.received().len(), 2, "{:#?}", receiver.received());
+    let (open, sent): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE ended_at IS NULL), count(*) FILTER (WHERE end_sent_at IS NOT NULL) FROM alert_spikes",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!((open, sent), (0, 1));
+}
+
+#[tokio::test]
+async fn an_undelivered_message_waits_in_its_row_for_the_next_tick_and_is_given_up_after_an_hour() {
+    use zegolog::notifier::Notifier;
+    let anchor = common::now_ms_clear_of_midnight();
+    let now = chrono::DateTime::from_timestamp_millis(anchor).unwrap();
+    let app = a_spike_in_app_1(anchor).await;
+    // Three attempts per tick: the first tick's all fail.
+    let receiver = Receiver::start(3).await;
+    let notifier = Notifier::new(
+        Store::from_pool(app.pool.clone()),
+        notifier_config(&receiver),
+    );
+
+    let first = notifier.tick(now).await.unwrap();
+
+    assert_eq!(
+        (first.started.len(), first.delivered, first.undelivered),
+        (1, 0, 1)
+    );
+    let (attempts, error): (i32, String) =
+        sqlx::query_as("SELECT attempts, last_error FROM alert_spikes WHERE start_sent_at IS NULL")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(attempts, 1);
+    assert!(error.contains("500"), "{error}");
+    assert!(!error.contains(WEBHOOK_SECRET), "{error}");
+    let second = notifier
+        .tick(now + chrono::Duration::seconds(60))
+        .await
+        .unwrap();
+    assert_eq!((second.started.len(), second.delivered), (0, 1));
+    assert_eq!(events(&receiver, "spike_started").len(), 1);
+
+    // A webhook that stays down: the message is given up after an hour, its error kept.
+    let app = a_spike_in_app_1(anchor).await;
+    let down = Receiver::start(0).await;
+    let mut config = notifier_config(&down);
+    config.webhook = zegolog::notifier::WebhookUrl::parse(&format!(
+        "http://127.0.0.1:{}/services/{WEBHOOK_SECRET}",
+        common::free_port()
+    ))
+    .unwrap();
+    let notifier = Notifier::new(Store::from_pool(app.pool.clone()), config);
+    assert_eq!(notifier.tick(now).await.unwrap().undelivered, 1);
+    let hour_later = now + chrono::Duration::minutes(61);
+    notifier.tick(hour_later).await.unwrap();
+    let (sent, error): (Option<chrono::DateTime<chrono::Utc>>, String) =
+        sqlx::query_as("SELECT start_sent_at, last_error FROM alert_spikes")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(sent, Some(hour_later), "given up: it counts as sent");
+    assert!(
+        !error.contains(WEBHOOK_SECRET) && !error.is_empty(),
+        "{error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_posts_a_spike_to_the_webhook_once_from_two_instances_and_never_logs_its_secret() {
+    let url = common::empty_database_url().await;
+    let receiver = Receiver::start(0).await;
+    let webhook = receiver.url(&format!("/services/{WEBHOOK_SECRET}"));
+    let secrets = format!("1={},2={}", common::SECRET, common::SECRET_APP2);
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("ZEGOLOG_SECRETS", secrets.as_str()),
+        ("ZEGOLOG_ALERT_WEBHOOK_URL", webhook.as_str()),
+        ("ZEGOLOG_ALERT_EVERY_SECS", "1"),
+        ("ZEGOLOG_PUBLIC_URL", "https://zegolog.example.com"),
+        ("ZEGOLOG_COMPACT_EVERY_SECS", "1"),
+        ("ZEGOLOG_LOG", "debug,sqlx=warn"),
+    ];
+    let first = common::serve(&common::temp_data_dir("zegolog-webhook-a-"), &env);
+    let second = common::serve(&common::temp_data_dir("zegolog-webhook-b-"), &env);
+    // The callbacks go to the first instance; both look for spikes.
+    let app = TestApp {
+        addr: ([127, 0, 0, 1], first.port).into(),
+        pool: common::lazy_pool(&url),
+        client: reqwest::Client::new(),
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut next = 0;
+    post_logouts_at(
+        &app,
+        "1",
+        now - 2 * common::DAY_MS,
+        40,
+        2,
+        &["lobby"],
+        &mut next,
+    )
+    .await;
+    // The usual share reads the daily rollups: wait for a compaction to hold the day before.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sqlx::query_scalar::<_, i64>("SELECT count(*) FROM logout_reasons_daily WHERE appid = 1")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rollups were never compacted"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    post_logouts_at(
+        &app,
+        "1",
+        chrono::Utc::now().timestamp_millis(),
+        2,
+        20,
+        &["room-a"],
+        &mut next,
+    )
+    .await;
+
+    let start = receiver
+        .wait_for(std::time::Duration::from_secs(60), "spike_started", |b| {
+            b["event"] == "spike_started"
+        })
+        .await;
+    assert_eq!(
+        (start["appid"].clone(), start["reason"].clone()),
+        (json!(1), json!("connection_lost"))
+    );
+    // A few more ticks of both instances: still one message.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        events(&receiver, "spike_started").len(),
+        1,
+        "{:#?}",
+        receiver.received()
+    );
+
+    for served in [first, second] {
+        let (_, log) = served.terminate();
+        assert!(
+            log.contains(&format!("http://{}/…", receiver.addr)),
+            "the log names the webhook by its host:\n{log}"
+        );
+        assert!(
+            !log.contains(WEBHOOK_SECRET),
+            "the webhook's secret is in the log:\n{log}"
+        );
+    }
+}
