@@ -1025,3 +1025,52 @@ async fn serve_posts_a_spike_to_the_webhook_once_from_two_instances_and_never_lo
         );
     }
 }
+
+#[test]
+fn every_alert_has_a_summary_a_description_and_a_runbook_section_in_the_operations_docs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rules = std::fs::read_to_string(root.join("deploy/prometheus/zegolog-rules.yml")).unwrap();
+    let docs = std::fs::read_to_string(root.join("docs/operations.md")).unwrap();
+    let alerts: Vec<&str> = rules.split("- alert: ").skip(1).collect();
+    assert!(alerts.len() >= 10, "{}", alerts.len());
+    let mut names = Vec::new();
+    for alert in alerts {
+        let name = alert.lines().next().unwrap().trim();
+        // The alert's own text runs up to the next rule.
+        let body = alert.split("\n      - ").next().unwrap();
+        for key in ["summary:", "description:", "severity:"] {
+            assert!(body.contains(key), "{name} has no {key}");
+        }
+        let anchor = format!("runbook_url: docs/operations.md#{}", name.to_lowercase());
+        assert!(body.contains(&anchor), "{name}: no {anchor}");
+        assert!(
+            docs.contains(&format!("\n#### {name}\n")),
+            "docs/operations.md has no section #### {name}"
+        );
+        names.push(name.to_owned());
+    }
+    for required in [
+        "ZegologDisconnectSpike",
+        "ZegologNotReady",
+        "ZegologSpoolFilling",
+        "ZegologSignatureFailures",
+        "ZegologSignatureReuse",
+        "ZegologWriteErrors",
+    ] {
+        assert!(
+            names.iter().any(|n| n == required),
+            "{required} is missing: {names:?}"
+        );
+    }
+    // Each alert has a promtool unit test.
+    let tests: String = std::fs::read_dir(root.join("deploy/prometheus/tests"))
+        .unwrap()
+        .map(|entry| std::fs::read_to_string(entry.unwrap().path()).unwrap())
+        .collect();
+    for name in &names {
+        assert!(
+            tests.contains(&format!("alertname: {name}")),
+            "no promtool test for {name}"
+        );
+    }
+}
