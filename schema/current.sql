@@ -3691,6 +3691,49 @@ CREATE TABLE public._sqlx_migrations (
 
 
 --
+-- Name: alert_spikes; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.alert_spikes (
+    id bigint NOT NULL,
+    appid bigint NOT NULL,
+    reason text NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    ended_at timestamp with time zone,
+    peak_share double precision NOT NULL,
+    peak_lift double precision,
+    start_message jsonb NOT NULL,
+    end_message jsonb,
+    start_sent_at timestamp with time zone,
+    end_sent_at timestamp with time zone,
+    attempts integer DEFAULT 0 NOT NULL,
+    last_error text,
+    CONSTRAINT alert_spikes_check CHECK (((ended_at IS NOT NULL) OR (end_message IS NULL)))
+);
+
+
+--
+-- Name: TABLE alert_spikes; Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON TABLE public.alert_spikes IS 'Disconnect spikes announced by the alert webhook (--alert-webhook-url): one row per spike of one app and logout reason, with the start and end messages and when each was delivered.';
+
+
+--
+-- Name: alert_spikes_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.alert_spikes ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.alert_spikes_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+
+--
 -- Name: app_concurrency_day; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -4553,6 +4596,14 @@ ALTER TABLE ONLY public._sqlx_migrations
 
 
 --
+-- Name: alert_spikes alert_spikes_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.alert_spikes
+    ADD CONSTRAINT alert_spikes_pkey PRIMARY KEY (id);
+
+
+--
 -- Name: app_concurrency_day app_concurrency_day_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -4670,6 +4721,13 @@ ALTER TABLE ONLY public.signature_ledger_default
 
 ALTER TABLE ONLY public.zegolog_settings
     ADD CONSTRAINT zegolog_settings_pkey PRIMARY KEY (singleton);
+
+
+--
+-- Name: alert_spikes_one_open; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE UNIQUE INDEX alert_spikes_one_open ON public.alert_spikes USING btree (appid, reason) WHERE (ended_at IS NULL);
 
 
 --

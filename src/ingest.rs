@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 use tokio::task::JoinHandle;
 
-use crate::callback::Received;
+use crate::callback::{Payload, Received};
 use crate::database::Backend;
 use crate::error_chain;
 use crate::metrics::Metrics;
 use crate::spool::{Spool, SpoolError};
-use crate::store::{Outcome, Store, StoreError};
+use crate::store::{Outcome, Reuse, Store, StoreError};
 
 /// How callbacks are grouped into transactions.
 #[derive(Debug, Clone)]
@@ -134,6 +134,7 @@ impl Ingest {
         });
         if let Some(spool) = &spool {
             shared.metrics.spool_status(&spool.status());
+            shared.metrics.spool_max_bytes(spool.max_bytes());
         }
         let writers = (0..config.writers.max(1))
             .map(|_| tokio::spawn(write_batches(queue.clone(), shared.clone(), config.clone())))
@@ -269,16 +270,30 @@ async fn to_database(shared: &Shared, receiveds: &[Received]) -> Result<Vec<Ack>
         .store()
         .ok_or_else(|| IngestError::NotReady(shared.backend.state().name()))?;
     let started = Instant::now();
-    let outcomes = store
-        .write(receiveds)
-        .await
-        .map_err(IngestError::Unavailable)?;
+    let outcomes = store.write(receiveds).await.map_err(|error| {
+        shared.metrics.write_error("live");
+        IngestError::Unavailable(error)
+    })?;
     shared.metrics.commit_seconds(started.elapsed());
     for (received, outcome) in receiveds.iter().zip(&outcomes) {
         shared.metrics.callback(&received.event, outcome.as_str());
+        count_logout(shared, received, *outcome);
         count_reuse(shared, store, *outcome, &received.event);
     }
     Ok(outcomes.into_iter().map(Ack::Written).collect())
+}
+
+/// Counts a stored logout by app and reason in `/metrics` (not a duplicate: the counter is what
+/// the disconnect-spike alert divides).
+fn count_logout(shared: &Shared, received: &Received, outcome: Outcome) {
+    if let Payload::Logout(logout) = &received.payload {
+        if matches!(
+            outcome,
+            Outcome::Stored | Outcome::SignatureReuse(Reuse::Accepted { stored: true })
+        ) {
+            shared.metrics.logout_stored(logout);
+        }
+    }
 }
 
 /// Counts a signature reuse in `/metrics` and logs it.
@@ -387,6 +402,7 @@ async fn drain(shared: Arc<Shared>, batch_size: usize, stop: Arc<std::sync::atom
                     shared
                         .metrics
                         .callback(&received.event, &format!("drained_{}", outcome.as_str()));
+                    count_logout(&shared, received, *outcome);
                     count_reuse(&shared, store, *outcome, &received.event);
                 }
                 let spool = spool.clone();
@@ -409,6 +425,7 @@ async fn drain(shared: Arc<Shared>, batch_size: usize, stop: Arc<std::sync::atom
                 backoff = Duration::from_millis(100);
             }
             Err(error) => {
+                shared.metrics.write_error("drain");
                 tracing::debug!(error = %error_chain(&error), "spool drain: database still unavailable");
                 if stop.load(std::sync::atomic::Ordering::SeqCst) {
                     return;

@@ -19,6 +19,7 @@
 //! - [`views`]: the read side: every query the dashboard and the report run over the views, typed functions returning typed rows. No HTTP, no terminal.
 //!   - [`views::days`]: days of the reporting time zone: the dashboard's charts of one app, the report's sections of one app or all.
 //!   - [`views::incident`]: the incident view's figures (last hours, per-minute reasons and lift, worst rooms).
+//! - [`notifier`]: the alert webhook (`--alert-webhook-url`): the incident view's spike rule every minute, one message when a spike starts and one when it ends, once across instances.
 //! - [`http`]: the callback handler, health and metrics, the edge every route is served behind, the JSON error answers, the accept loop. Knows nothing of the dashboard.
 //! - [`dashboard`]: `/dashboard`, the token-protected charts page and the JSON it reads from the views; built on [`http`]'s state and answers.
 //! - [`server`]: the whole service: [`server::app`], the router of [`http`] and [`dashboard`], and [`server::run`], everything `zegolog serve` does, for the binary and the tests alike.
@@ -49,6 +50,7 @@ pub mod http;
 pub mod import;
 pub mod ingest;
 pub mod metrics;
+pub mod notifier;
 pub mod quarantine;
 pub mod report;
 pub mod server;

@@ -2,6 +2,9 @@
 //!
 //! One registry per running app (not a global), so tests that run several apps in one process
 //! each read their own figures.
+//!
+//! The alert rules in `deploy/prometheus/zegolog-rules.yml` read these series (their unit tests
+//! in `deploy/prometheus/tests/`); renaming one breaks them.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -10,7 +13,17 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use crate::callback::RoomLogout;
 use crate::spool::SpoolStatus;
+
+/// Appids with a label of their own in `zegolog_logouts_total` unless configured otherwise.
+pub const DEFAULT_MAX_APPIDS: usize = 50;
+
+/// The `appid` label of logouts of the apps beyond the bound.
+pub const OTHER_APPS: &str = "other";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallbackLabels {
@@ -39,6 +52,21 @@ pub struct ReuseLabels {
     pub action: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LogoutLabels {
+    /// The appid, or `other` beyond the first `max_appids` apps seen.
+    pub appid: String,
+    /// The decoded reason: normal, heartbeat_timeout, connection_lost, kicked_out,
+    /// token_expired or unknown.
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteErrorLabels {
+    /// `live` (a batch of requests) or `drain` (a batch from the spool).
+    pub path: String,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -52,6 +80,13 @@ pub struct Metrics {
     spool_degraded: Gauge,
     client_connections: Gauge,
     client_timeouts: Family<TimeoutLabels, Counter>,
+    logouts: Family<LogoutLabels, Counter>,
+    /// Appids labelled on their own so far, at most `max_appids`.
+    labelled_appids: Mutex<HashSet<i64>>,
+    max_appids: usize,
+    write_errors: Family<WriteErrorLabels, Counter>,
+    database_ready: Gauge,
+    spool_max_bytes: Gauge,
 }
 
 /// Events with a label of their own; any other event is counted as `other`, so that a sender
@@ -60,6 +95,14 @@ const KNOWN_EVENTS: [&str; 4] = ["room_logout", "room_login", "room_create", "ro
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::new(DEFAULT_MAX_APPIDS)
+    }
+}
+
+impl Metrics {
+    /// The registry, with at most `max_appids` appids labelled on their own in
+    /// `zegolog_logouts_total` (the first seen since start; the rest are `other`).
+    pub fn new(max_appids: usize) -> Self {
         let mut registry = Registry::with_prefix("zegolog");
         let callbacks = Family::<CallbackLabels, Counter>::default();
         registry.register(
@@ -121,6 +164,30 @@ impl Default for Metrics {
             "Client connections closed by the header or idle timeout, and requests answered 408 by the request timeout",
             client_timeouts.clone(),
         );
+        let logouts = Family::<LogoutLabels, Counter>::default();
+        registry.register(
+            "logouts",
+            "Logouts stored (not duplicates), by appid and decoded reason; appids beyond the configured bound are `other`",
+            logouts.clone(),
+        );
+        let write_errors = Family::<WriteErrorLabels, Counter>::default();
+        registry.register(
+            "write_errors",
+            "Batches the database failed to write (then spooled, or answered 503), by path",
+            write_errors.clone(),
+        );
+        let database_ready = Gauge::default();
+        registry.register(
+            "database_ready",
+            "1 while the database is migrated and answers, 0 while callbacks wait in the spool or are refused",
+            database_ready.clone(),
+        );
+        let spool_max_bytes = Gauge::default();
+        registry.register(
+            "spool_max_bytes",
+            "The spool's size bound in bytes (0: no spool)",
+            spool_max_bytes.clone(),
+        );
         Self {
             registry,
             callbacks,
@@ -133,11 +200,63 @@ impl Default for Metrics {
             spool_degraded,
             client_connections,
             client_timeouts,
+            logouts,
+            labelled_appids: Mutex::new(HashSet::new()),
+            max_appids,
+            write_errors,
+            database_ready,
+            spool_max_bytes,
         }
     }
-}
 
-impl Metrics {
+    /// Counts a logout that was stored (call it for `Stored` outcomes only, never duplicates).
+    /// An app's first logout creates its six reason series at zero, so that a reason's rate
+    /// and share exist (as 0) before it first occurs.
+    pub fn logout_stored(&self, logout: &RoomLogout) {
+        let appid = {
+            let mut labelled = self.labelled_appids.lock().unwrap();
+            if labelled.contains(&logout.appid)
+                || (labelled.len() < self.max_appids && labelled.insert(logout.appid))
+            {
+                logout.appid.to_string()
+            } else {
+                OTHER_APPS.to_owned()
+            }
+        };
+        for reason in RoomLogout::REASONS
+            .iter()
+            .chain([&RoomLogout::UNKNOWN_REASON])
+        {
+            let series = self.logouts.get_or_create(&LogoutLabels {
+                appid: appid.clone(),
+                reason: (*reason).to_owned(),
+            });
+            if *reason == logout.reason_name() {
+                series.inc();
+            }
+        }
+    }
+
+    /// A batch the database did not take; `path` is `live` or `drain`.
+    pub fn write_error(&self, path: &'static str) {
+        self.write_errors
+            .get_or_create(&WriteErrorLabels {
+                path: path.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Whether the database is migrated and answers now (set at each scrape).
+    pub fn database_ready(&self, ready: bool) {
+        self.database_ready.set(i64::from(ready));
+    }
+
+    /// The spool's size bound, once at start.
+    pub fn spool_max_bytes(&self, max_bytes: u64) {
+        self.spool_max_bytes
+            .set(max_bytes.try_into().unwrap_or(i64::MAX));
+    }
+
     pub fn callback(&self, event: &str, outcome: &str) {
         let event = if KNOWN_EVENTS.contains(&event) {
             event

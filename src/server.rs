@@ -5,7 +5,7 @@
 //! every route is served behind), [`crate::dashboard`] (the read side, built on http's state and
 //! answers; neither knows the other is mounted beside it), the database brought up in the
 //! background ([`crate::database::bring_up`]), group commit and the spool ([`crate::ingest`]),
-//! and the [`crate::upkeep`] loop.
+//! the [`crate::upkeep`] loop, and the alert webhook ([`crate::notifier`]) when configured.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -22,6 +22,7 @@ use crate::error_chain;
 use crate::http::{self, AppState, ClientLimits};
 use crate::ingest::{BatchConfig, Ingest};
 use crate::metrics::Metrics;
+use crate::notifier::{Notifier, NotifierConfig};
 use crate::signature::Verifier;
 use crate::spool::{Spool, SpoolLimits};
 use crate::store::{PoolConfig, ReusePolicy};
@@ -65,6 +66,10 @@ pub struct ServerConfig {
     pub upkeep: UpkeepConfig,
     /// The dashboard's token; `None` turns the dashboard off.
     pub dashboard: Option<DashboardToken>,
+    /// Most appids labelled on their own in `zegolog_logouts_total`.
+    pub metrics_max_appids: usize,
+    /// The alert webhook; `None`: off.
+    pub alerts: Option<NotifierConfig>,
 }
 
 /// Where the spool is, and its bounds.
@@ -109,6 +114,8 @@ pub async fn run(
         clients,
         upkeep,
         dashboard,
+        metrics_max_appids,
+        alerts,
     } = config;
     let listen: SocketAddr = listener.local_addr().map_err(ServerError::Http)?;
     if verifier.is_insecure() {
@@ -162,8 +169,15 @@ pub async fn run(
         }
         Arc::new(spool)
     });
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new(metrics_max_appids));
     let (ingest, tasks) = Ingest::start(backend.clone(), spool, batching, metrics.clone());
+    let notifier = alerts.map(|config| {
+        let backend = backend.clone();
+        tokio::spawn(async move {
+            let store = backend.wait_ready().await.clone();
+            Notifier::new(store, config).run().await
+        })
+    });
     let upkeep = tokio::spawn(async move {
         let store = backend.wait_ready().await.clone();
         upkeep::run(store, upkeep).await
@@ -179,6 +193,9 @@ pub async fn run(
     // Every request has been answered; let the writers finish and the spool drain.
     tasks.finish(DRAIN_AT_SHUTDOWN).await;
     upkeep.abort();
+    if let Some(notifier) = notifier {
+        notifier.abort();
+    }
     bring_up.abort();
     let database = opened.lock().unwrap().take();
     if let Some(database) = database {

@@ -36,6 +36,25 @@ const MAX_UNIX_MS: i64 = 253_402_300_799_999;
 impl RoomLogout {
     pub const EVENT: &'static str = "room_logout";
 
+    /// The names of the logout reasons, by code (0-4), as the SQL function
+    /// `zegolog_reason_name` decodes them; any other code, or none, is [`Self::UNKNOWN_REASON`].
+    pub const REASONS: [&'static str; 5] = [
+        "normal",
+        "heartbeat_timeout",
+        "connection_lost",
+        "kicked_out",
+        "token_expired",
+    ];
+    pub const UNKNOWN_REASON: &'static str = "unknown";
+
+    /// This logout's decoded reason: one of [`Self::REASONS`] or [`Self::UNKNOWN_REASON`].
+    pub fn reason_name(&self) -> &'static str {
+        self.reason
+            .and_then(|code| usize::try_from(code).ok())
+            .and_then(|code| Self::REASONS.get(code).copied())
+            .unwrap_or(Self::UNKNOWN_REASON)
+    }
+
     /// Normalises the fields of an authentic `room_logout`.
     pub fn from_fields(appid: i64, fields: &Fields) -> Result<Self, FieldError> {
         const U64: &str = "an unsigned 64-bit integer";

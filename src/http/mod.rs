@@ -290,8 +290,14 @@ async fn readyz(State(state): State<AppState>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// `GET /metrics`: Prometheus text format.
+/// `GET /metrics`: Prometheus text format. `zegolog_database_ready` is measured now, as
+/// `/readyz` measures it.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let ready = match state.backend().store() {
+        Some(store) => store.ping().await,
+        None => false,
+    };
+    state.metrics.database_ready(ready);
     (
         [(
             header::CONTENT_TYPE,

@@ -269,22 +269,46 @@ fn max_option(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
+/// The spike rule, for one reason in one bucket: an abnormal reason with at least
+/// [`SPIKE_MIN_LOGOUTS`] logouts and a lift of at least [`SPIKE_MIN_LIFT`]. The incident view
+/// and the alert webhook ([`crate::notifier`]) both decide with this function.
+pub fn is_spike(row: &ReasonBucket) -> bool {
+    ABNORMAL_REASONS.contains(&row.reason.as_str())
+        && row.logouts >= SPIKE_MIN_LOGOUTS
+        && row.lift.is_some_and(|l| l >= SPIKE_MIN_LIFT)
+}
+
 /// The abnormal reason-bucket with the most logouts above what its usual share expects, among
-/// those with at least [`SPIKE_MIN_LOGOUTS`] logouts and a lift of [`SPIKE_MIN_LIFT`]: the
-/// excess, rather than the lift alone, so that 3 logouts out of 4 do not outrank an outage.
+/// those that are a spike ([`is_spike`]): the excess, rather than the lift alone, so that 3
+/// logouts out of 4 do not outrank an outage.
 pub fn spike(rows: &[ReasonBucket]) -> Option<ReasonBucket> {
     let excess = |r: &ReasonBucket| {
         r.logouts as f64 - r.usual_share.unwrap_or(0.0) * r.bucket_logouts as f64
     };
     rows.iter()
-        .filter(|r| ABNORMAL_REASONS.contains(&r.reason.as_str()))
-        .filter(|r| r.logouts >= SPIKE_MIN_LOGOUTS && r.lift.is_some_and(|l| l >= SPIKE_MIN_LIFT))
+        .filter(|r| is_spike(r))
         .max_by(|a, b| {
             excess(a)
                 .total_cmp(&excess(b))
                 .then(b.bucket_start.cmp(&a.bucket_start))
         })
         .cloned()
+}
+
+/// The [`spike`] of each abnormal reason that has one in `rows`, in reason order: what spikes
+/// in a window, reason by reason.
+pub fn spikes(rows: &[ReasonBucket]) -> Vec<ReasonBucket> {
+    ABNORMAL_REASONS
+        .iter()
+        .filter_map(|reason| {
+            let of_reason: Vec<ReasonBucket> = rows
+                .iter()
+                .filter(|r| r.reason == *reason)
+                .cloned()
+                .collect();
+            spike(&of_reason)
+        })
+        .collect()
 }
 
 /// [`reason_buckets`] and [`usual_shares`] (`incident_reasons`, `reason_usual_shares`), and

@@ -471,6 +471,8 @@ async fn server_run_stores_a_signed_callback_once_and_returns_ok_on_shutdown() {
             retention: None,
         },
         dashboard: Some(DashboardToken::parse(TOKEN).unwrap()),
+        metrics_max_appids: 50,
+        alerts: None,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

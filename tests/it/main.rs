@@ -6,6 +6,7 @@
 
 mod common;
 
+mod alerting;
 mod analytics;
 mod callbacks;
 mod citus;

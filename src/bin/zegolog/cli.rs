@@ -13,6 +13,7 @@ use tracing_subscriber::EnvFilter;
 
 use zegolog::database::DatabaseArgs;
 use zegolog::ingest::BatchConfig;
+use zegolog::notifier::{NotifierConfig, WebhookUrl};
 use zegolog::server::{ServerConfig, SpoolConfig};
 use zegolog::signature::{Secrets, Verifier};
 use zegolog::spool::SpoolLimits;
@@ -51,7 +52,7 @@ pub enum Command {
     /// Receive callbacks over HTTP and store them. Answers at once: the database is brought up
     /// (private PostgreSQL started, pending migrations applied) in the background, and
     /// callbacks are spooled until it is ready.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply pending database migrations, then exit.
     Migrate(MigrateArgs),
     /// Show the deployment's reporting time zone (in which every daily view, rollup, report and
@@ -293,6 +294,37 @@ pub struct ServeArgs {
     /// How often the rollups behind the daily views are compacted, in seconds.
     #[arg(long, env = "ZEGOLOG_COMPACT_EVERY_SECS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub compact_every_secs: u64,
+
+    /// Most appids labelled on their own in `/metrics`' `zegolog_logouts_total` (the first seen
+    /// since start); the logouts of any other app are counted under `appid="other"`. Bounds
+    /// the series Prometheus stores: six per appid and instance.
+    #[arg(long, env = "ZEGOLOG_METRICS_MAX_APPIDS", default_value_t = zegolog::metrics::DEFAULT_MAX_APPIDS, value_parser = parse_max_appids)]
+    pub metrics_max_appids: usize,
+
+    /// POST a JSON message to this URL when a disconnect spike starts and when it ends (the
+    /// incident view's rule, looked at every minute; a Slack or Microsoft Teams incoming
+    /// webhook URL works as it is). Off without it. Its path is a secret: prefer the
+    /// environment variable; zegolog only ever logs its scheme and host.
+    #[arg(long, env = "ZEGOLOG_ALERT_WEBHOOK_URL", hide_env_values = true)]
+    pub alert_webhook_url: Option<String>,
+
+    /// The address users open zegolog at, e.g. https://zegolog.example.com: the alert
+    /// messages link to the incident view there.
+    #[arg(long, env = "ZEGOLOG_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// How often the alert webhook looks for spikes, in seconds.
+    #[arg(long, env = "ZEGOLOG_ALERT_EVERY_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub alert_every_secs: u64,
+}
+
+fn parse_max_appids(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if n <= 10_000 => Ok(n),
+        _ => Err(format!(
+            "must be a whole number from 0 to 10000, not {text:?}"
+        )),
+    }
 }
 
 impl ServeArgs {
@@ -311,6 +343,25 @@ impl ServeArgs {
                  to accept unsigned callbacks for a local trial"
             ),
         }
+    }
+
+    /// The alert webhook's configuration, if its URL is set. The errors never repeat the URL.
+    fn alerts(&self) -> anyhow::Result<Option<NotifierConfig>> {
+        let public_url = self
+            .public_url
+            .as_deref()
+            .map(zegolog::notifier::parse_public_url)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--public-url {e}"))?;
+        let Some(url) = &self.alert_webhook_url else {
+            return Ok(None);
+        };
+        let webhook = WebhookUrl::parse(url)
+            .map_err(|e| anyhow::anyhow!("--alert-webhook-url (ZEGOLOG_ALERT_WEBHOOK_URL) {e}"))?;
+        Ok(Some(NotifierConfig {
+            every: Duration::from_secs(self.alert_every_secs),
+            ..NotifierConfig::new(webhook, public_url)
+        }))
     }
 
     /// The server's configuration, validated: a missing secret or a bad database URL fails here.
@@ -348,6 +399,8 @@ impl ServeArgs {
                 }),
             },
             dashboard: self.dashboard_token.clone(),
+            metrics_max_appids: self.metrics_max_appids,
+            alerts: self.alerts()?,
         })
     }
 }
@@ -356,7 +409,7 @@ impl ServeArgs {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     init_tracing(cli.log_format);
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Migrate(args) => {
             args.database
                 .with(async |database| {

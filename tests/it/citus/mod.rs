@@ -24,8 +24,9 @@ mod upkeep;
 mod views;
 
 /// The tables that stay plain PostgreSQL tables on the coordinator (migration 0016 says why).
-const ON_THE_COORDINATOR: [&str; 4] = [
+const ON_THE_COORDINATOR: [&str; 5] = [
     "_sqlx_migrations",
+    "alert_spikes",
     "logout_rollup",
     "logout_duration_day",
     "logout_reason_day",
