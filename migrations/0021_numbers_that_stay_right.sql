@@ -45,19 +45,22 @@ BEGIN
 END
 $$;
 COMMENT ON COLUMN zegolog_settings.max_session IS
-    'The longest plausible session: a longer one is stored but has no duration and no concurrency in the rollups (zegolog_time_fault). A change applies to callbacks stored afterwards; `zegolog time-zone set` with the current zone recomputes the stored rollups under it.';
+    'The longest plausible session: a longer one is stored but has no duration and no concurrency in the rollups (zegolog_time_fault). A change applies to callbacks stored afterwards; `zegolog time-zone set` with the current zone recomputes the stored duration rollups under it (not the concurrency already counted).';
 
 -- ---------------------------------------------------------------------------------------------
 -- Plausible times
 -- ---------------------------------------------------------------------------------------------
 
+-- Immutable operators only (timestamptz - timestamptz, not timestamptz + interval, which
+-- depends on the session's TimeZone): PostgreSQL then inlines the function into the write
+-- statement; a function it cannot inline runs as a query per row (6x the write on Citus).
 CREATE FUNCTION zegolog_time_fault(login_at timestamptz, logout_at timestamptz,
                                    received_at timestamptz, max_session interval)
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE
         WHEN logout_at < timestamptz '2010-01-01 00:00:00+00' THEN 'logout_before_2010'
-        WHEN logout_at > received_at + interval '1 day' THEN 'logout_after_receipt'
+        WHEN logout_at - received_at > interval '1 day' THEN 'logout_after_receipt'
         WHEN login_at IS NULL THEN NULL
         WHEN login_at < timestamptz '2010-01-01 00:00:00+00' THEN 'login_before_2010'
         WHEN logout_at < login_at THEN 'logout_before_login'
@@ -533,15 +536,16 @@ BEGIN
     PERFORM zegolog_compact_rollups();
 
     DROP TABLE IF EXISTS zegolog_spans;
+    -- One statement over the two rollups, joined on the room (Citus runs it on the shards).
     CREATE TEMP TABLE zegolog_spans ON COMMIT DROP AS
-    SELECT m.appid, m.room_id, min(zegolog_local_day(m.minute, p_zone)) AS first_day,
-           max(zegolog_local_day(m.minute, p_zone)) AS last_day, 0::bigint AS carried
-    FROM room_concurrency_minute AS m
-    GROUP BY m.appid, m.room_id;
-    UPDATE zegolog_spans AS s SET carried = c.start
-    FROM (SELECT DISTINCT ON (appid, room_id) appid, room_id, start
-          FROM room_concurrency_day ORDER BY appid, room_id, day) AS c
-    WHERE c.appid = s.appid AND c.room_id = s.room_id AND c.start <> 0;
+    SELECT m.appid, m.room_id, m.first_day, m.last_day, coalesce(c.start, 0) AS carried
+    FROM (SELECT appid, room_id, min(zegolog_local_day(minute, p_zone)) AS first_day,
+                 max(zegolog_local_day(minute, p_zone)) AS last_day
+          FROM room_concurrency_minute
+          GROUP BY appid, room_id) AS m
+    LEFT JOIN (SELECT DISTINCT ON (room_id, appid) appid, room_id, start
+               FROM room_concurrency_day ORDER BY room_id, appid, day) AS c
+      ON c.room_id = m.room_id AND c.appid = m.appid;
 
     UPDATE zegolog_settings SET time_zone = p_zone, chosen = true, changed_at = now();
     DELETE FROM logout_rollup;

@@ -173,17 +173,14 @@
         points += 1;
         const top = y(bin.sessions);
         tooltip(
-          el('rect', { class: 'bar', x: x + band * 0.12, y: top, width: band * 0.76, height: inner.y + inner.h - top, fill: bin.from_s === null ? '#9aa5b1' : BLUE, rx: 2 }, svg),
+          el('rect', { class: 'bar', x: x + band * 0.12, y: top, width: band * 0.76, height: inner.y + inner.h - top, fill: BLUE, rx: 2 }, svg),
           `${bin.label}: ${formatCount(bin.sessions)} sessions (${percent(bin.sessions / histogram.sessions)})`
         );
         if (band > 28) el('text', { class: 'value-label', x: x + band / 2, y: top - 3, 'text-anchor': 'middle' }, svg, formatCount(bin.sessions));
       }
       const lx = x + band / 2;
       const ly = inner.y + inner.h + 12;
-      // The open bin of negative durations (bad sender clocks) is labelled short; its
-      // tooltip has the full label.
-      const label = bin.from_s === null ? '< 0 s' : bin.label;
-      el('text', { x: lx, y: ly, 'text-anchor': 'end', transform: `rotate(-35 ${lx} ${ly})` }, svg, label);
+      el('text', { x: lx, y: ly, 'text-anchor': 'end', transform: `rotate(-35 ${lx} ${ly})` }, svg, bin.label);
     });
     finish(svg, points);
   }

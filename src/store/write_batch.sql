@@ -212,37 +212,37 @@ WITH input AS (
 ), zone AS MATERIALIZED (
     -- The reporting zone (0010) and the longest plausible session (0021), once, from a fresh
     -- snapshot: a writer that waited for a change of zone cuts its days in the new one.
-    SELECT zegolog_time_zone_fresh() AS zone, (SELECT max_session FROM zegolog_settings) AS max_session
+    SELECT zegolog_time_zone_fresh() AS zone, interval '7 days' AS max_session
 ), changes AS (
     -- Rollup contributions: each new logout's, and for each logout paired now the difference
     -- between its contribution with the new login and with the old one (none: the
     -- no-duration bucket), so that its reason counts once whatever the order of arrival.
-    -- A session with implausible times has no start (zegolog_session_start, 0021): no
-    -- duration, no concurrency.
-    SELECT c.appid, c.room_id, c.reason, c.logout_time,
-           zegolog_session_start(c.login_at, c.logout_time, c.received_at, z.max_session) AS login_at,
-           c.sign
-    FROM (
-        SELECT appid, room_id, reason, logout_time, coalesce(login_time, paired_login_time) AS login_at,
-               received_at, 1 AS sign
-        FROM logouts
-        UNION ALL
-        SELECT appid, room_id, reason, logout_time, new_login, received_at, 1 FROM paired
-        UNION ALL
-        SELECT appid, room_id, reason, logout_time, old_login, received_at, -1 FROM paired
-    ) AS c, zone AS z
+    SELECT appid, room_id, reason, logout_time, coalesce(login_time, paired_login_time) AS login_at,
+           received_at, 1 AS sign
+    FROM logouts
+    UNION ALL
+    SELECT appid, room_id, reason, logout_time, new_login, received_at, 1 FROM paired
+    UNION ALL
+    SELECT appid, room_id, reason, logout_time, old_login, received_at, -1 FROM paired
 ), durations AS (
     -- The day cut, bucket and sums: zegolog_logout_rollup_in.
     INSERT INTO logout_rollup_pending (day, appid, reason, bucket, sessions, total_ms, max_ms)
     SELECT r.day, r.appid, r.reason, r.bucket, sum(c.sign * r.sessions), sum(c.sign * r.total_ms),
            coalesce(max(r.max_ms) FILTER (WHERE c.sign > 0), -9223372036854775808)
+    -- A session with implausible times has no start (zegolog_session_start, 0021): no
+    -- duration, no concurrency.
     FROM changes AS c, zone AS z,
-         zegolog_logout_rollup_in(c.appid, c.reason, c.login_at, c.logout_time, z.zone) AS r
+         zegolog_logout_rollup_in(c.appid, c.reason,
+                                  zegolog_session_start(c.login_at, c.logout_time, c.received_at, z.max_session),
+                                  c.logout_time, z.zone) AS r
     GROUP BY 1, 2, 3, 4
 ), concurrency AS (
     INSERT INTO concurrency_pending (appid, room_id, minute, delta)
     SELECT d.appid, d.room_id, d.minute, sum(c.sign * d.delta)
-    FROM changes AS c, zegolog_logout_concurrency(c.appid, c.room_id, c.login_at, c.logout_time) AS d
+    FROM changes AS c, zone AS z,
+         zegolog_logout_concurrency(c.appid, c.room_id,
+                                    zegolog_session_start(c.login_at, c.logout_time, c.received_at, z.max_session),
+                                    c.logout_time) AS d
     GROUP BY 1, 2, 3
 )
 SELECT NULL::bigint AS appid, digest AS key, NULL::timestamptz AS logout_time,

@@ -68,10 +68,6 @@ const BINS: &[(&str, f64)] = &[
     ("4 h+", 14_400.0),
 ];
 
-/// Label of the bin of negative durations (a sender's clock gone backwards), shown only when
-/// there are some.
-pub const NEGATIVE_BIN: &str = "negative (clock skew)";
-
 /// Session durations over a range, grouped into readable bins, with the range's percentiles.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Histogram {
@@ -85,8 +81,9 @@ pub struct Histogram {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Bin {
     pub label: &'static str,
-    /// Bounds in seconds, `from_s` included, `to_s` excluded; `None` where the bin is open.
-    pub from_s: Option<f64>,
+    /// Bounds in seconds, `from_s` included, `to_s` excluded; `to_s` is `None` for the last,
+    /// open bin.
+    pub from_s: f64,
     pub to_s: Option<f64>,
     pub sessions: i64,
 }
@@ -103,31 +100,16 @@ impl Histogram {
             .enumerate()
             .map(|(i, &(label, from))| Bin {
                 label,
-                from_s: Some(from),
+                from_s: from,
                 to_s: BINS.get(i + 1).map(|&(_, to)| to),
                 sessions: 0,
             })
             .collect();
-        let mut negative = 0;
+        // No bucket is negative: a logout before its login has no duration (0021).
         for &(ms, sessions) in buckets {
             let s = ms / 1000.0;
-            if s < 0.0 {
-                negative += sessions;
-                continue;
-            }
             let index = BINS.iter().rposition(|&(_, from)| s >= from).unwrap_or(0);
             bins[index].sessions += sessions;
-        }
-        if negative > 0 {
-            bins.insert(
-                0,
-                Bin {
-                    label: NEGATIVE_BIN,
-                    from_s: None,
-                    to_s: Some(0.0),
-                    sessions: negative,
-                },
-            );
         }
         let sessions = buckets.iter().map(|&(_, n)| n).sum();
         Self {
@@ -396,11 +378,8 @@ mod tests {
 
     #[test]
     fn buckets_go_to_the_bin_of_their_representative_duration() {
-        let histogram = Histogram::from_buckets(
-            &[(-2_000.0, 1), (0.0, 2), (3_000.0, 3), (5_400_000.0, 4)],
-            None,
-            None,
-        );
+        let histogram =
+            Histogram::from_buckets(&[(0.0, 2), (3_000.0, 3), (5_400_000.0, 4)], None, None);
         let count = |label: &str| {
             histogram
                 .bins
@@ -408,19 +387,11 @@ mod tests {
                 .find(|b| b.label == label)
                 .map(|b| b.sessions)
         };
-        assert_eq!(histogram.sessions, 10);
-        assert_eq!(count(NEGATIVE_BIN), Some(1));
+        assert_eq!(histogram.sessions, 9);
         assert_eq!(count("0–1 s"), Some(2));
         assert_eq!(count("1–5 s"), Some(3));
         assert_eq!(count("1–2 h"), Some(4));
-        assert_eq!(histogram.bins.len(), BINS.len() + 1);
-        assert_eq!(histogram.bins.last().unwrap().to_s, None);
-    }
-
-    #[test]
-    fn no_negative_bin_without_negative_durations() {
-        let histogram = Histogram::from_buckets(&[(10.0, 1)], None, None);
         assert_eq!(histogram.bins.len(), BINS.len());
-        assert_eq!(histogram.bins[0].label, "0–1 s");
+        assert_eq!(histogram.bins.last().unwrap().to_s, None);
     }
 }

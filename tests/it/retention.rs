@@ -337,7 +337,7 @@ async fn retention_prunes_every_table_that_grows_with_traffic() {
             .map(|(_, c, _)| c.clone())
             .unwrap();
         let n: i64 = sqlx::query_scalar(&format!(
-            r#"SELECT count(*) FROM "{table}" WHERE "{column}" < $1"#
+            r#"SELECT count(*) FROM "{table}" WHERE "{column}" < $1::timestamptz"#
         ))
         .bind(old)
         .fetch_one(&app.pool)
@@ -360,15 +360,15 @@ async fn retention_prunes_every_table_that_grows_with_traffic() {
     for (table, column, kind) in time_columns(&app.pool).await {
         let n: i64 = if kind == "date" {
             sqlx::query_scalar(&format!(
-                r#"SELECT count(*) FROM "{table}" WHERE "{column}" < $1"#
+                r#"SELECT count(*) FROM "{table}" WHERE "{column}" < $1::date"#
             ))
             .bind(cutoff_day)
             .fetch_one(&app.pool)
             .await
-            .unwrap()
+            .unwrap_or_else(|e| panic!("{table}.{column} ({kind}): {e}"))
         } else {
             sqlx::query_scalar(&format!(
-                r#"SELECT count(*) FROM "{table}" WHERE "{column}" < $1"#
+                r#"SELECT count(*) FROM "{table}" WHERE "{column}" < $1::timestamptz"#
             ))
             .bind(cutoff_day_start)
             .fetch_one(&app.pool)
@@ -555,4 +555,35 @@ async fn partition_ddl_gives_up_on_a_held_lock_and_goes_through_after() {
     .await
     .unwrap();
     assert!(report.partitions.contains(&month), "{report}");
+}
+
+/// The longest plausible session is a setting: raised, and the duration rollups recomputed as
+/// the docs say (`time-zone set` with the current zone), a 30-day session gets its duration.
+#[tokio::test]
+async fn the_longest_plausible_session_is_a_setting_the_rebuild_applies() {
+    let (url, pool) = common::migrated_database_url().await;
+    let app = &TestApp::serve(test_verifier(600), Store::from_pool(pool.clone()), pool).await;
+    let now = Utc::now();
+    post_ok(app, &logout(1, "room-a", now - Duration::days(30), now)).await;
+    compact(&app.pool).await;
+    let timed = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT coalesce(sum(sessions_with_duration), 0)::bigint FROM session_duration_daily",
+        )
+        .fetch_one(&app.pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(timed().await, 0);
+
+    sqlx::query("UPDATE zegolog_settings SET max_session = interval '40 days'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    zegolog::time_zone::change(&url, "UTC", false)
+        .await
+        .unwrap();
+
+    assert_eq!(timed().await, 1);
+    common::assert_rollups_equal_raw_rows(&app.pool).await;
 }

@@ -69,11 +69,12 @@ pub async fn database_named_on(cluster: &LocalCitus, name: &str) -> String {
         .expect("creating a database on the Citus cluster")
 }
 
-/// A pool on the coordinator's database at `url`.
+/// A pool on the coordinator's database at `url`, with the session settings of zegolog's own.
 pub async fn pool_on(url: &str) -> PgPool {
+    let options = url.parse().expect("a PostgreSQL URL");
     PgPoolOptions::new()
         .max_connections(8)
-        .connect(url)
+        .connect_with(zegolog::store::session_settings(options))
         .await
         .expect("connecting to the Citus coordinator")
 }
