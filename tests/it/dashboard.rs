@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::{Days, NaiveDate, Utc};
 use common::browser::{attribute_of, chromium, screenshot_path};
-use common::{signed, test_verifier, vendor_sample, TestApp};
+use common::{test_verifier, vendor_sample, TestApp};
 use reqwest::header;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -99,8 +99,7 @@ async fn seeded_app() -> (TestApp, Vec<Session>, NaiveDate) {
     let mut within_day = std::collections::HashMap::new();
     for (index, session) in sessions.iter().enumerate() {
         let seq = within_day.entry((session.appid, session.day)).or_insert(0);
-        let (status, body) = app.post_json(&signed(callback(index, *seq, session))).await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        common::deliver(&app, &callback(index, *seq, session)).await;
         *seq += 1;
     }
     sqlx::query("SELECT zegolog_compact_rollups()")

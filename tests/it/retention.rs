@@ -33,11 +33,6 @@ fn logout(session: i64, room: &str, login: DateTime<Utc>, logout: DateTime<Utc>)
     callback
 }
 
-async fn post_ok(app: &TestApp, callback: &Value) {
-    let (status, body) = app.post_json(&signed(callback.clone())).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
-
 async fn compact(pool: &PgPool) {
     sqlx::query("SELECT zegolog_compact_rollups()")
         .execute(pool)
@@ -108,11 +103,11 @@ pub async fn retention_keeps_concurrency_after_the_cutoff(app: &TestApp, zone: &
     for i in 0..50 {
         let login = midnight - Duration::minutes(30 + i);
         let logout = midnight + Duration::minutes(20 + 3 * i);
-        post_ok(app, &logout_cb(i, rooms[i as usize % 3], login, logout)).await;
+        common::deliver(app, &logout_cb(i, rooms[i as usize % 3], login, logout)).await;
     }
     for i in 50..60 {
         let logout = now - Duration::minutes(5 * (i - 50));
-        post_ok(
+        common::deliver(
             app,
             &logout_cb(
                 i,
@@ -126,12 +121,12 @@ pub async fn retention_keeps_concurrency_after_the_cutoff(app: &TestApp, zone: &
     for i in 60..65 {
         // Long before the cutoff, and across the cutoff instant.
         let old = now - Duration::days(100) + Duration::minutes(i);
-        post_ok(
+        common::deliver(
             app,
             &logout_cb(i, rooms[i as usize % 3], old - Duration::hours(1), old),
         )
         .await;
-        post_ok(
+        common::deliver(
             app,
             &logout_cb(
                 i + 10,
@@ -177,7 +172,7 @@ pub async fn retention_keeps_concurrency_after_the_cutoff(app: &TestApp, zone: &
     );
 
     // And the counts go on right: a late session across the cutoff's midnight, one now.
-    post_ok(
+    common::deliver(
         app,
         &logout_cb(
             100,
@@ -187,7 +182,7 @@ pub async fn retention_keeps_concurrency_after_the_cutoff(app: &TestApp, zone: &
         ),
     )
     .await;
-    post_ok(
+    common::deliver(
         app,
         &logout_cb(101, "room-a", now - Duration::minutes(2), now),
     )
@@ -250,7 +245,7 @@ async fn traffic_of_every_kind(app: &TestApp, first_session: i64) {
     let room = format!("room-{first_session}");
     for i in 0..3 {
         let logout_at = now - Duration::minutes(10 * i);
-        post_ok(
+        common::deliver(
             app,
             &logout(
                 first_session + i,
@@ -274,7 +269,7 @@ async fn traffic_of_every_kind(app: &TestApp, first_session: i64) {
                "close_reason": "1", "room_close_time": (login_ms + 60_000).to_string()}),
         json!({"event": "stream_create", "appid": "1", "room_id": room, "stream_alias": session_id}),
     ] {
-        post_ok(app, &callback).await;
+        common::deliver(app, &callback).await;
     }
     let mut unusable = vendor_sample();
     unusable["session_id"] = json!(session_id);
@@ -435,7 +430,7 @@ async fn implausible_times_are_stored_but_stay_out_of_the_rollups() {
         logout(4, "room-a", now - Duration::days(30), now),
     ];
     for callback in &cases {
-        post_ok(app, callback).await;
+        common::deliver(app, callback).await;
     }
     assert_eq!(app.count("room_logouts").await, 4, "each stored as sent");
     assert_eq!(app.count("callback_events").await, 4, "each archived");
@@ -492,7 +487,7 @@ async fn implausible_times_are_stored_but_stay_out_of_the_rollups() {
     );
 
     // A normal logout right after reaches the peaks.
-    post_ok(app, &logout(5, "room-a", now - Duration::minutes(5), now)).await;
+    common::deliver(app, &logout(5, "room-a", now - Duration::minutes(5), now)).await;
     compact(&app.pool).await;
     let peaks: Vec<i64> = sqlx::query_scalar("SELECT peak_users FROM peak_concurrency_daily")
         .fetch_all(&app.pool)
@@ -509,8 +504,8 @@ async fn compaction_work_does_not_grow_with_the_span_of_timestamps() {
     let app = &TestApp::spawn().await;
     let now = Utc::now();
     let old = Utc.with_ymd_and_hms(2011, 3, 1, 12, 0, 0).unwrap();
-    post_ok(app, &logout(1, "room-a", old - Duration::hours(1), old)).await;
-    post_ok(app, &logout(2, "room-a", now - Duration::hours(1), now)).await;
+    common::deliver(app, &logout(1, "room-a", old - Duration::hours(1), old)).await;
+    common::deliver(app, &logout(2, "room-a", now - Duration::hours(1), now)).await;
     compact(&app.pool).await;
     let days: i64 = sqlx::query_scalar("SELECT count(*) FROM room_concurrency_day")
         .fetch_one(&app.pool)
@@ -564,7 +559,7 @@ async fn the_longest_plausible_session_is_a_setting_the_rebuild_applies() {
     let (url, pool) = common::migrated_database_url().await;
     let app = &TestApp::serve(test_verifier(600), Store::from_pool(pool.clone()), pool).await;
     let now = Utc::now();
-    post_ok(app, &logout(1, "room-a", now - Duration::days(30), now)).await;
+    common::deliver(app, &logout(1, "room-a", now - Duration::days(30), now)).await;
     compact(&app.pool).await;
     let timed = || async {
         sqlx::query_scalar::<_, i64>(

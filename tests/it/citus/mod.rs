@@ -313,21 +313,7 @@ async fn distribute_does_nothing_on_plain_postgres() {
     assert!(!has_citus);
 }
 
-/// Posts `callback` to `app` as ZEGOCLOUD delivers it: freshly signed, and again (a retry,
-/// signed anew) while the answer is 503. Without a spool, the in-process server answers 503
-/// when a batch outlasts the write deadline, which a loaded 2-core machine running three
-/// PostgreSQL instances sometimes makes it do.
-pub async fn deliver(app: &common::TestApp, callback: &Value) {
-    for _ in 0..20 {
-        let (status, body) = app.post_json(&common::signed(callback.clone())).await;
-        match status.as_u16() {
-            200 => return,
-            503 => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
-            _ => panic!("{callback}: {status} {body}"),
-        }
-    }
-    panic!("{callback}: still 503 after 20 deliveries");
-}
+pub use common::deliver;
 
 /// Known traffic for appid 1 over the last three days: `rooms` rooms, each with its lifecycle,
 /// logins and logouts; every third logout without `login_time` (paired with its login by the
