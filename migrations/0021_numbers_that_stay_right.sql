@@ -1134,3 +1134,61 @@ END
 $$;
 COMMENT ON FUNCTION zegolog_distribute() IS
     'On a Citus coordinator, distributes the tables not distributed yet (zegolog_distribute_tables), redefines the read side for Citus (zegolog_citus_read_side), the per-room rollup refresh (zegolog_citus_room_rollups) and the raw buckets'' plausibility rule (zegolog_citus_plausible_times), and returns what it changed; on PostgreSQL without the citus extension, does nothing. Idempotent.';
+
+-- user_daily: an implausible session adds no time either (total_minutes, total_time).
+CREATE OR REPLACE VIEW user_daily AS
+ SELECT zegolog_local_day(l.logout_time) AS day,
+    l.appid,
+    l.user_account,
+    (array_agg(l.user_nickname ORDER BY l.logout_time DESC))[1] AS last_nickname,
+    count(*) AS sessions,
+    count(DISTINCT l.room_id) AS rooms,
+    ((sum(EXTRACT(epoch FROM (l.logout_time - zegolog_session_start(COALESCE(l.login_time, l.paired_login_time), l.logout_time, l.received_at, s.max_session)))) / (60)::numeric))::double precision AS total_minutes,
+    sum((l.logout_time - zegolog_session_start(COALESCE(l.login_time, l.paired_login_time), l.logout_time, l.received_at, s.max_session))) AS total_time,
+    count(*) FILTER (WHERE (l.reason = 0)) AS normal,
+    count(*) FILTER (WHERE (l.reason = 1)) AS heartbeat_timeout,
+    count(*) FILTER (WHERE (l.reason = 2)) AS connection_lost,
+    count(*) FILTER (WHERE (l.reason = 3)) AS kicked_out,
+    count(*) FILTER (WHERE (l.reason = 4)) AS token_expired,
+    count(*) FILTER (WHERE ((l.reason IS NULL) OR (l.reason <> ALL (ARRAY[0, 1, 2, 3, 4])))) AS unknown,
+    min(COALESCE(l.login_time, l.paired_login_time)) AS first_login_at,
+    max(l.logout_time) AS last_logout_at
+   FROM room_logouts l
+   CROSS JOIN zegolog_settings s
+  GROUP BY (zegolog_local_day(l.logout_time)), l.appid, l.user_account;
+
+CREATE OR REPLACE FUNCTION user_daily_between(p_appid bigint, p_from timestamptz, p_to timestamptz)
+RETURNS SETOF user_daily
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path TO 'pg_catalog', 'public', 'pg_temp' AS $$
+DECLARE
+    zone text := zegolog_time_zone();
+    longest interval := (SELECT max_session FROM zegolog_settings);
+BEGIN
+    RETURN QUERY
+    SELECT
+        zegolog_local_day(l.logout_time, zone) AS day,
+        l.appid,
+        l.user_account,
+        (array_agg(l.user_nickname ORDER BY l.logout_time DESC))[1] AS last_nickname,
+        count(*) AS sessions,
+        count(DISTINCT l.room_id) AS rooms,
+        (sum(extract(EPOCH FROM l.logout_time
+                 - zegolog_session_start(coalesce(l.login_time, l.paired_login_time), l.logout_time,
+                                         l.received_at, longest))) / 60)::double precision AS total_minutes,
+        sum(l.logout_time - zegolog_session_start(coalesce(l.login_time, l.paired_login_time), l.logout_time,
+                                                  l.received_at, longest)) AS total_time,
+        count(*) FILTER (WHERE l.reason = 0) AS normal,
+        count(*) FILTER (WHERE l.reason = 1) AS heartbeat_timeout,
+        count(*) FILTER (WHERE l.reason = 2) AS connection_lost,
+        count(*) FILTER (WHERE l.reason = 3) AS kicked_out,
+        count(*) FILTER (WHERE l.reason = 4) AS token_expired,
+        count(*) FILTER (WHERE l.reason IS NULL OR l.reason NOT IN (0, 1, 2, 3, 4)) AS unknown,
+        min(coalesce(l.login_time, l.paired_login_time)) AS first_login_at,
+        max(l.logout_time) AS last_logout_at
+    FROM room_logouts AS l
+    WHERE l.appid = ANY (CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END)
+      AND l.logout_time >= p_from AND l.logout_time < p_to
+    GROUP BY zegolog_local_day(l.logout_time, zone), l.appid, l.user_account;
+END
+$$;

@@ -1342,6 +1342,25 @@ COMMENT ON FUNCTION public.session_duration_daily_in(p_zone text, p_from date, p
 
 
 --
+-- Name: zegolog_session_start(timestamp with time zone, timestamp with time zone, timestamp with time zone, interval); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.zegolog_session_start(login_at timestamp with time zone, logout_at timestamp with time zone, received_at timestamp with time zone, max_session interval) RETURNS timestamp with time zone
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT CASE WHEN zegolog_time_fault(login_at, logout_at, received_at, max_session) IS NULL
+                THEN login_at END;
+$$;
+
+
+--
+-- Name: FUNCTION zegolog_session_start(login_at timestamp with time zone, logout_at timestamp with time zone, received_at timestamp with time zone, max_session interval); Type: COMMENT; Schema: public; Owner: -
+--
+
+COMMENT ON FUNCTION public.zegolog_session_start(login_at timestamp with time zone, logout_at timestamp with time zone, received_at timestamp with time zone, max_session interval) IS 'The login a session''s duration and concurrency are computed from: login_at when the session is plausible (zegolog_time_fault), NULL otherwise (no duration, no concurrency, as for a logout whose login is unknown).';
+
+
+--
 -- Name: user_daily; Type: VIEW; Schema: public; Owner: -
 --
 
@@ -1352,8 +1371,8 @@ CREATE VIEW public.user_daily AS
     (array_agg(l.user_nickname ORDER BY l.logout_time DESC))[1] AS last_nickname,
     count(*) AS sessions,
     count(DISTINCT l.room_id) AS rooms,
-    ((sum(EXTRACT(epoch FROM (l.logout_time - COALESCE(l.login_time, l.paired_login_time)))) / (60)::numeric))::double precision AS total_minutes,
-    sum((l.logout_time - COALESCE(l.login_time, l.paired_login_time))) AS total_time,
+    ((sum(EXTRACT(epoch FROM (l.logout_time - public.zegolog_session_start(COALESCE(l.login_time, l.paired_login_time), l.logout_time, l.received_at, s.max_session)))) / (60)::numeric))::double precision AS total_minutes,
+    sum((l.logout_time - public.zegolog_session_start(COALESCE(l.login_time, l.paired_login_time), l.logout_time, l.received_at, s.max_session))) AS total_time,
     count(*) FILTER (WHERE (l.reason = 0)) AS normal,
     count(*) FILTER (WHERE (l.reason = 1)) AS heartbeat_timeout,
     count(*) FILTER (WHERE (l.reason = 2)) AS connection_lost,
@@ -1362,7 +1381,8 @@ CREATE VIEW public.user_daily AS
     count(*) FILTER (WHERE ((l.reason IS NULL) OR (l.reason <> ALL (ARRAY[0, 1, 2, 3, 4])))) AS unknown,
     min(COALESCE(l.login_time, l.paired_login_time)) AS first_login_at,
     max(l.logout_time) AS last_logout_at
-   FROM public.room_logouts l
+   FROM (public.room_logouts l
+     CROSS JOIN public.zegolog_settings s)
   GROUP BY (public.zegolog_local_day(l.logout_time)), l.appid, l.user_account;
 
 
@@ -1495,6 +1515,7 @@ CREATE FUNCTION public.user_daily_between(p_appid bigint, p_from timestamp with 
     AS $$
 DECLARE
     zone text := zegolog_time_zone();
+    longest interval := (SELECT max_session FROM zegolog_settings);
 BEGIN
     RETURN QUERY
     SELECT
@@ -1504,8 +1525,11 @@ BEGIN
         (array_agg(l.user_nickname ORDER BY l.logout_time DESC))[1] AS last_nickname,
         count(*) AS sessions,
         count(DISTINCT l.room_id) AS rooms,
-        (sum(extract(EPOCH FROM l.logout_time - coalesce(l.login_time, l.paired_login_time))) / 60)::double precision AS total_minutes,
-        sum(l.logout_time - coalesce(l.login_time, l.paired_login_time)) AS total_time,
+        (sum(extract(EPOCH FROM l.logout_time
+                 - zegolog_session_start(coalesce(l.login_time, l.paired_login_time), l.logout_time,
+                                         l.received_at, longest))) / 60)::double precision AS total_minutes,
+        sum(l.logout_time - zegolog_session_start(coalesce(l.login_time, l.paired_login_time), l.logout_time,
+                                                  l.received_at, longest)) AS total_time,
         count(*) FILTER (WHERE l.reason = 0) AS normal,
         count(*) FILTER (WHERE l.reason = 1) AS heartbeat_timeout,
         count(*) FILTER (WHERE l.reason = 2) AS connection_lost,
@@ -3593,25 +3617,6 @@ $$;
 --
 
 COMMENT ON FUNCTION public.zegolog_room_online_at(p_appid bigint, p_room_id text, p_day date) IS 'Sessions online in one room at the start of day p_day, as zegolog_app_online_at.';
-
-
---
--- Name: zegolog_session_start(timestamp with time zone, timestamp with time zone, timestamp with time zone, interval); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.zegolog_session_start(login_at timestamp with time zone, logout_at timestamp with time zone, received_at timestamp with time zone, max_session interval) RETURNS timestamp with time zone
-    LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    AS $$
-    SELECT CASE WHEN zegolog_time_fault(login_at, logout_at, received_at, max_session) IS NULL
-                THEN login_at END;
-$$;
-
-
---
--- Name: FUNCTION zegolog_session_start(login_at timestamp with time zone, logout_at timestamp with time zone, received_at timestamp with time zone, max_session interval); Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON FUNCTION public.zegolog_session_start(login_at timestamp with time zone, logout_at timestamp with time zone, received_at timestamp with time zone, max_session interval) IS 'The login a session''s duration and concurrency are computed from: login_at when the session is plausible (zegolog_time_fault), NULL otherwise (no duration, no concurrency, as for a logout whose login is unknown).';
 
 
 --

@@ -494,6 +494,20 @@ async fn implausible_times_are_stored_but_stay_out_of_the_rollups() {
         .await
         .unwrap();
     assert_eq!(peaks, [1]);
+    let timed_users: Vec<String> = sqlx::query_scalar(
+        "SELECT user_account FROM user_daily WHERE total_minutes IS NOT NULL
+         UNION ALL
+         SELECT user_account FROM user_daily_between(1, now() - interval '40 days', 'infinity')
+         WHERE total_time IS NOT NULL",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        timed_users,
+        ["user-5", "user-5"],
+        "no time from an implausible session"
+    );
     common::assert_rollups_equal_raw_rows(&app.pool).await;
 }
 
