@@ -212,7 +212,7 @@ WITH input AS (
 ), zone AS MATERIALIZED (
     -- The reporting zone (0010) and the longest plausible session (0021), once, from a fresh
     -- snapshot: a writer that waited for a change of zone cuts its days in the new one.
-    SELECT zegolog_time_zone_fresh() AS zone, interval '7 days' AS max_session
+    SELECT zegolog_time_zone_fresh() AS zone, (SELECT max_session FROM zegolog_settings) AS max_session
 ), changes AS (
     -- Rollup contributions: each new logout's, and for each logout paired now the difference
     -- between its contribution with the new login and with the old one (none: the

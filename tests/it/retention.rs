@@ -566,10 +566,11 @@ async fn partition_ddl_gives_up_on_a_held_lock_and_goes_through_after() {
     assert!(report.partitions.contains(&month), "{report}");
 }
 
-/// The longest plausible session is a setting: raised, and the duration rollups recomputed as
-/// the docs say (`time-zone set` with the current zone), a 30-day session gets its duration.
+/// The longest plausible session is a setting: raised, a 30-day session stored since gets its
+/// duration from the write path, and one stored before gets it once the duration rollups are
+/// recomputed as the docs say (`time-zone set` with the current zone).
 #[tokio::test]
-async fn the_longest_plausible_session_is_a_setting_the_rebuild_applies() {
+async fn the_longest_plausible_session_is_a_setting_writes_and_the_rebuild_apply() {
     let (url, pool) = common::migrated_database_url().await;
     let app = &TestApp::serve(test_verifier(600), Store::from_pool(pool.clone()), pool).await;
     let now = Utc::now();
@@ -594,5 +595,9 @@ async fn the_longest_plausible_session_is_a_setting_the_rebuild_applies() {
         .unwrap();
 
     assert_eq!(timed().await, 1);
+    // And a 30-day session sent now is timed by the write path itself, under the new bound.
+    common::deliver(app, &logout(2, "room-a", now - Duration::days(30), now)).await;
+    compact(&app.pool).await;
+    assert_eq!(timed().await, 2);
     common::assert_rollups_equal_raw_rows(&app.pool).await;
 }
