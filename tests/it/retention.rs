@@ -102,18 +102,18 @@ pub async fn retention_keeps_concurrency_after_the_cutoff(app: &TestApp, zone: &
     let rooms = ["room-a", "room-b", "room-c"];
     for i in 0..50 {
         let login = midnight - Duration::minutes(30 + i);
-        let logout = midnight + Duration::minutes(20 + 3 * i);
-        common::deliver(app, &logout_cb(i, rooms[i as usize % 3], login, logout)).await;
+        let logout_at = midnight + Duration::minutes(20 + 3 * i);
+        common::deliver(app, &logout(i, rooms[i as usize % 3], login, logout_at)).await;
     }
     for i in 50..60 {
-        let logout = now - Duration::minutes(5 * (i - 50));
+        let logout_at = now - Duration::minutes(5 * (i - 50));
         common::deliver(
             app,
-            &logout_cb(
+            &logout(
                 i,
                 rooms[i as usize % 3],
-                logout - Duration::minutes(90),
-                logout,
+                logout_at - Duration::minutes(90),
+                logout_at,
             ),
         )
         .await;
@@ -123,12 +123,12 @@ pub async fn retention_keeps_concurrency_after_the_cutoff(app: &TestApp, zone: &
         let old = now - Duration::days(100) + Duration::minutes(i);
         common::deliver(
             app,
-            &logout_cb(i, rooms[i as usize % 3], old - Duration::hours(1), old),
+            &logout(i, rooms[i as usize % 3], old - Duration::hours(1), old),
         )
         .await;
         common::deliver(
             app,
-            &logout_cb(
+            &logout(
                 i + 10,
                 rooms[i as usize % 3],
                 cutoff - Duration::hours(2),
@@ -174,7 +174,7 @@ pub async fn retention_keeps_concurrency_after_the_cutoff(app: &TestApp, zone: &
     // And the counts go on right: a late session across the cutoff's midnight, one now.
     common::deliver(
         app,
-        &logout_cb(
+        &logout(
             100,
             "room-a",
             midnight - Duration::hours(1),
@@ -182,11 +182,7 @@ pub async fn retention_keeps_concurrency_after_the_cutoff(app: &TestApp, zone: &
         ),
     )
     .await;
-    common::deliver(
-        app,
-        &logout_cb(101, "room-a", now - Duration::minutes(2), now),
-    )
-    .await;
+    common::deliver(app, &logout(101, "room-a", now - Duration::minutes(2), now)).await;
     compact(&app.pool).await;
     let online: Vec<i64> = sqlx::query_scalar(
         "SELECT users_online FROM users_online(1, $1, $1 + interval '1 minute')
@@ -199,10 +195,6 @@ pub async fn retention_keeps_concurrency_after_the_cutoff(app: &TestApp, zone: &
     let room_a_before: i64 = (0..50).filter(|i| i % 3 == 0).count() as i64;
     assert_eq!(online, [51, room_a_before + 1]);
     common::assert_rollups_equal_raw_rows_after(&app.pool, cutoff_day).await;
-}
-
-fn logout_cb(session: i64, room: &str, login: DateTime<Utc>, logout_at: DateTime<Utc>) -> Value {
-    logout(session, room, login, logout_at)
 }
 
 #[tokio::test]
