@@ -900,7 +900,9 @@ RETURNS TABLE(tbl text, deleted bigint)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 DECLARE
-    cutoff_start timestamptz := zegolog_local_day(cutoff, zegolog_time_zone())::timestamp AT TIME ZONE zegolog_time_zone();
+    zone text := zegolog_time_zone();
+    cutoff_day date := zegolog_local_day(cutoff, zone);
+    cutoff_start timestamptz := cutoff_day::timestamp AT TIME ZONE zone;
     apps bigint[] := zegolog_appids();
     n bigint;
 BEGIN
@@ -955,7 +957,7 @@ BEGIN
     DELETE FROM room_concurrency_day AS d
     WHERE (d.appid, d.room_id, d.day) IN (
         SELECT x.appid, x.room_id, x.day FROM room_concurrency_day AS x
-        WHERE x.appid = ANY (apps) AND x.day < zegolog_local_day(cutoff, zegolog_time_zone()) LIMIT batch);
+        WHERE x.appid = ANY (apps) AND x.day < cutoff_day LIMIT batch);
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN QUERY SELECT 'room_concurrency_day', n;
 END

@@ -180,15 +180,18 @@ pub async fn run(store: Store, config: UpkeepConfig) {
                 if let Err(e) = store.ensure_partitions().await {
                     tracing::warn!(error = %error_chain(&e), "creating partitions ahead failed; retrying in an hour");
                 }
-                match store.prune_signature_ledger(LEDGER_KEEP).await {
-                    Ok(dropped) if !dropped.is_empty() => tracing::info!(?dropped, "old signature ledger partitions dropped"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %error_chain(&e), "pruning the signature ledger failed; retrying in an hour"),
-                }
-                if let Some(retention) = config.retention {
-                    if let Err(e) = retain(&store, retention).await {
-                        tracing::warn!(error = %error_chain(&e), "retention failed; retrying in an hour");
+                // Retention prunes the signature ledger too; without it, the ledger alone.
+                match config.retention {
+                    Some(retention) => {
+                        if let Err(e) = retain(&store, retention).await {
+                            tracing::warn!(error = %error_chain(&e), "retention failed; retrying in an hour");
+                        }
                     }
+                    None => match store.prune_signature_ledger(LEDGER_KEEP).await {
+                        Ok(dropped) if !dropped.is_empty() => tracing::info!(?dropped, "old signature ledger partitions dropped"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %error_chain(&e), "pruning the signature ledger failed; retrying in an hour"),
+                    },
                 }
             }
         }
