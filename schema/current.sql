@@ -1,18 +1,20 @@
--- The schema, functions and views of a database after every migration in migrations/, as
+-- The schema, functions and views of a database after every migration in migrations/, on plain
+-- PostgreSQL (schema/citus.sql says what differs on Citus), as
 --     pg_dump --schema-only --no-owner --no-privileges \
 --         --exclude-table='public.room_logouts_[0-9]*' \
---         --exclude-table='public.signature_ledger_[0-9]*'
--- writes it (pg_dump of PostgreSQL 15). Read the current schema here rather than
--- diffing migrations; change it with a new migration, never here.
+--         --exclude-table='public.signature_ledger_[0-9]*' \
+--         --exclude-table='public._sqlx_migrations'
+-- writes it (pg_dump of PostgreSQL 15), without the comment block pg_dump puts
+-- before each object. Read the current schema here; migrations/ says why it is so.
 --
--- Generated. Regenerate it after adding a migration, and commit it with the migration:
+-- Generated. Regenerate it after changing a migration, and commit it with the migration:
 --     ZEGOLOG_WRITE_SCHEMA=1 cargo test --test it schema::
 -- (tests/it/schema.rs fails when this file is not what the migrations build.)
 --
 -- Left out, because they change from one run to the next: the dated partitions
 -- (room_logouts_YYYY_MM, signature_ledger_YYYY_MM_DD; the migrations create them around the
--- day they run, with their parent's columns and indexes), pg_dump's version lines and its
--- \restrict / \unrestrict lines (a random key per run).
+-- day they run, with their parent's columns and indexes), sqlx's table of applied migrations,
+-- pg_dump's version lines and its \restrict / \unrestrict lines (a random key per run).
 
 --
 -- PostgreSQL database dump
@@ -29,14 +31,31 @@ SET xmloption = content;
 SET client_min_messages = warning;
 SET row_security = off;
 
---
--- Name: abnormal_rooms_between(bigint, timestamp with time zone, timestamp with time zone, integer); Type: FUNCTION; Schema: public; Owner: -
---
+CREATE TYPE public.zegolog_concurrency_delta AS (
+	appid bigint,
+	room_id text,
+	minute timestamp with time zone,
+	delta bigint
+);
+COMMENT ON TYPE public.zegolog_concurrency_delta IS 'What logouts add to the concurrency rollups: the change in sessions online in one room at one UTC minute.';
+
+CREATE TYPE public.zegolog_rollup_row AS (
+	day date,
+	appid bigint,
+	reason text,
+	bucket integer,
+	sessions bigint,
+	total_ms numeric,
+	max_ms bigint
+);
+COMMENT ON TYPE public.zegolog_rollup_row IS 'What logouts add to logout_rollup: sessions, total and maximum duration per day (reporting zone), app, reason and 1% duration bucket.';
 
 CREATE FUNCTION public.abnormal_rooms_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_limit integer DEFAULT 10) RETURNS TABLE(room_id text, abnormal bigint, heartbeat_timeout bigint, connection_lost bigint, kicked_out bigint, token_expired bigint, users bigint, last_abnormal_at timestamp with time zone)
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
-    AS $$
+    AS $$#variable_conflict use_column
+BEGIN
+RETURN QUERY 
     SELECT l.room_id, count(*),
            count(*) FILTER (WHERE l.reason = 1), count(*) FILTER (WHERE l.reason = 2),
            count(*) FILTER (WHERE l.reason = 3), count(*) FILTER (WHERE l.reason = 4),
@@ -47,24 +66,15 @@ CREATE FUNCTION public.abnormal_rooms_between(p_appid bigint, p_from timestamp w
     GROUP BY l.room_id
     ORDER BY 2 DESC, 1
     LIMIT p_limit;
-$$;
-
-
---
--- Name: FUNCTION abnormal_rooms_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_limit integer); Type: COMMENT; Schema: public; Owner: -
---
-
+END$$;
 COMMENT ON FUNCTION public.abnormal_rooms_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_limit integer) IS 'The p_limit rooms of app p_appid with the most abnormal logouts (reason 1 heartbeat_timeout, 2 connection_lost, 3 kicked_out, 4 token_expired) in [p_from, p_to), with the count of each, the users concerned and the last one.';
 
-
---
--- Name: abnormal_users_between(bigint, timestamp with time zone, timestamp with time zone, integer); Type: FUNCTION; Schema: public; Owner: -
---
-
 CREATE FUNCTION public.abnormal_users_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_limit integer DEFAULT 10) RETURNS TABLE(user_account text, abnormal bigint, heartbeat_timeout bigint, connection_lost bigint, kicked_out bigint, token_expired bigint, rooms bigint, last_abnormal_at timestamp with time zone)
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
-    AS $$
+    AS $$#variable_conflict use_column
+BEGIN
+RETURN QUERY 
     SELECT l.user_account, count(*),
            count(*) FILTER (WHERE l.reason = 1), count(*) FILTER (WHERE l.reason = 2),
            count(*) FILTER (WHERE l.reason = 3), count(*) FILTER (WHERE l.reason = 4),
@@ -75,37 +85,15 @@ CREATE FUNCTION public.abnormal_users_between(p_appid bigint, p_from timestamp w
     GROUP BY l.user_account
     ORDER BY 2 DESC, 1
     LIMIT p_limit;
-$$;
-
-
---
--- Name: FUNCTION abnormal_users_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_limit integer); Type: COMMENT; Schema: public; Owner: -
---
-
+END$$;
 COMMENT ON FUNCTION public.abnormal_users_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_limit integer) IS 'The p_limit users of app p_appid with the most abnormal logouts (reasons 1-4) in [p_from, p_to), with the count of each, the rooms concerned and the last one.';
-
-
---
--- Name: zegolog_local_day(timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_local_day(t timestamp with time zone) RETURNS date
     LANGUAGE sql STABLE PARALLEL SAFE
     AS $$
     SELECT (t AT TIME ZONE zegolog_time_zone())::date;
 $$;
-
-
---
--- Name: FUNCTION zegolog_local_day(t timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_local_day(t timestamp with time zone) IS 'The calendar day of t in the reporting time zone (zegolog_time_zone()): the day of the daily views.';
-
-
---
--- Name: zegolog_time_fault(timestamp with time zone, timestamp with time zone, timestamp with time zone, interval); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_time_fault(login_at timestamp with time zone, logout_at timestamp with time zone, received_at timestamp with time zone, max_session interval) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -119,22 +107,11 @@ CREATE FUNCTION public.zegolog_time_fault(login_at timestamp with time zone, log
         WHEN logout_at - login_at > max_session THEN 'session_too_long'
     END;
 $$;
-
-
---
--- Name: FUNCTION zegolog_time_fault(login_at timestamp with time zone, logout_at timestamp with time zone, received_at timestamp with time zone, max_session interval); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_time_fault(login_at timestamp with time zone, logout_at timestamp with time zone, received_at timestamp with time zone, max_session interval) IS 'Why a session''s times are implausible, or NULL when they are plausible (or its login is unknown): logout_before_2010, logout_after_receipt (more than a day after received_at), login_before_2010, logout_before_login, session_too_long (longer than max_session). The one definition of a plausible session.';
-
 
 SET default_tablespace = '';
 
 SET default_table_access_method = heap;
-
---
--- Name: callback_events; Type: TABLE; Schema: public; Owner: -
---
 
 CREATE TABLE public.callback_events (
     id bigint NOT NULL,
@@ -146,32 +123,9 @@ CREATE TABLE public.callback_events (
     received_at timestamp with time zone DEFAULT now() NOT NULL,
     refused_reason text
 );
-
-
---
--- Name: TABLE callback_events; Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON TABLE public.callback_events IS 'Every authenticated ZEGOCLOUD callback, any event, once per distinct business content (retries collapse).';
-
-
---
--- Name: COLUMN callback_events.body; Type: COMMENT; Schema: public; Owner: -
---
-
+COMMENT ON TABLE public.callback_events IS 'Every authenticated ZEGOCLOUD callback body but a stored room_logout''s (its room_logouts row keeps it): other events, a logout with the natural key of a stored one and another content, quarantined bodies; once per distinct business content (retries collapse).';
 COMMENT ON COLUMN public.callback_events.body IS 'The decoded callback fields as JSON text, as sent (JSON values, or form values URL-decoded); query them with body::jsonb.';
-
-
---
--- Name: COLUMN callback_events.refused_reason; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.callback_events.refused_reason IS 'Why an authentic callback could not be normalised (quarantined); NULL when it was.';
-
-
---
--- Name: room_logins; Type: TABLE; Schema: public; Owner: -
---
 
 CREATE TABLE public.room_logins (
     id bigint NOT NULL,
@@ -193,39 +147,10 @@ CREATE TABLE public.room_logins (
     CONSTRAINT room_logins_room_seq_check CHECK (((room_seq >= (0)::numeric) AND (room_seq <= '18446744073709551615'::numeric))),
     CONSTRAINT room_logins_session_id_check CHECK (((session_id >= (0)::numeric) AND (session_id <= '18446744073709551615'::numeric)))
 );
-
-
---
--- Name: TABLE room_logins; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON TABLE public.room_logins IS 'One row per ZEGOCLOUD room_login callback, stored exactly once.';
-
-
---
--- Name: COLUMN room_logins.relogin; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_logins.relogin IS 'Re-login flag as sent (1: the user logged in again, e.g. after a reconnect).';
-
-
---
--- Name: COLUMN room_logins.term_type; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_logins.term_type IS 'The user''s terminal type as sent (since 2026): see zegolog_platform_name(); NULL when not sent.';
-
-
---
--- Name: COLUMN room_logins.callback_data; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_logins.callback_data IS 'callback_data as sent (free text the client passed at login); NULL when not sent.';
-
-
---
--- Name: room_logouts; Type: TABLE; Schema: public; Owner: -
---
 
 CREATE TABLE public.room_logouts (
     id bigint NOT NULL,
@@ -242,50 +167,22 @@ CREATE TABLE public.room_logouts (
     user_update_seq bigint,
     received_at timestamp with time zone DEFAULT now() NOT NULL,
     paired_login_time timestamp with time zone,
-    CONSTRAINT room_logouts_room_seq_check1 CHECK (((room_seq >= (0)::numeric) AND (room_seq <= '18446744073709551615'::numeric))),
-    CONSTRAINT room_logouts_session_id_check1 CHECK (((session_id >= (0)::numeric) AND (session_id <= '18446744073709551615'::numeric)))
+    login_at timestamp with time zone GENERATED ALWAYS AS (COALESCE(login_time, paired_login_time)) STORED,
+    digest bytea,
+    body text,
+    content_type text,
+    CONSTRAINT room_logouts_room_seq_check CHECK (((room_seq >= (0)::numeric) AND (room_seq <= '18446744073709551615'::numeric))),
+    CONSTRAINT room_logouts_session_id_check CHECK (((session_id >= (0)::numeric) AND (session_id <= '18446744073709551615'::numeric)))
 )
 PARTITION BY RANGE (logout_time);
-
-
---
--- Name: TABLE room_logouts; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON TABLE public.room_logouts IS 'One row per ZEGOCLOUD room_logout callback, stored exactly once; partitioned by month of logout_time.';
-
-
---
--- Name: COLUMN room_logouts.login_time; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_logouts.login_time IS 'login_time as sent; NULL when the callback had none (room_logout of the 2022-2023 docs).';
-
-
---
--- Name: COLUMN room_logouts.reason; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_logouts.reason IS '0 normal, 1 heartbeat timeout (business layer), 2 connection lost (access layer), 3 kicked out, 4 token expired.';
-
-
---
--- Name: COLUMN room_logouts.user_role; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_logouts.user_role IS '1 host, 2 audience, 4 admin (bots); meaningful with the LiveRoom SDK only.';
-
-
---
--- Name: COLUMN room_logouts.paired_login_time; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_logouts.paired_login_time IS 'For a logout without login_time: login_time of its room_login (same appid, room_id, user_account, session_id; the latest at or before logout_time); NULL while none is known. Always NULL when login_time was sent.';
-
-
---
--- Name: zegolog_settings; Type: TABLE; Schema: public; Owner: -
---
+COMMENT ON COLUMN public.room_logouts.login_at IS 'When the user logged in: login_time as sent, else paired_login_time; NULL while no login is known.';
+COMMENT ON COLUMN public.room_logouts.digest IS 'SHA-256 business digest of the body (as callback_events.digest): a retry has the same, a variant of this logout another.';
+COMMENT ON COLUMN public.room_logouts.body IS 'The decoded callback fields as JSON text, as sent (as callback_events.body); NULL once older than --retain-raw-days.';
 
 CREATE TABLE public.zegolog_settings (
     singleton boolean DEFAULT true NOT NULL,
@@ -293,28 +190,13 @@ CREATE TABLE public.zegolog_settings (
     chosen boolean DEFAULT false NOT NULL,
     changed_at timestamp with time zone DEFAULT now() NOT NULL,
     max_session interval DEFAULT '7 days'::interval NOT NULL,
+    raw_bodies_dropped_before timestamp with time zone,
     CONSTRAINT zegolog_settings_max_session_check CHECK ((max_session > '00:00:00'::interval)),
     CONSTRAINT zegolog_settings_singleton_check CHECK (singleton)
 );
-
-
---
--- Name: TABLE zegolog_settings; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON TABLE public.zegolog_settings IS 'One row: the reporting time zone (IANA name) in which every daily view and rollup cuts its days. Change it with `zegolog time-zone set NAME` (it rebuilds the rollups), never by UPDATE.';
-
-
---
--- Name: COLUMN zegolog_settings.max_session; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.zegolog_settings.max_session IS 'The longest plausible session: a longer one is stored but has no duration and no concurrency in the rollups (zegolog_time_fault). A change applies to callbacks stored afterwards; `zegolog time-zone set` with the current zone recomputes the stored duration rollups under it (not the concurrency already counted).';
-
-
---
--- Name: data_quality_daily; Type: VIEW; Schema: public; Owner: -
---
+COMMENT ON COLUMN public.zegolog_settings.raw_bodies_dropped_before IS 'Retention''s progress with --retain-raw-days: the logouts before this logout_time have no body any more (zegolog_prune_batch); NULL until it first runs.';
 
 CREATE VIEW public.data_quality_daily AS
  SELECT f.day,
@@ -335,13 +217,13 @@ CREATE VIEW public.data_quality_daily AS
    FROM ( SELECT public.zegolog_local_day(l.received_at) AS day,
             l.appid,
             1 AS logout,
-            (((l.logout_time < COALESCE(l.login_time, l.paired_login_time)) IS TRUE))::integer AS negative,
-            (((l.logout_time = COALESCE(l.login_time, l.paired_login_time)) IS TRUE))::integer AS zero,
+            (((l.logout_time < l.login_at) IS TRUE))::integer AS negative,
+            (((l.logout_time = l.login_at) IS TRUE))::integer AS zero,
             (((l.logout_time - l.received_at) > '1 day'::interval))::integer AS future,
             (((l.received_at - l.logout_time) > '1 day'::interval))::integer AS past,
             ((NOT (EXISTS ( SELECT 1
                    FROM public.room_logins i
-                  WHERE ((i.appid = l.appid) AND (i.room_id = l.room_id) AND (i.user_account = l.user_account) AND (i.session_id = l.session_id) AND (i.login_time >= (COALESCE(l.login_time, l.paired_login_time) - '00:01:00'::interval)) AND (i.login_time <= (COALESCE(l.login_time, l.paired_login_time) + '00:01:00'::interval)))))))::integer AS without_login,
+                  WHERE ((i.appid = l.appid) AND (i.room_id = l.room_id) AND (i.user_account = l.user_account) AND (i.session_id = l.session_id) AND (i.login_time >= (l.login_at - '00:01:00'::interval)) AND (i.login_time <= (l.login_at + '00:01:00'::interval)))))))::integer AS without_login,
             0 AS quarantined,
             0 AS signature_reuse,
             ((l.login_time IS NULL))::integer AS no_login_time,
@@ -350,7 +232,7 @@ CREATE VIEW public.data_quality_daily AS
             (COALESCE((t.fault = ANY (ARRAY['logout_before_2010'::text, 'login_before_2010'::text])), false))::integer AS before_2010,
             (COALESCE((t.fault = 'session_too_long'::text), false))::integer AS too_long
            FROM (public.room_logouts l
-             CROSS JOIN LATERAL ( SELECT public.zegolog_time_fault(COALESCE(l.login_time, l.paired_login_time), l.logout_time, l.received_at, s.max_session) AS fault
+             CROSS JOIN LATERAL ( SELECT public.zegolog_time_fault(l.login_at, l.logout_time, l.received_at, s.max_session) AS fault
                    FROM public.zegolog_settings s) t)
         UNION ALL
          SELECT public.zegolog_local_day(e.received_at) AS zegolog_local_day,
@@ -371,144 +253,44 @@ CREATE VIEW public.data_quality_daily AS
            FROM public.callback_events e
           WHERE (e.refused_reason IS NOT NULL)) f
   GROUP BY f.day, f.appid;
-
-
---
--- Name: VIEW data_quality_daily; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON VIEW public.data_quality_daily IS 'Per day of receipt (received_at, in the reporting time zone) and app: logouts received, and how many had a negative or zero duration, a logout_time more than a day ahead of or behind their arrival, no login event, no login_time, no known login yet, plus the quarantined callbacks (any event) and signature reuses. Filter on appid; for a time window use data_quality_daily_between(appid, from, to).';
-
-
---
--- Name: COLUMN data_quality_daily.day; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.data_quality_daily.day IS 'Calendar day (in the reporting time zone) the rows were received (received_at), not the day of logout.';
-
-
---
--- Name: COLUMN data_quality_daily.appid; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.data_quality_daily.appid IS 'ZEGOCLOUD application id.';
-
-
---
--- Name: COLUMN data_quality_daily.logouts; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.data_quality_daily.logouts IS 'Logouts received that day.';
-
-
---
--- Name: COLUMN data_quality_daily.negative_durations; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.data_quality_daily.negative_durations IS 'Of those, logout_time before login_time (the sender''s clock went backwards).';
-
-
---
--- Name: COLUMN data_quality_daily.zero_durations; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.data_quality_daily.zero_durations IS 'Of those, logout_time equal to login_time.';
-
-
---
--- Name: COLUMN data_quality_daily.logout_far_future; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.data_quality_daily.logout_far_future IS 'Of those, logout_time more than 1 day after received_at.';
-
-
---
--- Name: COLUMN data_quality_daily.logout_far_past; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.data_quality_daily.logout_far_past IS 'Of those, logout_time more than 1 day before received_at (a late delivery, or a long spool replay).';
-
-
---
--- Name: COLUMN data_quality_daily.without_login; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.data_quality_daily.without_login IS 'Of those, logouts with no room_login of the same appid, room_id, user_account and session_id whose login_time is within a minute of the logout''s login_time (the login was lost, or room_login is not enabled in the console).';
-
-
---
--- Name: COLUMN data_quality_daily.quarantined; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.data_quality_daily.quarantined IS 'Authentic callbacks of any event received that day that could not be normalised (callback_events.refused_reason set).';
-
-
---
--- Name: COLUMN data_quality_daily.signature_reuses; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.data_quality_daily.signature_reuses IS 'Of the quarantined, callbacks whose (timestamp, nonce, signature) came first with another body (refused_reason starts with ''signature reuse:''): a forged body, or two callbacks sharing a nonce by chance.';
-
-
---
--- Name: COLUMN data_quality_daily.without_login_time; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.data_quality_daily.without_login_time IS 'Of the logouts, those that came without login_time (room_logout of the 2022-2023 docs); their login comes from room_login.';
-
-
---
--- Name: COLUMN data_quality_daily.unpaired; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.data_quality_daily.unpaired IS 'Of those, the ones whose room_login is still unknown: in reason counts, in no duration statistic yet.';
-
-
---
--- Name: COLUMN data_quality_daily.implausible_times; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.data_quality_daily.implausible_times IS 'Of the logouts, those whose times are implausible (zegolog_time_fault: a time before 2010, logout_time more than a day after received_at, logout before login, a session longer than zegolog_settings.max_session): stored, counted in their reason, in no duration and no concurrency.';
-
-
---
--- Name: COLUMN data_quality_daily.before_2010; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.data_quality_daily.before_2010 IS 'Of the implausible, those with a login_time or logout_time before 2010 (0, or seconds sent for milliseconds).';
-
-
---
--- Name: COLUMN data_quality_daily.sessions_too_long; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.data_quality_daily.sessions_too_long IS 'Of the implausible, sessions longer than zegolog_settings.max_session.';
-
-
---
--- Name: data_quality_daily_between(bigint, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.data_quality_daily_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone) RETURNS SETOF public.data_quality_daily
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
+    apps bigint[] := CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END;
     zone text := zegolog_time_zone();
     longest interval := (SELECT max_session FROM zegolog_settings);
 BEGIN
     RETURN QUERY
     WITH received AS MATERIALIZED (
         SELECT r.appid, r.room_id, r.user_account, r.session_id, r.login_time,
-               coalesce(r.login_time, r.paired_login_time) AS login_at, r.logout_time, r.received_at
+               r.login_at AS login_at, r.logout_time, r.received_at
         FROM room_logouts AS r
-        WHERE r.appid = ANY (CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END)
+        WHERE r.appid = ANY (apps)
           AND r.logout_time >= p_from - interval '1 day' AND r.logout_time < p_to + interval '1 day'
           AND r.received_at >= p_from AND r.received_at < p_to
           AND NOT (r.logout_time - r.received_at > interval '1 day' OR r.received_at - r.logout_time > interval '1 day')
         UNION ALL
         SELECT r.appid, r.room_id, r.user_account, r.session_id, r.login_time,
-               coalesce(r.login_time, r.paired_login_time), r.logout_time, r.received_at
+               r.login_at, r.logout_time, r.received_at
         FROM room_logouts AS r
         WHERE (r.logout_time - r.received_at > interval '1 day' OR r.received_at - r.logout_time > interval '1 day')
           AND r.received_at >= p_from AND r.received_at < p_to
@@ -516,7 +298,7 @@ BEGIN
     ), logins AS (
         SELECT i.appid, i.room_id, i.user_account, i.session_id, i.login_time
         FROM room_logins AS i
-        WHERE i.appid = ANY (CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END)
+        WHERE i.appid = ANY (apps)
           AND i.login_time >= (SELECT min(login_at) - interval '1 minute' FROM received)
           AND i.login_time <= (SELECT max(login_at) + interval '1 minute' FROM received)
     ), unmatched AS (
@@ -567,25 +349,16 @@ BEGIN
     FULL JOIN quarantine AS q ON q.day = c.day AND q.appid = c.appid;
 END
 $$;
-
-
---
--- Name: FUNCTION data_quality_daily_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.data_quality_daily_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone) IS 'The rows of data_quality_daily for what was received in [p_from, p_to) (p_appid NULL: every app).';
 
-
---
--- Name: incident_reasons(bigint, timestamp with time zone, timestamp with time zone, interval); Type: FUNCTION; Schema: public; Owner: -
---
-
 CREATE FUNCTION public.incident_reasons(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_bucket interval DEFAULT '00:01:00'::interval) RETURNS TABLE(bucket_start timestamp with time zone, reason text, logouts bigint, bucket_logouts bigint, share double precision, usual_share double precision, lift double precision)
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
-    AS $$
+    AS $$#variable_conflict use_column
+BEGIN
+RETURN QUERY 
     WITH origin AS MATERIALIZED (
-        SELECT zegolog_local_day(p_from)::timestamp AT TIME ZONE zegolog_time_zone() AS at
+        SELECT zegolog_day_start(zegolog_local_day(p_from), zegolog_time_zone()) AS at
     ), per_bucket AS (
         -- One group per bucket, a count per reason code: a hash of 1,440 groups at most, which
         -- is faster than grouping on (bucket, reason); unpivoted below.
@@ -621,26 +394,15 @@ CREATE FUNCTION public.incident_reasons(p_appid bigint, p_from timestamp with ti
     LEFT JOIN usual AS u ON u.reason = d.reason
     WINDOW w AS (PARTITION BY d.bucket_start)
     ORDER BY d.bucket_start, d.reason;
-$$;
-
-
---
--- Name: FUNCTION incident_reasons(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_bucket interval); Type: COMMENT; Schema: public; Owner: -
---
-
+END$$;
 COMMENT ON FUNCTION public.incident_reasons(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_bucket interval) IS 'Logouts of app p_appid in [p_from, p_to) per bucket of p_bucket (aligned on the reporting time zone''s midnight of p_from''s day) and decoded reason: logouts, all logouts of the bucket, share of the bucket, usual share (reason_usual_shares before p_from) and lift = share / usual share (NULL without a usual share). Buckets and reasons without logouts have no row.';
-
-
---
--- Name: incident_users_online(bigint, timestamp with time zone, timestamp with time zone, interval); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.incident_users_online(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_bucket interval DEFAULT '00:01:00'::interval) RETURNS TABLE(bucket_start timestamp with time zone, users_online bigint, fewest_online bigint)
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
     WITH origin AS MATERIALIZED (
-        SELECT zegolog_local_day(p_from)::timestamp AT TIME ZONE zegolog_time_zone() AS at
+        SELECT zegolog_day_start(zegolog_local_day(p_from), zegolog_time_zone()) AS at
     )
     SELECT date_bin(p_bucket, o.minute, origin.at),
            max(o.users_online)::bigint, min(o.users_online)::bigint
@@ -648,18 +410,7 @@ CREATE FUNCTION public.incident_users_online(p_appid bigint, p_from timestamp wi
     GROUP BY 1
     ORDER BY 1;
 $$;
-
-
---
--- Name: FUNCTION incident_users_online(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_bucket interval); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.incident_users_online(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_bucket interval) IS 'Per bucket of p_bucket in [p_from, p_to) (aligned as incident_reasons): the most (users_online) and the fewest sessions online in app p_appid in any minute of the bucket, as users_online(appid, from, to) counts them.';
-
-
---
--- Name: zegolog_reason_name(integer); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_reason_name(reason integer) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -673,11 +424,7 @@ CREATE FUNCTION public.zegolog_reason_name(reason integer) RETURNS text
         ELSE 'unknown'
     END;
 $$;
-
-
---
--- Name: zegolog_time_zone(); Type: FUNCTION; Schema: public; Owner: -
---
+COMMENT ON FUNCTION public.zegolog_reason_name(reason integer) IS 'Decoded room_logout reason: 0 normal, 1 heartbeat_timeout, 2 connection_lost, 3 kicked_out, 4 token_expired, else unknown.';
 
 CREATE FUNCTION public.zegolog_time_zone() RETURNS text
     LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
@@ -685,18 +432,7 @@ CREATE FUNCTION public.zegolog_time_zone() RETURNS text
     AS $$
     SELECT time_zone FROM zegolog_settings;
 $$;
-
-
---
--- Name: FUNCTION zegolog_time_zone(); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_time_zone() IS 'The reporting time zone of this deployment (IANA name), in which the daily views cut their days.';
-
-
---
--- Name: logout_reasons_hourly; Type: VIEW; Schema: public; Owner: -
---
 
 CREATE VIEW public.logout_reasons_hourly AS
  SELECT c.bucket_start,
@@ -715,87 +451,23 @@ CREATE VIEW public.logout_reasons_hourly AS
             count(*) AS logouts
            FROM public.room_logouts l
           GROUP BY (date_trunc('hour'::text, l.logout_time, public.zegolog_time_zone())), '01:00:00'::interval, l.appid, (public.zegolog_reason_name(l.reason))) c;
-
-
---
--- Name: VIEW logout_reasons_hourly; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON VIEW public.logout_reasons_hourly IS 'Logouts per hour (of the reporting time zone), app and decoded reason, with share of the hour and lift over all time: an incident (a spike of connection_lost) shows as a high share and lift. Filter on appid; for a time window or a finer bucket use logout_reasons_between(appid, from, to, bucket).';
-
-
---
--- Name: COLUMN logout_reasons_hourly.bucket_start; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.logout_reasons_hourly.bucket_start IS 'Start of the bucket (an hour of the reporting time zone), inclusive.';
-
-
---
--- Name: COLUMN logout_reasons_hourly.bucket_end; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.logout_reasons_hourly.bucket_end IS 'End of the bucket, exclusive.';
-
-
---
--- Name: COLUMN logout_reasons_hourly.appid; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.logout_reasons_hourly.appid IS 'ZEGOCLOUD application id.';
-
-
---
--- Name: COLUMN logout_reasons_hourly.reason; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.logout_reasons_hourly.reason IS 'Decoded logout reason: normal, heartbeat_timeout, connection_lost, kicked_out, token_expired, unknown.';
-
-
---
--- Name: COLUMN logout_reasons_hourly.logouts; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.logout_reasons_hourly.logouts IS 'Logouts of this app with this reason in the bucket (a bucket-reason without logouts has no row).';
-
-
---
--- Name: COLUMN logout_reasons_hourly.bucket_logouts; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.logout_reasons_hourly.bucket_logouts IS 'All logouts of this app in the bucket, every reason.';
-
-
---
--- Name: COLUMN logout_reasons_hourly.share; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.logout_reasons_hourly.share IS 'logouts / bucket_logouts, between 0 and 1; the shares of one app-bucket sum to 1.';
-
-
---
--- Name: COLUMN logout_reasons_hourly.window_share; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.logout_reasons_hourly.window_share IS 'This reason''s share of the app''s logouts over the whole window (all time for the view): the baseline.';
-
-
---
--- Name: COLUMN logout_reasons_hourly.lift; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.logout_reasons_hourly.lift IS 'share / window_share: 1 is usual, 3 means this reason is three times as frequent as usual in this bucket.';
-
-
---
--- Name: logout_reasons_between(bigint, timestamp with time zone, timestamp with time zone, interval); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.logout_reasons_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_bucket interval DEFAULT '01:00:00'::interval) RETURNS SETOF public.logout_reasons_hourly
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
+    apps bigint[] := CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END;
     zone text := zegolog_time_zone();
 BEGIN
     IF p_bucket IS NULL OR p_bucket <= interval '0' THEN
@@ -821,24 +493,13 @@ BEGIN
                zegolog_reason_name(l.reason) AS reason,
                count(*) AS logouts
         FROM room_logouts AS l
-        WHERE l.appid = ANY (CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END)
+        WHERE l.appid = ANY (apps)
           AND l.logout_time >= p_from AND l.logout_time < p_to
         GROUP BY 1, 2, 3
     ) AS c;
 END
 $$;
-
-
---
--- Name: FUNCTION logout_reasons_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_bucket interval); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.logout_reasons_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone, p_bucket interval) IS 'The rows of logout_reasons_hourly for the logouts in [p_from, p_to) (p_appid NULL: every app), in buckets of p_bucket (default 1 hour; e.g. 1 minute, 5 minutes, 1 day) of the reporting time zone (zegolog_bucket_start: aligned on its midnights; 1 day is a local day, 23 or 25 hours on a DST change); window_share and lift are over this window.';
-
-
---
--- Name: logout_reasons_daily_in(text, date, date, bigint); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.logout_reasons_daily_in(p_zone text, p_from date, p_to date, p_appid bigint DEFAULT NULL::bigint) RETURNS TABLE(day date, appid bigint, reason text, logouts bigint, share double precision, median_duration_s double precision)
     LANGUAGE sql STABLE SECURITY DEFINER
@@ -859,18 +520,7 @@ CREATE FUNCTION public.logout_reasons_daily_in(p_zone text, p_from date, p_to da
     FROM g
     ORDER BY day, appid, reason;
 $$;
-
-
---
--- Name: FUNCTION logout_reasons_daily_in(p_zone text, p_from date, p_to date, p_appid bigint); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.logout_reasons_daily_in(p_zone text, p_from date, p_to date, p_appid bigint) IS 'logout_reasons_daily with days cut in time zone p_zone, for the days p_from to p_to (both included, at most 93) and app p_appid (NULL, the default: every app), computed from the raw rows.';
-
-
---
--- Name: peak_concurrency_daily_in(text, date, date, bigint); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.peak_concurrency_daily_in(p_zone text, p_from date, p_to date, p_appid bigint DEFAULT NULL::bigint) RETURNS TABLE(day date, appid bigint, peak_users bigint)
     LANGUAGE sql STABLE SECURITY DEFINER
@@ -878,18 +528,7 @@ CREATE FUNCTION public.peak_concurrency_daily_in(p_zone text, p_from date, p_to 
     AS $$
     SELECT day, appid, peak_users FROM zegolog_peaks_in(p_zone, p_from, p_to, false, p_appid) ORDER BY day, appid;
 $$;
-
-
---
--- Name: FUNCTION peak_concurrency_daily_in(p_zone text, p_from date, p_to date, p_appid bigint); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.peak_concurrency_daily_in(p_zone text, p_from date, p_to date, p_appid bigint) IS 'peak_concurrency_daily with days cut in time zone p_zone, for the days p_from to p_to (both included, at most 93) and app p_appid (NULL, the default: every app), from the zone-free per-minute rollups.';
-
-
---
--- Name: reason_usual_shares(bigint, timestamp with time zone, integer); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.reason_usual_shares(p_appid bigint, p_before timestamp with time zone, p_days integer DEFAULT 7) RETURNS TABLE(reason text, logouts bigint, usual_share double precision)
     LANGUAGE sql STABLE SECURITY DEFINER
@@ -904,18 +543,7 @@ CREATE FUNCTION public.reason_usual_shares(p_appid bigint, p_before timestamp wi
     GROUP BY d.reason
     ORDER BY d.reason;
 $$;
-
-
---
--- Name: FUNCTION reason_usual_shares(p_appid bigint, p_before timestamp with time zone, p_days integer); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.reason_usual_shares(p_appid bigint, p_before timestamp with time zone, p_days integer) IS 'Each reason''s logouts and share of app p_appid''s logouts over the p_days (default 7) whole days (of the reporting time zone) before the day of p_before: the usual share the incident view measures lift against.';
-
-
---
--- Name: zegolog_close_reason_name(integer); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_close_reason_name(close_reason integer) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -928,18 +556,23 @@ CREATE FUNCTION public.zegolog_close_reason_name(close_reason integer) RETURNS t
         ELSE 'unknown'
     END;
 $$;
-
-
---
--- Name: FUNCTION zegolog_close_reason_name(close_reason integer); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_close_reason_name(close_reason integer) IS 'Decoded room_close close_reason: 0 normal, 1 last_user_heartbeat_timeout, 2 last_user_offline, 3 last_user_kicked_out, else unknown.';
 
-
---
--- Name: room_lifecycle_events; Type: TABLE; Schema: public; Owner: -
---
+CREATE FUNCTION public.zegolog_lifecycle_peak(ins timestamp with time zone[], outs timestamp with time zone[]) RETURNS bigint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT coalesce((
+        SELECT max(w.running)
+        FROM (
+            SELECT sum(sum(d.delta)) OVER (ORDER BY d.minute) AS running
+            FROM (SELECT unnest(ins) AS minute, 1 AS delta
+                  UNION ALL
+                  SELECT unnest(outs), -1) AS d
+            GROUP BY d.minute
+        ) AS w
+    ), 0)::bigint;
+$$;
+COMMENT ON FUNCTION public.zegolog_lifecycle_peak(ins timestamp with time zone[], outs timestamp with time zone[]) IS 'The most sessions online in any minute, from the login minutes (+1) and the minutes after the logout minutes (-1) of a room lifecycle''s sessions (room_lifecycle.peak_users).';
 
 CREATE TABLE public.room_lifecycle_events (
     appid bigint NOT NULL,
@@ -953,32 +586,9 @@ CREATE TABLE public.room_lifecycle_events (
     CONSTRAINT room_lifecycle_events_event_check CHECK ((event = ANY (ARRAY['room_create'::text, 'room_close'::text]))),
     CONSTRAINT room_lifecycle_events_room_session_id_check CHECK (((room_session_id >= (0)::numeric) AND (room_session_id <= '18446744073709551615'::numeric)))
 );
-
-
---
--- Name: TABLE room_lifecycle_events; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON TABLE public.room_lifecycle_events IS 'room_create and room_close callbacks, once per room lifecycle and event.';
-
-
---
--- Name: COLUMN room_lifecycle_events.at; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_lifecycle_events.at IS 'room_create_time or room_close_time.';
-
-
---
--- Name: COLUMN room_lifecycle_events.close_reason; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_lifecycle_events.close_reason IS '0 normal, 1 last user''s heartbeat timed out, 2 last user went offline, 3 last user was kicked out.';
-
-
---
--- Name: room_lifecycle; Type: VIEW; Schema: public; Owner: -
---
 
 CREATE VIEW public.room_lifecycle AS
  SELECT k.appid,
@@ -996,14 +606,7 @@ CREATE VIEW public.room_lifecycle AS
     s.sessions,
     s.users,
     s.user_minutes,
-    (COALESCE(( SELECT max(w.running) AS max
-           FROM ( SELECT sum(sum(d.delta)) OVER (ORDER BY d.minute) AS running
-                   FROM ( SELECT unnest(s.ins) AS minute,
-                            1 AS delta
-                        UNION ALL
-                         SELECT unnest(s.outs) AS unnest,
-                            '-1'::integer) d
-                  GROUP BY d.minute) w), (0)::numeric))::bigint AS peak_users,
+    public.zegolog_lifecycle_peak(s.ins, s.outs) AS peak_users,
     s.first_login_at,
     s.last_logout_at
    FROM ((( SELECT e_1.appid,
@@ -1023,217 +626,85 @@ CREATE VIEW public.room_lifecycle AS
            FROM public.room_lifecycle_events v
           WHERE ((v.appid = k.appid) AND (v.room_id = k.room_id) AND (v.room_session_id = k.room_seq))) e)
      CROSS JOIN LATERAL ( SELECT count(*) AS sessions,
-            count(DISTINCT o.user_account) AS users,
-            (COALESCE((sum(GREATEST(EXTRACT(epoch FROM (o.logout_time - o.login_at)), (0)::numeric)) / (60)::numeric), (0)::numeric))::double precision AS user_minutes,
-            min(o.login_at) AS first_login_at,
-            max(o.logout_time) AS last_logout_at,
-            array_agg(date_trunc('minute'::text, o.login_at, 'UTC'::text)) FILTER (WHERE (o.logout_time >= o.login_at)) AS ins,
-            array_agg((date_trunc('minute'::text, o.logout_time, 'UTC'::text) + '00:01:00'::interval)) FILTER (WHERE (o.logout_time >= o.login_at)) AS outs
-           FROM ( SELECT r.user_account,
-                    r.logout_time,
-                    COALESCE(r.login_time, r.paired_login_time) AS login_at
-                   FROM public.room_logouts r
-                  WHERE ((r.appid = k.appid) AND (r.room_id = k.room_id) AND (r.room_seq = k.room_seq))) o) s);
-
-
---
--- Name: VIEW room_lifecycle; Type: COMMENT; Schema: public; Owner: -
---
-
+            count(DISTINCT r.user_account) AS users,
+            (COALESCE((sum(GREATEST(EXTRACT(epoch FROM (r.logout_time - r.login_at)), (0)::numeric)) / (60)::numeric), (0)::numeric))::double precision AS user_minutes,
+            min(r.login_at) AS first_login_at,
+            max(r.logout_time) AS last_logout_at,
+            array_agg(date_trunc('minute'::text, r.login_at, 'UTC'::text)) FILTER (WHERE (r.logout_time >= r.login_at)) AS ins,
+            array_agg((date_trunc('minute'::text, r.logout_time, 'UTC'::text) + '00:01:00'::interval)) FILTER (WHERE (r.logout_time >= r.login_at)) AS outs
+           FROM public.room_logouts r
+          WHERE ((r.appid = k.appid) AND (r.room_id = k.room_id) AND (r.room_seq = k.room_seq))) s);
 COMMENT ON VIEW public.room_lifecycle IS 'One row per room lifecycle (room_seq = room_session_id) seen in a room_create, a room_close or a logout: created / closed times, close reason, and its sessions, users, user-minutes and peak concurrency. Filter on appid, room_id or room_seq; for a time window use room_lifecycle_between(appid, from, to).';
-
-
---
--- Name: COLUMN room_lifecycle.appid; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_lifecycle.appid IS 'ZEGOCLOUD application id.';
-
-
---
--- Name: COLUMN room_lifecycle.room_id; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_lifecycle.room_id IS 'Room id, as sent.';
-
-
---
--- Name: COLUMN room_lifecycle.room_seq; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_lifecycle.room_seq IS 'Room lifecycle id (u64): room_session_id of room_create / room_close, room_seq of the logins and logouts. Logouts without room_seq are in no lifecycle.';
-
-
---
--- Name: COLUMN room_lifecycle.created_at; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_lifecycle.created_at IS 'room_create_time; NULL when no room_create was received.';
-
-
---
--- Name: COLUMN room_lifecycle.creator; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_lifecycle.creator IS 'User id that created the room (id_name of room_create); NULL when not sent.';
-
-
---
--- Name: COLUMN room_lifecycle.closed_at; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_lifecycle.closed_at IS 'room_close_time; NULL while open or when no room_close was received.';
-
-
---
--- Name: COLUMN room_lifecycle.close_reason_code; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_lifecycle.close_reason_code IS 'Raw close_reason of room_close: 0 normal, 1 last user''s heartbeat timed out, 2 last user went offline, 3 last user was kicked out.';
-
-
---
--- Name: COLUMN room_lifecycle.close_reason; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_lifecycle.close_reason IS 'Decoded close_reason_code: normal, last_user_heartbeat_timeout, last_user_offline, last_user_kicked_out, unknown; NULL when no room_close was received.';
-
-
---
--- Name: COLUMN room_lifecycle.lifetime; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_lifecycle.lifetime IS 'closed_at - created_at; NULL unless both were received.';
-
-
---
--- Name: COLUMN room_lifecycle.sessions; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_lifecycle.sessions IS 'Logouts with this room_seq (0 if none yet).';
-
-
---
--- Name: COLUMN room_lifecycle.users; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_lifecycle.users IS 'Distinct user_account among those logouts.';
-
-
---
--- Name: COLUMN room_lifecycle.user_minutes; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_lifecycle.user_minutes IS 'Sum of the session durations in minutes; negative durations (bad sender clock) count as 0.';
-
-
---
--- Name: COLUMN room_lifecycle.peak_users; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_lifecycle.peak_users IS 'Most sessions online in any UTC minute, over this lifecycle''s sessions (a session counts from its login minute to its logout minute included; negative durations left out).';
-
-
---
--- Name: COLUMN room_lifecycle.first_login_at; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_lifecycle.first_login_at IS 'Earliest login_time among those logouts; NULL if none.';
-
-
---
--- Name: COLUMN room_lifecycle.last_logout_at; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_lifecycle.last_logout_at IS 'Latest logout_time among those logouts; NULL if none.';
-
-
---
--- Name: room_lifecycle_between(bigint, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.room_lifecycle_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone) RETURNS SETOF public.room_lifecycle
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
+DECLARE
+    apps bigint[] := CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END;
 BEGIN
     RETURN QUERY
-    SELECT
-        k.appid,
-        k.room_id,
-        k.room_seq,
-        e.created_at,
-        e.creator,
-        e.closed_at,
-        e.close_reason AS close_reason_code,
-        CASE WHEN e.closed_at IS NOT NULL THEN zegolog_close_reason_name(e.close_reason) END AS close_reason,
-        e.closed_at - e.created_at AS lifetime,
-        s.sessions,
-        s.users,
-        s.user_minutes,
-        coalesce((
-            SELECT max(w.running)
-            FROM (
-                SELECT sum(sum(d.delta)) OVER (ORDER BY d.minute) AS running
-                FROM (SELECT unnest(s.ins) AS minute, 1 AS delta
-                      UNION ALL
-                      SELECT unnest(s.outs), -1) AS d
-                GROUP BY d.minute
-            ) AS w
-        ), 0)::bigint AS peak_users,
-        s.first_login_at,
-        s.last_logout_at
-    FROM (
+    WITH k AS NOT MATERIALIZED (
         SELECT e.appid, e.room_id, e.room_session_id AS room_seq
         FROM room_lifecycle_events AS e
-        WHERE e.appid = ANY (CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END)
-          AND e.at >= p_from AND e.at < p_to
+        WHERE e.appid = ANY (apps) AND e.at >= p_from AND e.at < p_to
         UNION
         SELECT l.appid, l.room_id, l.room_seq
         FROM room_logouts AS l
-        WHERE l.appid = ANY (CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END)
-          AND l.logout_time >= p_from AND l.logout_time < p_to
+        WHERE l.appid = ANY (apps) AND l.logout_time >= p_from AND l.logout_time < p_to
           AND l.room_seq IS NOT NULL
-    ) AS k
-    CROSS JOIN LATERAL (
-        SELECT max(v.at) FILTER (WHERE v.event = 'room_create') AS created_at,
+    )
+    SELECT k.appid, k.room_id, k.room_seq,
+           e.created_at, e.creator, e.closed_at, e.close_reason AS close_reason_code,
+           CASE WHEN e.closed_at IS NOT NULL THEN zegolog_close_reason_name(e.close_reason) END AS close_reason,
+           e.closed_at - e.created_at AS lifetime,
+           coalesce(s.sessions, 0) AS sessions,
+           coalesce(s.users, 0) AS users,
+           coalesce(s.user_minutes, 0) AS user_minutes,
+           zegolog_lifecycle_peak(s.ins, s.outs) AS peak_users,
+           s.first_login_at, s.last_logout_at
+    FROM k
+    LEFT JOIN (
+        SELECT v.appid, v.room_id, v.room_session_id AS room_seq,
+               max(v.at) FILTER (WHERE v.event = 'room_create') AS created_at,
                max(v.creator) FILTER (WHERE v.event = 'room_create') AS creator,
                max(v.at) FILTER (WHERE v.event = 'room_close') AS closed_at,
                max(v.close_reason) FILTER (WHERE v.event = 'room_close') AS close_reason
         FROM room_lifecycle_events AS v
-        WHERE v.appid = k.appid AND v.room_id = k.room_id AND v.room_session_id = k.room_seq
-    ) AS e
-    CROSS JOIN LATERAL (
-        -- Concurrency as in 0003, over this lifecycle's sessions: +1 at the login minute, -1 the
-        -- minute after the logout minute; negative durations left out.
-        SELECT count(*) AS sessions,
-               count(DISTINCT o.user_account) AS users,
-               coalesce(sum(greatest(extract(EPOCH FROM o.logout_time - o.login_at), 0)) / 60, 0)::double precision
-                   AS user_minutes,
-               min(o.login_at) AS first_login_at,
-               max(o.logout_time) AS last_logout_at,
-               array_agg(date_trunc('minute', o.login_at, 'UTC'))
-                   FILTER (WHERE o.logout_time >= o.login_at) AS ins,
-               array_agg(date_trunc('minute', o.logout_time, 'UTC') + interval '1 minute')
-                   FILTER (WHERE o.logout_time >= o.login_at) AS outs
-        FROM (SELECT r.user_account, r.logout_time, coalesce(r.login_time, r.paired_login_time) AS login_at
-              FROM room_logouts AS r
-              WHERE r.appid = k.appid AND r.room_id = k.room_id AND r.room_seq = k.room_seq) AS o
-    ) AS s;
+        WHERE (v.appid, v.room_id, v.room_session_id) IN (SELECT k.appid, k.room_id, k.room_seq FROM k)
+        GROUP BY v.appid, v.room_id, v.room_session_id
+    ) AS e ON e.appid = k.appid AND e.room_id = k.room_id AND e.room_seq = k.room_seq
+    LEFT JOIN (
+        SELECT r.appid, r.room_id, r.room_seq,
+               count(*) AS sessions,
+               count(DISTINCT r.user_account) AS users,
+               coalesce(sum(greatest(extract(EPOCH FROM r.logout_time - r.login_at), 0)) / 60, 0)::double precision AS user_minutes,
+               min(r.login_at) AS first_login_at,
+               max(r.logout_time) AS last_logout_at,
+               array_agg(date_trunc('minute', r.login_at, 'UTC')) FILTER (WHERE r.logout_time >= r.login_at) AS ins,
+               array_agg(date_trunc('minute', r.logout_time, 'UTC') + interval '1 minute') FILTER (WHERE r.logout_time >= r.login_at) AS outs
+        FROM room_logouts AS r
+        WHERE (r.appid, r.room_id, r.room_seq) IN (SELECT k.appid, k.room_id, k.room_seq FROM k)
+        GROUP BY r.appid, r.room_id, r.room_seq
+    ) AS s ON s.appid = k.appid AND s.room_id = k.room_id AND s.room_seq = k.room_seq;
 END
 $$;
-
-
---
--- Name: FUNCTION room_lifecycle_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.room_lifecycle_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone) IS 'The rows of room_lifecycle for the lifecycles created, closed or with a logout in [p_from, p_to) (p_appid NULL: every app); their statistics cover all their sessions.';
-
-
---
--- Name: room_peak_concurrency_daily_in(text, date, date, bigint); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.room_peak_concurrency_daily_in(p_zone text, p_from date, p_to date, p_appid bigint DEFAULT NULL::bigint) RETURNS TABLE(day date, appid bigint, room_id text, peak_users bigint)
     LANGUAGE sql STABLE SECURITY DEFINER
@@ -1241,27 +712,18 @@ CREATE FUNCTION public.room_peak_concurrency_daily_in(p_zone text, p_from date, 
     AS $$
     SELECT day, appid, room_id, peak_users FROM zegolog_peaks_in(p_zone, p_from, p_to, true, p_appid) ORDER BY day, appid, room_id;
 $$;
-
-
---
--- Name: FUNCTION room_peak_concurrency_daily_in(p_zone text, p_from date, p_to date, p_appid bigint); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.room_peak_concurrency_daily_in(p_zone text, p_from date, p_to date, p_appid bigint) IS 'room_peak_concurrency_daily (days with users online) with days cut in time zone p_zone, for the days p_from to p_to (both included, at most 93) and app p_appid (NULL, the default: every app), from the zone-free per-minute rollups.';
 
-
---
--- Name: room_users_online(bigint, text, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
---
-
 CREATE FUNCTION public.room_users_online(p_appid bigint, p_room_id text, p_from timestamp with time zone, p_to timestamp with time zone) RETURNS TABLE(minute timestamp with time zone, users_online bigint)
-    LANGUAGE sql STABLE SECURITY DEFINER
+    LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
-    AS $$
+    AS $$#variable_conflict use_column
+BEGIN
+RETURN QUERY 
     WITH bounds AS (
         SELECT date_trunc('minute', p_from, 'UTC') AS first_minute,
                zegolog_local_day(p_from, z.zone) AS first_day,
-               zegolog_local_day(p_from, z.zone)::timestamp AT TIME ZONE z.zone AS first_day_start
+               zegolog_day_start(zegolog_local_day(p_from, z.zone), z.zone) AS first_day_start
         FROM (SELECT zegolog_time_zone() AS zone) AS z
         WHERE isfinite(p_from) AND isfinite(p_to)
     ), deltas AS (
@@ -1271,7 +733,7 @@ CREATE FUNCTION public.room_users_online(p_appid bigint, p_room_id text, p_from 
           AND m.minute >= b.first_day_start AND m.minute < p_to
         UNION ALL
         SELECT c.minute, c.delta
-        FROM concurrency_pending AS c
+        FROM pending_contributions AS p, unnest(p.deltas) AS c
         WHERE c.appid = p_appid AND c.room_id = p_room_id AND c.minute < p_to
     ), base AS MATERIALIZED (
         -- zegolog_room_online_at's lookup, written here so that on Citus the whole query
@@ -1296,19 +758,8 @@ CREATE FUNCTION public.room_users_online(p_appid bigint, p_room_id text, p_from 
     LEFT JOIN changes AS ch ON ch.minute = g.minute
     WHERE g.minute < p_to
     ORDER BY g.minute;
-$$;
-
-
---
--- Name: FUNCTION room_users_online(p_appid bigint, p_room_id text, p_from timestamp with time zone, p_to timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
---
-
+END$$;
 COMMENT ON FUNCTION public.room_users_online(p_appid bigint, p_room_id text, p_from timestamp with time zone, p_to timestamp with time zone) IS 'Sessions online in room p_room_id of app p_appid in every UTC minute of [p_from, p_to), as users_online.';
-
-
---
--- Name: session_duration_daily_in(text, date, date, bigint); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.session_duration_daily_in(p_zone text, p_from date, p_to date, p_appid bigint DEFAULT NULL::bigint) RETURNS TABLE(day date, appid bigint, sessions bigint, total_minutes double precision, avg_s double precision, p50_s double precision, p90_s double precision, p99_s double precision, max_s double precision, sessions_with_duration bigint)
     LANGUAGE sql STABLE SECURITY DEFINER
@@ -1332,37 +783,14 @@ CREATE FUNCTION public.session_duration_daily_in(p_zone text, p_from date, p_to 
     GROUP BY day, appid
     ORDER BY day, appid;
 $$;
-
-
---
--- Name: FUNCTION session_duration_daily_in(p_zone text, p_from date, p_to date, p_appid bigint); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.session_duration_daily_in(p_zone text, p_from date, p_to date, p_appid bigint) IS 'session_duration_daily with days cut in time zone p_zone, for the days p_from to p_to (both included, at most 93) and app p_appid (NULL, the default: every app), computed from the raw rows.';
-
-
---
--- Name: zegolog_session_start(timestamp with time zone, timestamp with time zone, timestamp with time zone, interval); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_session_start(login_at timestamp with time zone, logout_at timestamp with time zone, received_at timestamp with time zone, max_session interval) RETURNS timestamp with time zone
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
-    SELECT CASE WHEN zegolog_time_fault(login_at, logout_at, received_at, max_session) IS NULL
-                THEN login_at END;
+    SELECT CASE WHEN zegolog_time_fault(login_at, logout_at, received_at, max_session) IS NULL THEN login_at END;
 $$;
-
-
---
--- Name: FUNCTION zegolog_session_start(login_at timestamp with time zone, logout_at timestamp with time zone, received_at timestamp with time zone, max_session interval); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_session_start(login_at timestamp with time zone, logout_at timestamp with time zone, received_at timestamp with time zone, max_session interval) IS 'The login a session''s duration and concurrency are computed from: login_at when the session is plausible (zegolog_time_fault), NULL otherwise (no duration, no concurrency, as for a logout whose login is unknown).';
-
-
---
--- Name: user_daily; Type: VIEW; Schema: public; Owner: -
---
 
 CREATE VIEW public.user_daily AS
  SELECT public.zegolog_local_day(l.logout_time) AS day,
@@ -1371,149 +799,43 @@ CREATE VIEW public.user_daily AS
     (array_agg(l.user_nickname ORDER BY l.logout_time DESC))[1] AS last_nickname,
     count(*) AS sessions,
     count(DISTINCT l.room_id) AS rooms,
-    ((sum(EXTRACT(epoch FROM (l.logout_time - public.zegolog_session_start(COALESCE(l.login_time, l.paired_login_time), l.logout_time, l.received_at, s.max_session)))) / (60)::numeric))::double precision AS total_minutes,
-    sum((l.logout_time - public.zegolog_session_start(COALESCE(l.login_time, l.paired_login_time), l.logout_time, l.received_at, s.max_session))) AS total_time,
+    ((sum(EXTRACT(epoch FROM (l.logout_time - public.zegolog_session_start(l.login_at, l.logout_time, l.received_at, s.max_session)))) / (60)::numeric))::double precision AS total_minutes,
+    sum((l.logout_time - public.zegolog_session_start(l.login_at, l.logout_time, l.received_at, s.max_session))) AS total_time,
     count(*) FILTER (WHERE (l.reason = 0)) AS normal,
     count(*) FILTER (WHERE (l.reason = 1)) AS heartbeat_timeout,
     count(*) FILTER (WHERE (l.reason = 2)) AS connection_lost,
     count(*) FILTER (WHERE (l.reason = 3)) AS kicked_out,
     count(*) FILTER (WHERE (l.reason = 4)) AS token_expired,
     count(*) FILTER (WHERE ((l.reason IS NULL) OR (l.reason <> ALL (ARRAY[0, 1, 2, 3, 4])))) AS unknown,
-    min(COALESCE(l.login_time, l.paired_login_time)) AS first_login_at,
+    min(l.login_at) AS first_login_at,
     max(l.logout_time) AS last_logout_at
    FROM (public.room_logouts l
      CROSS JOIN public.zegolog_settings s)
   GROUP BY (public.zegolog_local_day(l.logout_time)), l.appid, l.user_account;
-
-
---
--- Name: VIEW user_daily; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON VIEW public.user_daily IS 'Per day of logout (in the reporting time zone, zegolog_time_zone()), app and user: sessions, rooms, total time, and how many sessions ended with each logout reason. Filter on appid and user_account; for a time window use user_daily_between(appid, from, to).';
-
-
---
--- Name: COLUMN user_daily.day; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.user_daily.day IS 'Calendar day of the logout in the reporting time zone; a session counts on the day it ended.';
-
-
---
--- Name: COLUMN user_daily.appid; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.user_daily.appid IS 'ZEGOCLOUD application id.';
-
-
---
--- Name: COLUMN user_daily.user_account; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.user_daily.user_account IS 'User id used at login.';
-
-
---
--- Name: COLUMN user_daily.last_nickname; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.user_daily.last_nickname IS 'Nickname of the user''s last session that day (it can change); NULL when not sent.';
-
-
---
--- Name: COLUMN user_daily.sessions; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.user_daily.sessions IS 'Sessions (logouts) of this user that ended this day.';
-
-
---
--- Name: COLUMN user_daily.rooms; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.user_daily.rooms IS 'Distinct rooms of those sessions.';
-
-
---
--- Name: COLUMN user_daily.total_minutes; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.user_daily.total_minutes IS 'Sum of the durations of the sessions whose login is known, in minutes (negative durations counted as they are, as in session_duration_daily).';
-
-
---
--- Name: COLUMN user_daily.total_time; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.user_daily.total_time IS 'The same sum as an interval.';
-
-
---
--- Name: COLUMN user_daily.normal; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.user_daily.normal IS 'Sessions that ended with reason 0 (normal logout).';
-
-
---
--- Name: COLUMN user_daily.heartbeat_timeout; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.user_daily.heartbeat_timeout IS 'Sessions that ended with reason 1 (business-layer heartbeat timeout).';
-
-
---
--- Name: COLUMN user_daily.connection_lost; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.user_daily.connection_lost IS 'Sessions that ended with reason 2 (access-layer connection lost or heartbeat timeout).';
-
-
---
--- Name: COLUMN user_daily.kicked_out; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.user_daily.kicked_out IS 'Sessions that ended with reason 3 (kicked out by a backend call).';
-
-
---
--- Name: COLUMN user_daily.token_expired; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.user_daily.token_expired IS 'Sessions that ended with reason 4 (token expired).';
-
-
---
--- Name: COLUMN user_daily.unknown; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.user_daily.unknown IS 'Sessions whose reason was not sent or is not a known code.';
-
-
---
--- Name: COLUMN user_daily.first_login_at; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.user_daily.first_login_at IS 'Earliest login of those sessions (login_time, or that of the paired room_login).';
-
-
---
--- Name: COLUMN user_daily.last_logout_at; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.user_daily.last_logout_at IS 'Latest logout_time of those sessions.';
-
-
---
--- Name: user_daily_between(bigint, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.user_daily_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone) RETURNS SETOF public.user_daily
     LANGUAGE plpgsql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
+    apps bigint[] := CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END;
     zone text := zegolog_time_zone();
     longest interval := (SELECT max_session FROM zegolog_settings);
 BEGIN
@@ -1526,9 +848,9 @@ BEGIN
         count(*) AS sessions,
         count(DISTINCT l.room_id) AS rooms,
         (sum(extract(EPOCH FROM l.logout_time
-                 - zegolog_session_start(coalesce(l.login_time, l.paired_login_time), l.logout_time,
+                 - zegolog_session_start(l.login_at, l.logout_time,
                                          l.received_at, longest))) / 60)::double precision AS total_minutes,
-        sum(l.logout_time - zegolog_session_start(coalesce(l.login_time, l.paired_login_time), l.logout_time,
+        sum(l.logout_time - zegolog_session_start(l.login_at, l.logout_time,
                                                   l.received_at, longest)) AS total_time,
         count(*) FILTER (WHERE l.reason = 0) AS normal,
         count(*) FILTER (WHERE l.reason = 1) AS heartbeat_timeout,
@@ -1536,26 +858,15 @@ BEGIN
         count(*) FILTER (WHERE l.reason = 3) AS kicked_out,
         count(*) FILTER (WHERE l.reason = 4) AS token_expired,
         count(*) FILTER (WHERE l.reason IS NULL OR l.reason NOT IN (0, 1, 2, 3, 4)) AS unknown,
-        min(coalesce(l.login_time, l.paired_login_time)) AS first_login_at,
+        min(l.login_at) AS first_login_at,
         max(l.logout_time) AS last_logout_at
     FROM room_logouts AS l
-    WHERE l.appid = ANY (CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END)
+    WHERE l.appid = ANY (apps)
       AND l.logout_time >= p_from AND l.logout_time < p_to
     GROUP BY zegolog_local_day(l.logout_time, zone), l.appid, l.user_account;
 END
 $$;
-
-
---
--- Name: FUNCTION user_daily_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.user_daily_between(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone) IS 'The rows of user_daily for the sessions that ended in [p_from, p_to) (p_appid NULL: every app); days at the edges of the window are partial.';
-
-
---
--- Name: users_online(bigint, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.users_online(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone) RETURNS TABLE(minute timestamp with time zone, users_online bigint)
     LANGUAGE sql STABLE SECURITY DEFINER
@@ -1564,7 +875,7 @@ CREATE FUNCTION public.users_online(p_appid bigint, p_from timestamp with time z
     WITH bounds AS (
         SELECT date_trunc('minute', p_from, 'UTC') AS first_minute,
                zegolog_local_day(p_from, z.zone) AS first_day,
-               zegolog_local_day(p_from, z.zone)::timestamp AT TIME ZONE z.zone AS first_day_start
+               zegolog_day_start(zegolog_local_day(p_from, z.zone), z.zone) AS first_day_start
         FROM (SELECT zegolog_time_zone() AS zone) AS z
         WHERE isfinite(p_from) AND isfinite(p_to)
     ), deltas AS (
@@ -1573,7 +884,7 @@ CREATE FUNCTION public.users_online(p_appid bigint, p_from timestamp with time z
         WHERE m.appid = p_appid AND m.minute >= b.first_day_start AND m.minute < p_to
         UNION ALL
         SELECT c.minute, c.delta
-        FROM concurrency_pending AS c
+        FROM pending_contributions AS p, unnest(p.deltas) AS c
         WHERE c.appid = p_appid AND c.minute < p_to
     ), base AS MATERIALIZED (
         -- Pending deltas of any earlier minute count here: compaction has not folded them
@@ -1596,18 +907,7 @@ CREATE FUNCTION public.users_online(p_appid bigint, p_from timestamp with time z
     WHERE g.minute < p_to
     ORDER BY g.minute;
 $$;
-
-
---
--- Name: FUNCTION users_online(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.users_online(p_appid bigint, p_from timestamp with time zone, p_to timestamp with time zone) IS 'Sessions online in app p_appid in every UTC minute of [p_from, p_to), from the minute holding p_from: a session counts from its login minute to its logout minute included. Compacted rollups plus pending rows: exact up to the last commit.';
-
-
---
--- Name: zegolog_add_to_rollups(bigint, bigint); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_add_to_rollups(from_id bigint, to_id bigint) RETURNS void
     LANGUAGE plpgsql
@@ -1616,31 +916,26 @@ DECLARE
     zone text := zegolog_time_zone();
     longest interval := (SELECT max_session FROM zegolog_settings);
 BEGIN
-    INSERT INTO logout_rollup_pending (day, appid, reason, bucket, sessions, total_ms, max_ms)
-    SELECT r.day, r.appid, r.reason, r.bucket, sum(r.sessions), sum(r.total_ms), max(r.max_ms)
-    FROM room_logouts AS l,
-         zegolog_logout_rollup_in(l.appid, l.reason,
-                                  zegolog_session_start(coalesce(l.login_time, l.paired_login_time),
-                                                        l.logout_time, l.received_at, longest),
-                                  l.logout_time, zone) AS r
-    WHERE l.id BETWEEN from_id AND to_id
-    GROUP BY 1, 2, 3, 4;
-    INSERT INTO concurrency_pending (appid, room_id, minute, delta)
-    SELECT c.appid, c.room_id, c.minute, sum(c.delta)
-    FROM room_logouts AS l,
-         zegolog_logout_concurrency(l.appid, l.room_id,
-                                    zegolog_session_start(coalesce(l.login_time, l.paired_login_time),
-                                                          l.logout_time, l.received_at, longest),
-                                    l.logout_time) AS c
-    WHERE l.id BETWEEN from_id AND to_id
-    GROUP BY 1, 2, 3;
+    INSERT INTO pending_contributions (durations, deltas)
+    SELECT coalesce((SELECT array_agg(ROW(r.day, r.appid, r.reason, r.bucket, r.sessions, r.total_ms, r.max_ms)::zegolog_rollup_row)
+                     FROM (SELECT r.day, r.appid, r.reason, r.bucket, sum(r.sessions)::bigint AS sessions,
+                                  sum(r.total_ms) AS total_ms, max(r.max_ms) AS max_ms
+                           FROM room_logouts AS l,
+                                zegolog_logout_rollup_in(l.appid, l.reason,
+                                                         zegolog_session_start(l.login_at, l.logout_time, l.received_at, longest),
+                                                         l.logout_time, zone) AS r
+                           WHERE l.id BETWEEN from_id AND to_id
+                           GROUP BY 1, 2, 3, 4) AS r), '{}'),
+           coalesce((SELECT array_agg(ROW(c.appid, c.room_id, c.minute, c.delta)::zegolog_concurrency_delta)
+                     FROM (SELECT c.appid, c.room_id, c.minute, sum(c.delta)::bigint AS delta
+                           FROM room_logouts AS l,
+                                zegolog_logout_concurrency(l.appid, l.room_id,
+                                                           zegolog_session_start(l.login_at, l.logout_time, l.received_at, longest),
+                                                           l.logout_time) AS c
+                           WHERE l.id BETWEEN from_id AND to_id
+                           GROUP BY 1, 2, 3) AS c), '{}');
 END
 $$;
-
-
---
--- Name: zegolog_app_online_at(bigint, date); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_app_online_at(p_appid bigint, p_day date) RETURNS bigint
     LANGUAGE sql STABLE
@@ -1652,55 +947,35 @@ CREATE FUNCTION public.zegolog_app_online_at(p_appid bigint, p_day date) RETURNS
         ORDER BY d.day DESC
         LIMIT 1), 0);
 $$;
-
-
---
--- Name: FUNCTION zegolog_app_online_at(p_appid bigint, p_day date); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_app_online_at(p_appid bigint, p_day date) IS 'Sessions online in app p_appid at the start of day p_day (reporting zone), compacted: the latest day row at or before it. The one rule for a starting count.';
 
-
---
--- Name: zegolog_appids(); Type: FUNCTION; Schema: public; Owner: -
---
-
 CREATE FUNCTION public.zegolog_appids() RETURNS bigint[]
-    LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
+    LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL SAFE
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
-    WITH RECURSIVE logouts(appid) AS (
-        (SELECT appid FROM room_logouts ORDER BY appid LIMIT 1)
-        UNION ALL
-        SELECT (SELECT l.appid FROM room_logouts AS l WHERE l.appid > p.appid ORDER BY l.appid LIMIT 1)
-        FROM logouts AS p WHERE p.appid IS NOT NULL
-    ), logins(appid) AS (
-        (SELECT appid FROM room_logins ORDER BY appid LIMIT 1)
-        UNION ALL
-        SELECT (SELECT l.appid FROM room_logins AS l WHERE l.appid > p.appid ORDER BY l.appid LIMIT 1)
-        FROM logins AS p WHERE p.appid IS NOT NULL
-    ), rooms(appid) AS (
-        (SELECT appid FROM room_lifecycle_events ORDER BY appid LIMIT 1)
-        UNION ALL
-        SELECT (SELECT e.appid FROM room_lifecycle_events AS e WHERE e.appid > p.appid ORDER BY e.appid LIMIT 1)
-        FROM rooms AS p WHERE p.appid IS NOT NULL
-    )
-    SELECT coalesce(array_agg(DISTINCT a.appid ORDER BY a.appid), '{}')
-    FROM (SELECT appid FROM logouts UNION ALL SELECT appid FROM logins UNION ALL SELECT appid FROM rooms) AS a
-    WHERE a.appid IS NOT NULL;
+DECLARE
+    apps bigint[] := '{}';
+    a bigint;
+BEGIN
+    a := (SELECT min(appid) FROM room_logouts);
+    WHILE a IS NOT NULL LOOP
+        apps := apps || a;
+        a := (SELECT min(appid) FROM room_logouts WHERE appid > a);
+    END LOOP;
+    a := (SELECT min(appid) FROM room_logins);
+    WHILE a IS NOT NULL LOOP
+        apps := apps || a;
+        a := (SELECT min(appid) FROM room_logins WHERE appid > a);
+    END LOOP;
+    a := (SELECT min(appid) FROM room_lifecycle_events);
+    WHILE a IS NOT NULL LOOP
+        apps := apps || a;
+        a := (SELECT min(appid) FROM room_lifecycle_events WHERE appid > a);
+    END LOOP;
+    RETURN (SELECT coalesce(array_agg(DISTINCT x ORDER BY x), '{}') FROM unnest(apps) AS x);
+END
 $$;
-
-
---
--- Name: FUNCTION zegolog_appids(); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_appids() IS 'Every appid that has logouts, logins or room lifecycle events, in order (loose index scan: fast).';
-
-
---
--- Name: zegolog_begin_time_zone_change(text); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_begin_time_zone_change(p_zone text) RETURNS TABLE(first_day date, last_day date)
     LANGUAGE plpgsql
@@ -1745,34 +1020,17 @@ BEGIN
 END
 $$;
 
-
---
--- Name: zegolog_bucket_end(timestamp with time zone, interval, text); Type: FUNCTION; Schema: public; Owner: -
---
-
 CREATE FUNCTION public.zegolog_bucket_end(bucket_start timestamp with time zone, width interval, zone text) RETURNS timestamp with time zone
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
     SELECT CASE
-        WHEN width >= interval '1 day' THEN
-            (zegolog_local_day(bucket_start, zone)
-             + greatest(round(extract(EPOCH FROM width) / 86400), 1)::integer)::timestamp AT TIME ZONE zone
-        ELSE least(bucket_start + width,
-                   (zegolog_local_day(bucket_start, zone) + 1)::timestamp AT TIME ZONE zone)
+        WHEN width >= interval '1 day' THEN zegolog_day_start(
+            zegolog_local_day(bucket_start, zone) + greatest(round(extract(EPOCH FROM width) / 86400), 1)::integer,
+            zone)
+        ELSE least(bucket_start + width, zegolog_day_start(zegolog_local_day(bucket_start, zone) + 1, zone))
     END;
 $$;
-
-
---
--- Name: FUNCTION zegolog_bucket_end(bucket_start timestamp with time zone, width interval, zone text); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_bucket_end(bucket_start timestamp with time zone, width interval, zone text) IS 'End (exclusive) of the bucket starting at bucket_start: width later, or the next local midnight if sooner.';
-
-
---
--- Name: zegolog_bucket_ms(integer); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_bucket_ms(bucket integer) RETURNS double precision
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -1782,57 +1040,46 @@ CREATE FUNCTION public.zegolog_bucket_ms(bucket integer) RETURNS double precisio
         ELSE sign(bucket) * 2 * power(1.01 / 0.99, abs(bucket) - 1) / (1.01 / 0.99 + 1)
     END;
 $$;
-
-
---
--- Name: zegolog_bucket_start(timestamp with time zone, interval, text); Type: FUNCTION; Schema: public; Owner: -
---
+COMMENT ON FUNCTION public.zegolog_bucket_ms(bucket integer) IS 'The duration in ms a bucket reports: the middle of its range, within 1% of every duration in it.';
 
 CREATE FUNCTION public.zegolog_bucket_start(t timestamp with time zone, width interval, zone text) RETURNS timestamp with time zone
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
     SELECT CASE
-        WHEN width >= interval '1 day' THEN
+        WHEN width >= interval '1 day' THEN zegolog_day_start(
             (date '2000-01-03'
              + (floor((zegolog_local_day(t, zone) - date '2000-01-03')::numeric
                       / greatest(round(extract(EPOCH FROM width) / 86400), 1))
-                * greatest(round(extract(EPOCH FROM width) / 86400), 1))::integer
-            )::timestamp AT TIME ZONE zone
-        ELSE date_bin(width, t, zegolog_local_day(t, zone)::timestamp AT TIME ZONE zone)
+                * greatest(round(extract(EPOCH FROM width) / 86400), 1))::integer),
+            zone)
+        ELSE date_bin(width, t, zegolog_day_start(zegolog_local_day(t, zone), zone))
     END;
 $$;
-
-
---
--- Name: FUNCTION zegolog_bucket_start(t timestamp with time zone, width interval, zone text); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_bucket_start(t timestamp with time zone, width interval, zone text) IS 'Start of the bucket of `width` holding t in time zone `zone`: under a day, aligned on the midnight of t''s local day; whole days, local days counted from Monday 2000-01-03.';
 
-
---
--- Name: zegolog_buckets_in(text, date, date, bigint); Type: FUNCTION; Schema: public; Owner: -
---
-
 CREATE FUNCTION public.zegolog_buckets_in(p_zone text, p_from date, p_to date, p_appid bigint) RETURNS TABLE(day date, appid bigint, reason text, bucket integer, sessions bigint, total_ms numeric, max_ms bigint)
-    LANGUAGE sql STABLE
+    LANGUAGE plpgsql STABLE
     AS $$
+#variable_conflict use_column
+DECLARE
+    lo timestamptz;
+    hi timestamptz;
+    apps bigint[] := CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END;
+    longest interval := (SELECT max_session FROM zegolog_settings);
+BEGIN
+    SELECT w.lo, w.hi INTO lo, hi FROM zegolog_zone_window(p_zone, p_from, p_to) AS w;
+    RETURN QUERY
     WITH coded AS (
         SELECT zegolog_local_day(d.logout_time, p_zone) AS day, d.appid, d.reason,
                CASE WHEN d.ms IS NULL THEN zegolog_no_duration_bucket() ELSE zegolog_duration_bucket(d.ms) END AS bucket,
                count(*) AS sessions, sum(coalesce(d.ms, 0)) AS total_ms,
                coalesce(max(d.ms), -9223372036854775808) AS max_ms
         FROM (
-            -- OFFSET 0 keeps ms a column: flattened, its expression would be computed once per
-            -- use in the bucket's CASE (five times a row).
             SELECT r.logout_time, r.appid, r.reason,
-                   (extract(EPOCH FROM r.logout_time
-                        - zegolog_session_start(coalesce(r.login_time, r.paired_login_time),
-                                                r.logout_time, r.received_at, s.max_session)) * 1000)::bigint AS ms
-            FROM zegolog_zone_window(p_zone, p_from, p_to) AS w, zegolog_settings AS s, room_logouts AS r
-            WHERE r.appid = ANY (CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END)
-              AND r.logout_time >= w.lo AND r.logout_time < w.hi
-            OFFSET 0
+                   zegolog_duration_ms(zegolog_session_start(r.login_at, r.logout_time, r.received_at, longest),
+                                       r.logout_time) AS ms
+            FROM room_logouts AS r
+            WHERE r.appid = ANY (apps) AND r.logout_time >= lo AND r.logout_time < hi
         ) AS d
         GROUP BY 1, 2, 3, 4
     )
@@ -1840,465 +1087,8 @@ CREATE FUNCTION public.zegolog_buckets_in(p_zone text, p_from date, p_to date, p
            sum(c.sessions)::bigint, sum(c.total_ms), max(c.max_ms)
     FROM coded AS c
     GROUP BY 1, 2, 3, 4;
-$$;
-
-
---
--- Name: zegolog_citus_plausible_times(); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.zegolog_citus_plausible_times() RETURNS SETOF text
-    LANGUAGE plpgsql
-    AS $_$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
-        RETURN;
-    END IF;
-    IF (SELECT p.prosrc FROM pg_proc AS p
-        WHERE p.oid = 'zegolog_buckets_in(text, date, date, bigint)'::regprocedure) LIKE '%zegolog_session_start%' THEN
-        RETURN;
-    END IF;
-    CREATE OR REPLACE FUNCTION zegolog_buckets_in(p_zone text, p_from date, p_to date, p_appid bigint)
-    RETURNS TABLE(day date, appid bigint, reason text, bucket integer, sessions bigint, total_ms numeric, max_ms bigint)
-    LANGUAGE plpgsql STABLE AS $f$
-    #variable_conflict use_column
-    DECLARE
-        -- zegolog_citus_read_side: the apps, before the queries
-        lo timestamptz;
-        hi timestamptz;
-        apps bigint[] := CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END;
-        longest interval := (SELECT max_session FROM zegolog_settings);
-    BEGIN
-        SELECT w.lo, w.hi INTO lo, hi FROM zegolog_zone_window(p_zone, p_from, p_to) AS w;
-        RETURN QUERY
-        WITH coded AS (
-            SELECT zegolog_local_day(d.logout_time, p_zone) AS day, d.appid, d.reason,
-                   CASE WHEN d.ms IS NULL THEN zegolog_no_duration_bucket() ELSE zegolog_duration_bucket(d.ms) END AS bucket,
-                   count(*) AS sessions, sum(coalesce(d.ms, 0)) AS total_ms,
-                   coalesce(max(d.ms), -9223372036854775808) AS max_ms
-            FROM (
-                SELECT r.logout_time, r.appid, r.reason,
-                       (extract(EPOCH FROM r.logout_time
-                            - zegolog_session_start(coalesce(r.login_time, r.paired_login_time),
-                                                    r.logout_time, r.received_at, longest)) * 1000)::bigint AS ms
-                FROM room_logouts AS r
-                WHERE r.appid = ANY (apps) AND r.logout_time >= lo AND r.logout_time < hi
-            ) AS d
-            GROUP BY 1, 2, 3, 4
-        )
-        SELECT c.day, c.appid, zegolog_reason_name(c.reason), c.bucket,
-               sum(c.sessions)::bigint, sum(c.total_ms), max(c.max_ms)
-        FROM coded AS c
-        GROUP BY 1, 2, 3, 4;
     END
-    $f$;
-    RETURN NEXT 'zegolog_buckets_in(text, date, date, bigint)';
-END
-$_$;
-
-
---
--- Name: FUNCTION zegolog_citus_plausible_times(); Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON FUNCTION public.zegolog_citus_plausible_times() IS 'zegolog_distribute()''s fourth step (0021): on a Citus coordinator, gives the Citus form of zegolog_buckets_in (0017) the plausibility rule (zegolog_session_start); on PostgreSQL without citus, does nothing. Idempotent.';
-
-
---
--- Name: zegolog_citus_read_side(); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.zegolog_citus_read_side() RETURNS SETOF text
-    LANGUAGE plpgsql
-    AS $_$
-DECLARE
-    case_list CONSTANT text := 'CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END';
-    f record;
-    v record;
-    body text;
-    declared text;
-    made text;
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
-        RETURN;
-    END IF;
-    -- 1, 3 and 4: once (zegolog_appids() is PL/pgSQL after).
-    IF (SELECT l.lanname FROM pg_proc AS p JOIN pg_language AS l ON l.oid = p.prolang
-        WHERE p.oid = 'zegolog_appids()'::regprocedure) = 'sql' THEN
-        CREATE OR REPLACE FUNCTION zegolog_appids() RETURNS bigint[]
-        LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL SAFE
-        SET search_path = pg_catalog, public, pg_temp AS $f$
-        DECLARE
-            apps bigint[] := '{}';
-            a bigint;
-        BEGIN
-            a := (SELECT min(appid) FROM room_logouts);
-            WHILE a IS NOT NULL LOOP
-                apps := apps || a;
-                a := (SELECT min(appid) FROM room_logouts WHERE appid > a);
-            END LOOP;
-            a := (SELECT min(appid) FROM room_logins);
-            WHILE a IS NOT NULL LOOP
-                apps := apps || a;
-                a := (SELECT min(appid) FROM room_logins WHERE appid > a);
-            END LOOP;
-            a := (SELECT min(appid) FROM room_lifecycle_events);
-            WHILE a IS NOT NULL LOOP
-                apps := apps || a;
-                a := (SELECT min(appid) FROM room_lifecycle_events WHERE appid > a);
-            END LOOP;
-            RETURN (SELECT coalesce(array_agg(DISTINCT x ORDER BY x), '{}') FROM unnest(apps) AS x);
-        END
-        $f$;
-        RETURN NEXT 'zegolog_appids()';
-
-        CREATE OR REPLACE FUNCTION zegolog_buckets_in(p_zone text, p_from date, p_to date, p_appid bigint)
-        RETURNS TABLE(day date, appid bigint, reason text, bucket integer, sessions bigint, total_ms numeric, max_ms bigint)
-        LANGUAGE plpgsql STABLE AS $f$
-        #variable_conflict use_column
-        DECLARE
-            -- zegolog_citus_read_side: the apps, before the queries
-            lo timestamptz;
-            hi timestamptz;
-            apps bigint[] := CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END;
-        BEGIN
-            SELECT w.lo, w.hi INTO lo, hi FROM zegolog_zone_window(p_zone, p_from, p_to) AS w;
-            RETURN QUERY
-            WITH coded AS (
-                SELECT zegolog_local_day(d.logout_time, p_zone) AS day, d.appid, d.reason,
-                       CASE WHEN d.ms IS NULL THEN zegolog_no_duration_bucket() ELSE zegolog_duration_bucket(d.ms) END AS bucket,
-                       count(*) AS sessions, sum(coalesce(d.ms, 0)) AS total_ms,
-                       coalesce(max(d.ms), -9223372036854775808) AS max_ms
-                FROM (
-                    SELECT r.logout_time, r.appid, r.reason,
-                           (extract(EPOCH FROM r.logout_time - coalesce(r.login_time, r.paired_login_time)) * 1000)::bigint AS ms
-                    FROM room_logouts AS r
-                    WHERE r.appid = ANY (apps) AND r.logout_time >= lo AND r.logout_time < hi
-                ) AS d
-                GROUP BY 1, 2, 3, 4
-            )
-            SELECT c.day, c.appid, zegolog_reason_name(c.reason), c.bucket,
-                   sum(c.sessions)::bigint, sum(c.total_ms), max(c.max_ms)
-            FROM coded AS c
-            GROUP BY 1, 2, 3, 4;
-        END
-        $f$;
-        RETURN NEXT 'zegolog_buckets_in(text, date, date, bigint)';
-
-        CREATE FUNCTION zegolog_lifecycle_peak(ins timestamptz[], outs timestamptz[]) RETURNS bigint
-        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $f$
-            SELECT coalesce((
-                SELECT max(w.running)
-                FROM (
-                    SELECT sum(sum(d.delta)) OVER (ORDER BY d.minute) AS running
-                    FROM (SELECT unnest(ins) AS minute, 1 AS delta
-                          UNION ALL
-                          SELECT unnest(outs), -1) AS d
-                    GROUP BY d.minute
-                ) AS w
-            ), 0)::bigint;
-        $f$;
-        COMMENT ON FUNCTION zegolog_lifecycle_peak(timestamptz[], timestamptz[]) IS
-            'On Citus: the most sessions online in any minute, from the login minutes (+1) and the minutes after the logout minutes (-1) of a room lifecycle''s sessions (room_lifecycle.peak_users).';
-
-        CREATE OR REPLACE VIEW room_lifecycle AS
-        SELECT k.appid, k.room_id, k.room_seq,
-               e.created_at, e.creator, e.closed_at, e.close_reason AS close_reason_code,
-               CASE WHEN e.closed_at IS NOT NULL THEN zegolog_close_reason_name(e.close_reason) END AS close_reason,
-               e.closed_at - e.created_at AS lifetime,
-               coalesce(s.sessions, 0) AS sessions,
-               coalesce(s.users, 0) AS users,
-               coalesce(s.user_minutes, 0) AS user_minutes,
-               zegolog_lifecycle_peak(s.ins, s.outs) AS peak_users,
-               s.first_login_at, s.last_logout_at
-        FROM (
-            SELECT e.appid, e.room_id, e.room_session_id AS room_seq FROM room_lifecycle_events AS e
-            UNION
-            SELECT l.appid, l.room_id, l.room_seq FROM room_logouts AS l WHERE l.room_seq IS NOT NULL
-        ) AS k
-        LEFT JOIN (
-            SELECT v.appid, v.room_id, v.room_session_id AS room_seq,
-                   max(v.at) FILTER (WHERE v.event = 'room_create') AS created_at,
-                   max(v.creator) FILTER (WHERE v.event = 'room_create') AS creator,
-                   max(v.at) FILTER (WHERE v.event = 'room_close') AS closed_at,
-                   max(v.close_reason) FILTER (WHERE v.event = 'room_close') AS close_reason
-            FROM room_lifecycle_events AS v
-            GROUP BY v.appid, v.room_id, v.room_session_id
-        ) AS e ON e.appid = k.appid AND e.room_id = k.room_id AND e.room_seq = k.room_seq
-        LEFT JOIN (
-            SELECT o.appid, o.room_id, o.room_seq,
-                   count(*) AS sessions,
-                   count(DISTINCT o.user_account) AS users,
-                   coalesce(sum(greatest(extract(EPOCH FROM o.logout_time - o.login_at), 0)) / 60, 0)::double precision
-                       AS user_minutes,
-                   min(o.login_at) AS first_login_at,
-                   max(o.logout_time) AS last_logout_at,
-                   array_agg(date_trunc('minute', o.login_at, 'UTC'))
-                       FILTER (WHERE o.logout_time >= o.login_at) AS ins,
-                   array_agg(date_trunc('minute', o.logout_time, 'UTC') + interval '1 minute')
-                       FILTER (WHERE o.logout_time >= o.login_at) AS outs
-            FROM (SELECT r.appid, r.room_id, r.room_seq, r.user_account, r.logout_time,
-                         coalesce(r.login_time, r.paired_login_time) AS login_at
-                  FROM room_logouts AS r WHERE r.room_seq IS NOT NULL) AS o
-            GROUP BY o.appid, o.room_id, o.room_seq
-        ) AS s ON s.appid = k.appid AND s.room_id = k.room_id AND s.room_seq = k.room_seq;
-        RETURN NEXT 'room_lifecycle';
-
-        CREATE OR REPLACE FUNCTION room_lifecycle_between(p_appid bigint, p_from timestamptz, p_to timestamptz)
-        RETURNS SETOF room_lifecycle
-        LANGUAGE plpgsql STABLE SECURITY DEFINER
-        SET search_path = pg_catalog, public, pg_temp AS $f$
-        DECLARE
-            -- zegolog_citus_read_side: the apps, before the queries
-            apps bigint[] := CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END;
-        BEGIN
-            -- The lifecycles of the window (k), each joined with its aggregates over all its
-            -- rows; each key list is the same subquery, inlined, so that Citus pushes it down.
-            RETURN QUERY
-            WITH k AS NOT MATERIALIZED (
-                SELECT e.appid, e.room_id, e.room_session_id AS room_seq
-                FROM room_lifecycle_events AS e
-                WHERE e.appid = ANY (apps) AND e.at >= p_from AND e.at < p_to
-                UNION
-                SELECT l.appid, l.room_id, l.room_seq
-                FROM room_logouts AS l
-                WHERE l.appid = ANY (apps) AND l.logout_time >= p_from AND l.logout_time < p_to
-                  AND l.room_seq IS NOT NULL
-            )
-            SELECT k.appid, k.room_id, k.room_seq,
-                   e.created_at, e.creator, e.closed_at, e.close_reason AS close_reason_code,
-                   CASE WHEN e.closed_at IS NOT NULL THEN zegolog_close_reason_name(e.close_reason) END AS close_reason,
-                   e.closed_at - e.created_at AS lifetime,
-                   coalesce(s.sessions, 0) AS sessions,
-                   coalesce(s.users, 0) AS users,
-                   coalesce(s.user_minutes, 0) AS user_minutes,
-                   zegolog_lifecycle_peak(s.ins, s.outs) AS peak_users,
-                   s.first_login_at, s.last_logout_at
-            FROM k
-            LEFT JOIN (
-                SELECT v.appid, v.room_id, v.room_session_id AS room_seq,
-                       max(v.at) FILTER (WHERE v.event = 'room_create') AS created_at,
-                       max(v.creator) FILTER (WHERE v.event = 'room_create') AS creator,
-                       max(v.at) FILTER (WHERE v.event = 'room_close') AS closed_at,
-                       max(v.close_reason) FILTER (WHERE v.event = 'room_close') AS close_reason
-                FROM room_lifecycle_events AS v
-                WHERE (v.appid, v.room_id, v.room_session_id) IN (SELECT k.appid, k.room_id, k.room_seq FROM k)
-                GROUP BY v.appid, v.room_id, v.room_session_id
-            ) AS e ON e.appid = k.appid AND e.room_id = k.room_id AND e.room_seq = k.room_seq
-            LEFT JOIN (
-                SELECT r.appid, r.room_id, r.room_seq,
-                       count(*) AS sessions,
-                       count(DISTINCT r.user_account) AS users,
-                       coalesce(sum(greatest(extract(EPOCH FROM r.logout_time - coalesce(r.login_time, r.paired_login_time)), 0)) / 60, 0)::double precision
-                           AS user_minutes,
-                       min(coalesce(r.login_time, r.paired_login_time)) AS first_login_at,
-                       max(r.logout_time) AS last_logout_at,
-                       array_agg(date_trunc('minute', coalesce(r.login_time, r.paired_login_time), 'UTC'))
-                           FILTER (WHERE r.logout_time >= coalesce(r.login_time, r.paired_login_time)) AS ins,
-                       array_agg(date_trunc('minute', r.logout_time, 'UTC') + interval '1 minute')
-                           FILTER (WHERE r.logout_time >= coalesce(r.login_time, r.paired_login_time)) AS outs
-                FROM room_logouts AS r
-                WHERE (r.appid, r.room_id, r.room_seq) IN (SELECT k.appid, k.room_id, k.room_seq FROM k)
-                GROUP BY r.appid, r.room_id, r.room_seq
-            ) AS s ON s.appid = k.appid AND s.room_id = k.room_id AND s.room_seq = k.room_seq;
-        END
-        $f$;
-        RETURN NEXT 'room_lifecycle_between(bigint, timestamptz, timestamptz)';
-    END IF;
-    -- 2: every PL/pgSQL function that lists the apps in a query, each time one is (re)defined.
-    FOR f IN
-        SELECT p.oid::regprocedure::text AS name, pg_get_functiondef(p.oid) AS def
-        FROM pg_proc AS p JOIN pg_language AS l ON l.oid = p.prolang
-        WHERE p.pronamespace = 'public'::regnamespace AND l.lanname = 'plpgsql'
-          AND p.proname NOT IN ('zegolog_appids', 'zegolog_distribute_tables', 'zegolog_citus_read_side')
-          AND p.prosrc LIKE '%zegolog_appids()%'
-          AND p.prosrc NOT LIKE '%-- zegolog_citus_read_side: the apps, before the queries%'
-        ORDER BY 1
-    LOOP
-        body := f.def;
-        declared := E'\n    -- zegolog_citus_read_side: the apps, before the queries (migration 0017)';
-        IF position(case_list IN body) > 0 THEN
-            body := replace(body, case_list, 'zegolog_apps_or_one');
-            declared := declared || E'\n    zegolog_apps_or_one bigint[] := ' || case_list || ';';
-        END IF;
-        IF position('zegolog_appids()' IN body) > 0 THEN
-            body := replace(body, 'zegolog_appids()', 'zegolog_apps');
-            declared := declared || E'\n    zegolog_apps bigint[] := zegolog_appids();';
-        END IF;
-        IF body ~ '\mDECLARE\M' THEN
-            body := regexp_replace(body, '\mDECLARE\M', 'DECLARE' || declared);
-        ELSE
-            body := regexp_replace(body, '\mBEGIN\M', 'DECLARE' || declared || E'\nBEGIN');
-        END IF;
-        EXECUTE body;
-        RETURN NEXT f.name;
-    END LOOP;
-    -- 6: the seed's rollups (zegolog seed), once: Citus cannot plan its SQL function's
-    -- parameters, and the rollup rule it called per row read the zone on the shards; the zone
-    -- is read first and passed in (zegolog_logout_rollup_in, as the write path does).
-    IF (SELECT l.lanname FROM pg_proc AS p JOIN pg_language AS l ON l.oid = p.prolang
-        WHERE p.oid = 'zegolog_add_to_rollups(bigint, bigint)'::regprocedure) = 'sql' THEN
-        CREATE OR REPLACE FUNCTION zegolog_add_to_rollups(from_id bigint, to_id bigint) RETURNS void
-        LANGUAGE plpgsql AS $f$
-        DECLARE
-            zone text := zegolog_time_zone();
-        BEGIN
-            INSERT INTO logout_rollup_pending (day, appid, reason, bucket, sessions, total_ms, max_ms)
-            SELECT r.day, r.appid, r.reason, r.bucket, sum(r.sessions), sum(r.total_ms), max(r.max_ms)
-            FROM room_logouts AS l,
-                 zegolog_logout_rollup_in(l.appid, l.reason, coalesce(l.login_time, l.paired_login_time),
-                                          l.logout_time, zone) AS r
-            WHERE l.id BETWEEN from_id AND to_id
-            GROUP BY 1, 2, 3, 4;
-            INSERT INTO concurrency_pending (appid, room_id, minute, delta)
-            SELECT c.appid, c.room_id, c.minute, sum(c.delta)
-            FROM room_logouts AS l,
-                 zegolog_logout_concurrency(l.appid, l.room_id, coalesce(l.login_time, l.paired_login_time),
-                                            l.logout_time) AS c
-            WHERE l.id BETWEEN from_id AND to_id
-            GROUP BY 1, 2, 3;
-        END
-        $f$;
-        RETURN NEXT 'zegolog_add_to_rollups(bigint, bigint)';
-    END IF;
-    -- 5: the analyst's views, each time a view of public is new or has other columns.
-    IF to_regnamespace('zegolog_analyst') IS NULL THEN
-        CREATE SCHEMA zegolog_analyst;
-        COMMENT ON SCHEMA zegolog_analyst IS
-            'On Citus: the views of public as the analyst reads them (grant-analyst puts this schema first in its search_path), each over a SECURITY DEFINER function that returns the view''s rows as their owner.';
-        RETURN NEXT 'zegolog_analyst';
-    END IF;
-    FOR v IN
-        SELECT c.relname::text AS name,
-               string_agg(format('%I %s', a.attname, format_type(a.atttypid, NULL)), ', '
-                          ORDER BY a.attnum) AS columns
-        FROM pg_class AS c
-        JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-        WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'v'
-          -- Not Citus's own views of the cluster (citus_tables, ...).
-          AND NOT EXISTS (SELECT 1 FROM pg_depend AS d
-                          WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
-        GROUP BY c.relname
-        ORDER BY 1
-    LOOP
-        made := (SELECT pg_get_function_result(p.oid) FROM pg_proc AS p
-                 WHERE p.pronamespace = 'zegolog_analyst'::regnamespace
-                   AND p.proname = v.name || '_rows' AND p.pronargs = 0);
-        CONTINUE WHEN made = 'TABLE(' || v.columns || ')';
-        EXECUTE format('DROP VIEW IF EXISTS zegolog_analyst.%I', v.name);
-        EXECUTE format('DROP FUNCTION IF EXISTS zegolog_analyst.%I()', v.name || '_rows');
-        EXECUTE format(
-            'CREATE FUNCTION zegolog_analyst.%I() RETURNS TABLE(%s) LANGUAGE plpgsql STABLE SECURITY DEFINER '
-            'SET search_path = pg_catalog, public, pg_temp AS %L',
-            v.name || '_rows', v.columns, format('BEGIN RETURN QUERY SELECT * FROM public.%I; END', v.name));
-        EXECUTE format('REVOKE ALL ON FUNCTION zegolog_analyst.%I() FROM PUBLIC', v.name || '_rows');
-        EXECUTE format('COMMENT ON FUNCTION zegolog_analyst.%I() IS %L', v.name || '_rows',
-                       format('On Citus: the rows of public.%I, read as their owner.', v.name));
-        EXECUTE format('CREATE VIEW zegolog_analyst.%I AS SELECT * FROM zegolog_analyst.%I()',
-                       v.name, v.name || '_rows');
-        EXECUTE format('COMMENT ON VIEW zegolog_analyst.%I IS %L', v.name,
-                       format('On Citus, the analyst''s %I: the rows of public.%I (see its comment), read as their owner; filters apply to all of them.', v.name, v.name));
-        RETURN NEXT 'zegolog_analyst.' || v.name;
-    END LOOP;
-END
-$_$;
-
-
---
--- Name: FUNCTION zegolog_citus_read_side(); Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON FUNCTION public.zegolog_citus_read_side() IS 'zegolog_distribute()''s second step (0017): on a Citus coordinator, redefines the read side Citus cannot plan as written (the app list, the *_daily_in functions'' raw buckets, room_lifecycle and room_lifecycle_between), makes the analyst''s views in schema zegolog_analyst, and returns what it changed; on PostgreSQL without the citus extension, does nothing. Idempotent.';
-
-
---
--- Name: zegolog_citus_room_rollups(); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.zegolog_citus_room_rollups() RETURNS SETOF text
-    LANGUAGE plpgsql
-    AS $_$
-DECLARE
-    marker CONSTANT text := '-- Per room: the same, keyed on (appid, room_id).';
-    made CONSTANT text := '-- zegolog_citus_room_rollups: per room, on the shards (migrations 0020, 0021)';
-    def text;
-    at integer;
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
-        RETURN;
-    END IF;
-    ALTER TABLE zegolog_room_days ADD COLUMN IF NOT EXISTS moved_before bigint NOT NULL DEFAULT 0;
-    SELECT pg_get_functiondef(p.oid), position(marker IN pg_get_functiondef(p.oid)) INTO def, at
-    FROM pg_proc AS p WHERE p.oid = 'zegolog_refresh_concurrency_days(text)'::regprocedure;
-    IF position(made IN def) > 0 THEN
-        RETURN;
-    END IF;
-    IF at = 0 THEN
-        RAISE EXCEPTION 'zegolog_refresh_concurrency_days has no "%": its Citus form (0020) needs another rewrite', marker;
-    END IF;
-    -- The per-app part as it is; the per-room part (to the end) replaced.
-    EXECUTE left(def, at - 1) || made || $f$
-    -- The room-days, where the shards can join them with the rollups.
-    INSERT INTO zegolog_room_days (appid, room_id, day, moved_before)
-    SELECT appid, room_id, day, moved_before FROM zegolog_days;
-    -- Every join, window and grouping on room_id: one statement each shard runs for its rooms.
-    INSERT INTO room_concurrency_day AS r (appid, room_id, day, start, net, peak)
-    SELECT b.appid, b.room_id, b.day, b.base, b.net,
-           coalesce(greatest(CASE WHEN bool_or(w.at_midnight) IS NOT TRUE THEN b.base END, max(b.base + w.running)), 0)
-    FROM (
-        SELECT n.appid, n.room_id, n.day, n.net, coalesce(s.users, 0) + n.moved_before AS base
-        FROM (
-            SELECT d.appid, d.room_id, d.day, d.moved_before, coalesce(sum(m.delta), 0) AS net
-            FROM zegolog_room_days AS d
-            LEFT JOIN room_concurrency_minute AS m
-              ON m.room_id = d.room_id AND m.appid = d.appid
-             AND m.minute >= d.day::timestamp AT TIME ZONE zone
-             AND m.minute < (d.day + 1)::timestamp AT TIME ZONE zone
-            GROUP BY d.room_id, d.appid, d.day, d.moved_before
-        ) AS n
-        LEFT JOIN (
-            -- Online at the start of each room-day: the latest row at or before it.
-            SELECT d.appid, d.room_id, d.day,
-                   (array_agg(CASE WHEN p.day = d.day THEN p.start ELSE p.start + p.net END
-                              ORDER BY p.day DESC))[1] AS users
-            FROM zegolog_room_days AS d
-            JOIN room_concurrency_day AS p
-              ON p.room_id = d.room_id AND p.appid = d.appid AND p.day <= d.day
-            GROUP BY d.room_id, d.appid, d.day
-        ) AS s ON s.room_id = n.room_id AND s.appid = n.appid AND s.day = n.day
-    ) AS b
-    LEFT JOIN (
-        -- The running sum over each room-day's minutes.
-        SELECT d.appid, d.room_id, d.day,
-               sum(m.delta) OVER (PARTITION BY d.room_id, d.appid, d.day ORDER BY m.minute) AS running,
-               m.minute = d.day::timestamp AT TIME ZONE zone AS at_midnight
-        FROM zegolog_room_days AS d
-        JOIN room_concurrency_minute AS m
-          ON m.room_id = d.room_id AND m.appid = d.appid
-         AND m.minute >= d.day::timestamp AT TIME ZONE zone
-         AND m.minute < (d.day + 1)::timestamp AT TIME ZONE zone
-    ) AS w ON w.room_id = b.room_id AND w.appid = b.appid AND w.day = b.day
-    GROUP BY b.room_id, b.appid, b.day, b.net, b.base
-    ON CONFLICT (appid, room_id, day) DO UPDATE SET start = excluded.start, net = excluded.net, peak = excluded.peak;
-    DELETE FROM zegolog_room_days;
-END
-$function$
-$f$;
-    RETURN NEXT 'zegolog_refresh_concurrency_days(text)';
-END
-$_$;
-
-
---
--- Name: FUNCTION zegolog_citus_room_rollups(); Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON FUNCTION public.zegolog_citus_room_rollups() IS 'zegolog_distribute()''s third step (0020): on a Citus coordinator, redefines zegolog_refresh_concurrency_days so that its per-room refresh runs on the shards (through zegolog_room_days), whenever a migration replaced it, and returns what it changed; on PostgreSQL without the citus extension, does nothing. Idempotent.';
-
-
---
--- Name: zegolog_compact_rollups(); Type: FUNCTION; Schema: public; Owner: -
---
+    $$;
 
 CREATE FUNCTION public.zegolog_compact_rollups() RETURNS void
     LANGUAGE plpgsql
@@ -2311,22 +1101,25 @@ BEGIN
     -- After the lock: a change of zone holds it until it commits.
     zone := zegolog_time_zone();
 
-    WITH moved AS (DELETE FROM logout_rollup_pending RETURNING *)
+    CREATE TEMP TABLE zegolog_moved_rows ON COMMIT DROP AS
+    WITH moved AS (DELETE FROM pending_contributions RETURNING durations, deltas)
+    SELECT * FROM moved;
+
     INSERT INTO logout_rollup AS r (day, appid, reason, bucket, sessions, total_ms, max_ms)
-    SELECT day, appid, reason, bucket, sum(sessions), sum(total_ms), max(max_ms)
-    FROM moved
-    GROUP BY day, appid, reason, bucket
-    ORDER BY appid, day, reason, bucket
+    SELECT d.day, d.appid, d.reason, d.bucket, sum(d.sessions), sum(d.total_ms), max(d.max_ms)
+    FROM zegolog_moved_rows AS m, unnest(m.durations) AS d
+    GROUP BY d.day, d.appid, d.reason, d.bucket
+    ORDER BY d.appid, d.day, d.reason, d.bucket
     ON CONFLICT (appid, day, reason, bucket) DO UPDATE
     SET sessions = r.sessions + excluded.sessions,
         total_ms = r.total_ms + excluded.total_ms,
         max_ms = greatest(r.max_ms, excluded.max_ms);
 
     CREATE TEMP TABLE zegolog_moved ON COMMIT DROP AS
-        SELECT appid, room_id, minute, delta FROM concurrency_pending WHERE false;
-    WITH moved AS (DELETE FROM concurrency_pending RETURNING *)
-    INSERT INTO zegolog_moved
-    SELECT appid, room_id, minute, sum(delta) FROM moved GROUP BY 1, 2, 3;
+    SELECT d.appid, d.room_id, d.minute, sum(d.delta) AS delta
+    FROM zegolog_moved_rows AS m, unnest(m.deltas) AS d
+    GROUP BY 1, 2, 3;
+    DROP TABLE zegolog_moved_rows;
 
     INSERT INTO room_concurrency_minute AS r (appid, room_id, minute, delta)
     SELECT appid, room_id, minute, delta FROM zegolog_moved ORDER BY 1, 2, 3
@@ -2354,8 +1147,7 @@ BEGIN
     SELECT appid, room_id, day, before AS moved_before FROM runs
     UNION ALL
     SELECT r.appid, r.room_id, g::date, r.after
-    FROM runs AS r,
-         generate_series((r.day + 1)::timestamp, (r.next_day - 1)::timestamp, interval '1 day') AS g
+    FROM runs AS r, generate_series((r.day + 1)::timestamp, (r.next_day - 1)::timestamp, interval '1 day') AS g
     WHERE r.after <> 0 AND r.next_day > r.day + 1;
 
     PERFORM zegolog_refresh_concurrency_days(zone);
@@ -2364,192 +1156,33 @@ BEGIN
     DROP TABLE zegolog_days;
 END
 $$;
+COMMENT ON FUNCTION public.zegolog_compact_rollups() IS 'Moves the pending contributions into the rollups and recomputes the concurrency days they touch; one at a time (advisory lock), serve runs it about once a second.';
 
-
---
--- Name: zegolog_distribute(); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.zegolog_distribute() RETURNS SETOF text
-    LANGUAGE plpgsql
+CREATE FUNCTION public.zegolog_day_start(day date, zone text) RETURNS timestamp with time zone
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
-BEGIN
-    RETURN QUERY SELECT zegolog_distribute_tables();
-    RETURN QUERY SELECT zegolog_citus_read_side();
-    RETURN QUERY SELECT zegolog_citus_room_rollups();
-    RETURN QUERY SELECT zegolog_citus_plausible_times();
-END
+    SELECT day::timestamp AT TIME ZONE zone;
 $$;
+COMMENT ON FUNCTION public.zegolog_day_start(day date, zone text) IS 'The instant local day `day` starts in time zone `zone` (its midnight; on a DST change the day is 23 or 25 hours long).';
 
-
---
--- Name: FUNCTION zegolog_distribute(); Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON FUNCTION public.zegolog_distribute() IS 'On a Citus coordinator, distributes the tables not distributed yet (zegolog_distribute_tables), redefines the read side for Citus (zegolog_citus_read_side), the per-room rollup refresh (zegolog_citus_room_rollups) and the raw buckets'' plausibility rule (zegolog_citus_plausible_times), and returns what it changed; on PostgreSQL without the citus extension, does nothing. Idempotent.';
-
-
---
--- Name: zegolog_distribute_tables(); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.zegolog_distribute_tables() RETURNS SETOF text
-    LANGUAGE plpgsql
-    AS $_$
-DECLARE
-    t record;
-    f record;
-    converted text[];
-    comments text[];
-    rel text;
-    stmt text;
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
-        RETURN;
-    END IF;
-    IF NOT citus_is_coordinator() THEN
-        RAISE EXCEPTION 'this database is on a Citus worker, not the coordinator'
-            USING HINT = 'Point zegolog (DATABASE_URL) at the Citus coordinator.';
-    END IF;
-    -- Two instances starting at once: one distributes, the other then finds it done.
-    PERFORM pg_advisory_xact_lock(hashtext('zegolog_distribute'));
-    -- One connection per node for the whole transaction: Citus refuses function DDL (below)
-    -- after a parallel operation on a distributed table in the same transaction.
-    PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
-    -- The refresh's room-days (migration 0020), on Citus only.
-    IF to_regclass('zegolog_room_days') IS NULL THEN
-        CREATE TABLE zegolog_room_days (
-            appid bigint NOT NULL,
-            room_id text NOT NULL,
-            day date NOT NULL
-        );
-        COMMENT ON TABLE zegolog_room_days IS
-            'On Citus: the room-days zegolog_refresh_concurrency_days recomputes, distributed with room_concurrency_day so that the refresh runs on the shards; empty outside a refresh.';
-    END IF;
-    -- Citus local tables of 0016 that are now distributed: back to plain tables, rows kept.
-    -- undistribute_table() makes the tables (other oids: kept by name here) and the views over
-    -- them again, without their comments: those are kept here and set again after.
-    converted := ARRAY(
-        SELECT p.logicalrelid::regclass::text FROM pg_dist_partition AS p
-        WHERE p.logicalrelid IN ('room_concurrency_minute'::regclass, 'room_concurrency_day'::regclass)
-          AND p.partmethod = 'n'
-        ORDER BY 1);
-    comments := ARRAY(
-        SELECT CASE WHEN d.objsubid = 0
-                    THEN format('COMMENT ON %s %s IS %L', CASE c.relkind WHEN 'v' THEN 'VIEW' ELSE 'TABLE' END,
-                                c.oid::regclass, d.description)
-                    ELSE format('COMMENT ON COLUMN %s.%I IS %L', c.oid::regclass, a.attname, d.description) END
-        FROM pg_description AS d
-        JOIN pg_class AS c ON c.oid = d.objoid
-        LEFT JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum = d.objsubid
-        WHERE d.classoid = 'pg_class'::regclass
-          AND (c.oid = ANY (converted::regclass[])
-               OR c.oid IN (SELECT r.ev_class FROM pg_rewrite AS r
-                            JOIN pg_depend AS dep ON dep.classid = 'pg_rewrite'::regclass AND dep.objid = r.oid
-                            WHERE dep.refobjid = ANY (converted::regclass[]))));
-    FOREACH rel IN ARRAY converted LOOP
-        PERFORM undistribute_table(rel::regclass);
-    END LOOP;
-    FOR t IN
-        SELECT l.name, l.how, l.col, l.colocate
-        FROM (VALUES
-            (1, 'room_logouts', 'distributed', 'room_id', 'none'),
-            (2, 'room_logins', 'distributed', 'room_id', 'room_logouts'),
-            (3, 'room_lifecycle_events', 'distributed', 'room_id', 'room_logouts'),
-            (4, 'room_concurrency_minute', 'distributed', 'room_id', 'room_logouts'),
-            (5, 'room_concurrency_day', 'distributed', 'room_id', 'room_logouts'),
-            (6, 'zegolog_room_days', 'distributed', 'room_id', 'room_logouts'),
-            (7, 'callback_events', 'distributed', 'digest', 'none'),
-            (8, 'signature_ledger', 'distributed', 'signature', 'none'),
-            (9, 'zegolog_settings', 'reference', NULL, NULL),
-            (10, 'logout_rollup_pending', 'local', NULL, NULL),
-            (13, 'concurrency_pending', 'local', NULL, NULL),
-            (14, 'app_concurrency_minute', 'local', NULL, NULL),
-            (15, 'app_concurrency_day', 'local', NULL, NULL)
-        ) AS l(ord, name, how, col, colocate)
-        WHERE NOT EXISTS (SELECT 1 FROM pg_dist_partition AS p
-                          WHERE p.logicalrelid = l.name::regclass)
-        ORDER BY l.ord
-    LOOP
-        IF t.how = 'distributed' THEN
-            PERFORM create_distributed_table(t.name::regclass, t.col, colocate_with => t.colocate);
-        ELSIF t.how = 'reference' THEN
-            PERFORM create_reference_table(t.name::regclass);
-            -- The daily views call zegolog_time_zone() in the queries Citus runs on the
-            -- shards: there it reads the reference table's local copy, a query Citus nests in
-            -- the shard's (safe here: a one-row table that a change of zone writes alone).
-            ALTER FUNCTION zegolog_time_zone() SET citus.allow_nested_distributed_execution = on;
-        ELSE
-            PERFORM citus_add_local_table_to_metadata(t.name::regclass);
-        END IF;
-        RETURN NEXT t.name;
-    END LOOP;
-    FOREACH rel IN ARRAY converted LOOP
-        -- The coordinator's copy of the rows, now on the shards.
-        PERFORM truncate_local_data_after_distributing_table(rel::regclass);
-    END LOOP;
-    FOREACH stmt IN ARRAY comments LOOP
-        EXECUTE stmt;
-    END LOOP;
-    -- Analyst functions over the raw tables that are SQL and SECURITY DEFINER are never
-    -- inlined, and Citus cannot plan a SQL function's parameters ("could not create
-    -- distributed plan"): these become PL/pgSQL with the same body (RETURN QUERY), whose
-    -- parameters Citus plans as values. Same signature, owner, grants and comment; once (they
-    -- are PL/pgSQL after). Those the Citus suite checks equal to one PostgreSQL's, and
-    -- room_users_online since its rollups are distributed (0020).
-    FOR f IN
-        SELECT p.proname::text AS name, pg_get_function_arguments(p.oid) AS args,
-               pg_get_function_result(p.oid) AS result, p.provolatile, p.prosrc
-        FROM pg_proc AS p JOIN pg_language AS l ON l.oid = p.prolang
-        WHERE p.pronamespace = 'public'::regnamespace AND l.lanname = 'sql'
-          AND p.proname IN ('abnormal_rooms_between', 'abnormal_users_between', 'incident_reasons',
-                            'room_users_online')
-        ORDER BY 1
-    LOOP
-        EXECUTE format(
-            'CREATE OR REPLACE FUNCTION %I(%s) RETURNS %s LANGUAGE plpgsql %s SECURITY DEFINER '
-            'SET search_path = pg_catalog, public, pg_temp AS %L',
-            f.name, f.args, f.result,
-            CASE f.provolatile WHEN 'i' THEN 'IMMUTABLE' WHEN 's' THEN 'STABLE' ELSE 'VOLATILE' END,
-            E'#variable_conflict use_column\nBEGIN\nRETURN QUERY '
-                || regexp_replace(f.prosrc, ';\s*$', '') || E';\nEND');
-        RETURN NEXT f.name || '()';
-    END LOOP;
-END
-$_$;
-
-
---
--- Name: FUNCTION zegolog_distribute_tables(); Type: COMMENT; Schema: public; Owner: -
---
-
-COMMENT ON FUNCTION public.zegolog_distribute_tables() IS 'zegolog_distribute()''s first step (0016, 0020): on a Citus coordinator, distributes the tables not distributed yet (raw tables and per-room concurrency rollups by room_id, colocated; callback_events by digest; signature_ledger by signature; the pending tables and per-app rollups as Citus local tables on the coordinator; settings as a reference table), converting per-room rollups that were Citus local tables with their rows, and returns their names; on PostgreSQL without the citus extension, does nothing. Idempotent.';
-
-
---
--- Name: zegolog_drop_partitions_before(timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.zegolog_drop_partitions_before(cutoff timestamp with time zone) RETURNS SETOF text
+CREATE FUNCTION public.zegolog_drop_partitions(parent regclass, lock_name text, cutoff timestamp with time zone) RETURNS SETOF text
     LANGUAGE plpgsql
     AS $$
 DECLARE
     part record;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext('zegolog_ensure_partition'));
+    PERFORM pg_advisory_xact_lock(hashtext(lock_name));
     PERFORM set_config('lock_timeout', '1s', true);
     FOR part IN
         SELECT c.relname,
                (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz AS upper_bound
-        FROM pg_inherits i
-        JOIN pg_class c ON c.oid = i.inhrelid
-        WHERE i.inhparent = 'room_logouts'::regclass
-          AND c.relname <> 'room_logouts_default'
+        FROM pg_inherits AS i
+        JOIN pg_class AS c ON c.oid = i.inhrelid
+        WHERE i.inhparent = parent AND c.relname <> parent::text || '_default'
         ORDER BY 1
     LOOP
         IF part.upper_bound <= cutoff THEN
-            -- The parent before the partition, in the order writers lock them: no deadlock.
-            LOCK TABLE room_logouts IN ACCESS EXCLUSIVE MODE;
+            EXECUTE format('LOCK TABLE %s IN ACCESS EXCLUSIVE MODE', parent);
             EXECUTE format('DROP TABLE IF EXISTS %I', part.relname);
             RETURN NEXT part.relname;
         END IF;
@@ -2557,17 +1190,12 @@ BEGIN
 END
 $$;
 
-
---
--- Name: FUNCTION zegolog_drop_partitions_before(cutoff timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
---
-
+CREATE FUNCTION public.zegolog_drop_partitions_before(cutoff timestamp with time zone) RETURNS SETOF text
+    LANGUAGE sql
+    AS $$
+    SELECT zegolog_drop_partitions('room_logouts', 'zegolog_ensure_partition', cutoff);
+$$;
 COMMENT ON FUNCTION public.zegolog_drop_partitions_before(cutoff timestamp with time zone) IS 'Drops the monthly partitions of room_logouts that end at or before cutoff, giving up after 1 s of waiting for the lock (SQLSTATE 55P03; the caller retries); returns the partitions dropped. The rollups go with zegolog_retain_rollups, the rows of a partly expired month with zegolog_prune_batch.';
-
-
---
--- Name: zegolog_duration_bucket(bigint); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_duration_bucket(ms bigint) RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -2578,129 +1206,51 @@ CREATE FUNCTION public.zegolog_duration_bucket(ms bigint) RETURNS integer
         ELSE -(1 + ceil(round((ln((-ms)::double precision) / ln(1.01 / 0.99))::numeric, 9))::integer)
     END;
 $$;
+COMMENT ON FUNCTION public.zegolog_duration_bucket(ms bigint) IS 'The 1% bucket of a duration in ms (zegolog_bucket_ms is its value).';
 
-
---
--- Name: zegolog_ensure_ledger_partition(date); Type: FUNCTION; Schema: public; Owner: -
---
+CREATE FUNCTION public.zegolog_duration_ms(login_at timestamp with time zone, logout_at timestamp with time zone) RETURNS bigint
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    AS $$
+    SELECT (extract(EPOCH FROM logout_at - login_at) * 1000)::bigint;
+$$;
+COMMENT ON FUNCTION public.zegolog_duration_ms(login_at timestamp with time zone, logout_at timestamp with time zone) IS 'A session''s length in whole milliseconds (NULL when its login is unknown).';
 
 CREATE FUNCTION public.zegolog_ensure_ledger_partition(p_day date) RETURNS text
-    LANGUAGE plpgsql
+    LANGUAGE sql
     AS $$
-DECLARE
-    lo timestamptz := p_day::timestamp AT TIME ZONE 'UTC';
-    hi timestamptz := (p_day + 1)::timestamp AT TIME ZONE 'UTC';
-    name text := format('signature_ledger_%s', to_char(p_day, 'YYYY_MM_DD'));
-BEGIN
-    IF to_regclass(name) IS NOT NULL THEN
-        RETURN name;
-    END IF;
-    PERFORM pg_advisory_xact_lock(hashtext('zegolog_signature_ledger_partitions'));
-    IF to_regclass(name) IS NOT NULL THEN
-        RETURN name;
-    END IF;
-    -- No writer may put a row of this day into the default partition meanwhile (the new
-    -- partition's creation would then fail); the parent first, as writers lock it. Writers
-    -- queue behind this lock: give up after a second rather than stall them (next hour).
-    PERFORM set_config('lock_timeout', '1s', true);
-    LOCK TABLE signature_ledger IN SHARE ROW EXCLUSIVE MODE;
-    CREATE TEMP TABLE zegolog_ledger_moving ON COMMIT DROP AS
-        SELECT * FROM signature_ledger_default WHERE false;
-    WITH gone AS (
-        DELETE FROM signature_ledger_default
-        WHERE signed_at >= lo AND signed_at < hi
-        RETURNING *
-    )
-    INSERT INTO zegolog_ledger_moving SELECT * FROM gone;
-    EXECUTE format('CREATE TABLE %I PARTITION OF signature_ledger FOR VALUES FROM (%L) TO (%L)', name, lo, hi);
-    INSERT INTO signature_ledger SELECT * FROM zegolog_ledger_moving;
-    DROP TABLE zegolog_ledger_moving;
-    RETURN name;
-END
+    SELECT zegolog_make_partition('signature_ledger', 'zegolog_signature_ledger_partitions',
+                                  format('signature_ledger_%s', to_char(p_day, 'YYYY_MM_DD')),
+                                  zegolog_day_start(p_day, 'UTC'), zegolog_day_start(p_day + 1, 'UTC'));
 $$;
-
-
---
--- Name: zegolog_ensure_ledger_partitions(integer, integer); Type: FUNCTION; Schema: public; Owner: -
---
+COMMENT ON FUNCTION public.zegolog_ensure_ledger_partition(p_day date) IS 'The daily partition of signature_ledger holding p_day (UTC), made if missing.';
 
 CREATE FUNCTION public.zegolog_ensure_ledger_partitions(days_back integer DEFAULT 1, days_ahead integer DEFAULT 2) RETURNS SETOF text
     LANGUAGE sql
     AS $$
     SELECT zegolog_ensure_ledger_partition(d::date)
-    FROM generate_series(
-        (now() AT TIME ZONE 'UTC')::date - days_back,
-        (now() AT TIME ZONE 'UTC')::date + days_ahead,
-        interval '1 day'
-    ) AS d;
+    FROM generate_series((now() AT TIME ZONE 'UTC')::date - days_back,
+                         (now() AT TIME ZONE 'UTC')::date + days_ahead,
+                         interval '1 day') AS d;
 $$;
-
-
---
--- Name: zegolog_ensure_partition(date); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_ensure_partition(p_month date) RETURNS text
-    LANGUAGE plpgsql
+    LANGUAGE sql
     AS $$
-DECLARE
-    month_start date := date_trunc('month', p_month)::date;
-    lo timestamptz := month_start::timestamp AT TIME ZONE 'UTC';
-    hi timestamptz := (month_start + interval '1 month')::timestamp AT TIME ZONE 'UTC';
-    name text := format('room_logouts_%s', to_char(month_start, 'YYYY_MM'));
-    moved bigint;
-BEGIN
-    IF to_regclass(name) IS NOT NULL THEN
-        RETURN name;
-    END IF;
-    -- Serialise partition creation between concurrent callers.
-    PERFORM pg_advisory_xact_lock(hashtext('zegolog_ensure_partition'));
-    IF to_regclass(name) IS NOT NULL THEN
-        RETURN name;
-    END IF;
-    PERFORM set_config('lock_timeout', '1s', true);
-    -- The parent first, as writers lock it: no row of this month can reach the default
-    -- partition meanwhile.
-    LOCK TABLE room_logouts IN SHARE ROW EXCLUSIVE MODE;
-    CREATE TEMP TABLE zegolog_moving ON COMMIT DROP AS
-        SELECT * FROM room_logouts_default WHERE false;
-    WITH gone AS (
-        DELETE FROM room_logouts_default
-        WHERE logout_time >= lo AND logout_time < hi
-        RETURNING *
-    )
-    INSERT INTO zegolog_moving SELECT * FROM gone;
-    GET DIAGNOSTICS moved = ROW_COUNT;
-    EXECUTE format('CREATE TABLE %I PARTITION OF room_logouts FOR VALUES FROM (%L) TO (%L)', name, lo, hi);
-    INSERT INTO room_logouts SELECT * FROM zegolog_moving;
-    DROP TABLE zegolog_moving;
-    IF moved > 0 THEN
-        RAISE NOTICE 'moved % rows from room_logouts_default into %', moved, name;
-    END IF;
-    RETURN name;
-END
+    SELECT zegolog_make_partition('room_logouts', 'zegolog_ensure_partition',
+                                  format('room_logouts_%s', to_char(p_month, 'YYYY_MM')),
+                                  zegolog_day_start(date_trunc('month', p_month)::date, 'UTC'),
+                                  zegolog_day_start((date_trunc('month', p_month) + interval '1 month')::date, 'UTC'));
 $$;
-
-
---
--- Name: zegolog_ensure_partitions(integer, integer); Type: FUNCTION; Schema: public; Owner: -
---
+COMMENT ON FUNCTION public.zegolog_ensure_partition(p_month date) IS 'The monthly partition of room_logouts holding p_month (UTC), made if missing.';
 
 CREATE FUNCTION public.zegolog_ensure_partitions(months_back integer DEFAULT 1, months_ahead integer DEFAULT 3) RETURNS SETOF text
     LANGUAGE sql
     AS $$
     SELECT zegolog_ensure_partition(m::date)
-    FROM generate_series(
-        date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => months_back),
-        date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => months_ahead),
-        interval '1 month'
-    ) AS m;
+    FROM generate_series(date_trunc('month', now() AT TIME ZONE 'UTC') - make_interval(months => months_back),
+                         date_trunc('month', now() AT TIME ZONE 'UTC') + make_interval(months => months_ahead),
+                         interval '1 month') AS m;
 $$;
-
-
---
--- Name: zegolog_erase_user(bigint, text); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_erase_user(p_appid bigint, p_user_account text) RETURNS TABLE(name text, removed bigint, what text)
     LANGUAGE plpgsql
@@ -2713,6 +1263,7 @@ DECLARE
     needle text;
     patterns jsonb[];
     digests bytea[];
+    logout_digests bytea[];
     n_bodies bigint;
     n_ledger bigint;
     n_logins bigint;
@@ -2736,7 +1287,7 @@ BEGIN
     -- it waits for them.
     PERFORM pg_advisory_xact_lock(hashtext('zegolog_ensure_partition'));
 
-    -- 1. The archive: the bodies that name the account in a user field. strpos on the body
+    -- 1. The archive: the bodies in callback_events that name the account in a user field. strpos on the body
     -- as stored (JSON text, the account JSON-escaped as serde_json and PostgreSQL both escape
     -- it) is a cheap first filter; the jsonb containment decides, a JSON number matching a
     -- numeric account too.
@@ -2755,12 +1306,18 @@ BEGIN
       AND strpos(e.body, needle) > 0
       AND e.body::jsonb @> ANY (patterns);
 
+    -- The logouts' own bodies, which go with their rows (step 4).
+    logout_digests := ARRAY(SELECT o.digest FROM room_logouts AS o
+                            WHERE o.appid = p_appid AND o.user_account = p_user_account
+                              AND o.digest IS NOT NULL);
+
     -- 2. Their ledger entries, then the bodies (the writers' order: ledger, archive).
     n_ledger := 0;
     n_bodies := 0;
-    IF cardinality(digests) > 0 THEN
+    IF cardinality(digests) + cardinality(logout_digests) > 0 THEN
         PERFORM pg_advisory_xact_lock(hashtext('zegolog_signature_ledger_partitions'));
-        DELETE FROM signature_ledger AS l WHERE l.appid = p_appid AND l.digest = ANY (digests);
+        DELETE FROM signature_ledger AS l
+        WHERE l.appid = p_appid AND l.digest = ANY (digests || logout_digests);
         GET DIAGNOSTICS n_ledger = ROW_COUNT;
         DELETE FROM callback_events AS e WHERE e.digest = ANY (digests);
         GET DIAGNOSTICS n_bodies = ROW_COUNT;
@@ -2785,7 +1342,7 @@ BEGIN
         DELETE FROM room_logouts AS o
         WHERE o.appid = p_appid AND o.user_account = p_user_account
         RETURNING o.appid, o.room_id, o.reason,
-                  zegolog_session_start(coalesce(o.login_time, o.paired_login_time), o.logout_time,
+                  zegolog_session_start(o.login_at, o.logout_time,
                                         o.received_at, longest) AS login_at,
                   o.logout_time
     )
@@ -2816,11 +1373,12 @@ BEGIN
                min(zegolog_local_day(x.minute, zone)), max(zegolog_local_day(x.minute, zone))
         INTO rooms, minutes, first_day, last_day
         FROM zegolog_erased_deltas AS x;
-        INSERT INTO logout_rollup_pending (day, appid, reason, bucket, sessions, total_ms, max_ms)
-        SELECT day, appid, reason, bucket, -sessions, -total_ms, -9223372036854775808
-        FROM zegolog_erased_rollup;
-        INSERT INTO concurrency_pending (appid, room_id, minute, delta)
-        SELECT appid, room_id, minute, -delta FROM zegolog_erased_deltas;
+        INSERT INTO pending_contributions (durations, deltas)
+        SELECT coalesce((SELECT array_agg(ROW(day, appid, reason, bucket, -sessions, -total_ms,
+                                              -9223372036854775808)::zegolog_rollup_row)
+                         FROM zegolog_erased_rollup), '{}'),
+               coalesce((SELECT array_agg(ROW(appid, room_id, minute, -delta)::zegolog_concurrency_delta)
+                         FROM zegolog_erased_deltas), '{}');
         PERFORM zegolog_compact_rollups();
 
         -- Rows a recomputation would not have. Of the rollup, any row without a session in
@@ -2857,13 +1415,13 @@ BEGIN
             INSERT INTO zegolog_erased_max (day, appid, reason, bucket, max_ms)
             SELECT c.day, c.appid, c.reason, c.bucket, max(c.max_ms)
             FROM (SELECT array_agg(o.appid) AS appid, array_agg(o.reason) AS reason,
-                         array_agg(zegolog_session_start(coalesce(o.login_time, o.paired_login_time),
+                         array_agg(zegolog_session_start(o.login_at,
                                                          o.logout_time, o.received_at, longest)) AS login_time,
                          array_agg(o.logout_time) AS logout_time
                   FROM room_logouts AS o
                   WHERE o.appid = p_appid
-                    AND o.logout_time >= d.day::timestamp AT TIME ZONE zone
-                    AND o.logout_time < (d.day + 1)::timestamp AT TIME ZONE zone
+                    AND o.logout_time >= zegolog_day_start(d.day, zone)
+                    AND o.logout_time < zegolog_day_start(d.day + 1, zone)
                     AND zegolog_reason_name(o.reason) = ANY (d.reasons)) AS a,
                  unnest(a.appid, a.reason, a.login_time, a.logout_time)
                      AS u(appid, reason, login_at, logout_time),
@@ -2891,18 +1449,7 @@ BEGIN
         ('concurrency', n_timed, 'sessions subtracted (users online and the peaks)');
 END
 $_$;
-
-
---
--- Name: FUNCTION zegolog_erase_user(p_appid bigint, p_user_account text); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_erase_user(p_appid bigint, p_user_account text) IS 'Erases user p_user_account of app p_appid (zegolog erase): their logins, logouts, every archived body naming them (zegolog_user_fields()) and its signature ledger entries; clears them as room creator; takes their sessions out of every rollup. One transaction, idempotent; returns what it removed per table.';
-
-
---
--- Name: zegolog_is_time_zone(text); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_is_time_zone(zone text) RETURNS boolean
     LANGUAGE sql STABLE PARALLEL SAFE
@@ -2910,28 +1457,12 @@ CREATE FUNCTION public.zegolog_is_time_zone(zone text) RETURNS boolean
     SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = zone);
 $$;
 
-
---
--- Name: zegolog_local_day(timestamp with time zone, text); Type: FUNCTION; Schema: public; Owner: -
---
-
 CREATE FUNCTION public.zegolog_local_day(t timestamp with time zone, zone text) RETURNS date
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
     SELECT (t AT TIME ZONE zone)::date;
 $$;
-
-
---
--- Name: FUNCTION zegolog_local_day(t timestamp with time zone, zone text); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_local_day(t timestamp with time zone, zone text) IS 'The calendar day of t in time zone `zone` (a 23- or 25-hour day around a DST change is one day).';
-
-
---
--- Name: zegolog_logout_concurrency(bigint, text, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_logout_concurrency(p_appid bigint, p_room_id text, p_login_at timestamp with time zone, p_logout_at timestamp with time zone) RETURNS TABLE(appid bigint, room_id text, minute timestamp with time zone, delta bigint)
     LANGUAGE sql STABLE PARALLEL SAFE
@@ -2942,60 +1473,25 @@ CREATE FUNCTION public.zegolog_logout_concurrency(p_appid bigint, p_room_id text
     SELECT p_appid, p_room_id, date_trunc('minute', p_logout_at, 'UTC') + interval '1 minute', -1::bigint
     WHERE p_logout_at >= p_login_at;
 $$;
-
-
---
--- Name: FUNCTION zegolog_logout_concurrency(p_appid bigint, p_room_id text, p_login_at timestamp with time zone, p_logout_at timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_logout_concurrency(p_appid bigint, p_room_id text, p_login_at timestamp with time zone, p_logout_at timestamp with time zone) IS 'The concurrency deltas one logout contributes (none while its login is unknown).';
-
-
---
--- Name: zegolog_logout_contributions(bigint[], integer[], timestamp with time zone[], timestamp with time zone[]); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_logout_contributions(p_appid bigint[], p_reason integer[], p_login_time timestamp with time zone[], p_logout_time timestamp with time zone[]) RETURNS TABLE(day date, appid bigint, reason text, bucket integer, sessions bigint, total_ms numeric, max_ms bigint)
     LANGUAGE sql
     AS $$
     SELECT r.day, r.appid, r.reason, r.bucket, sum(r.sessions)::bigint, sum(r.total_ms), max(r.max_ms)
-    FROM unnest(p_appid, p_reason, p_login_time, p_logout_time)
-             AS u(appid, reason, login_time, logout_time),
+    FROM unnest(p_appid, p_reason, p_login_time, p_logout_time) AS u(appid, reason, login_time, logout_time),
          zegolog_logout_rollup(u.appid, u.reason, u.login_time, u.logout_time) AS r
     GROUP BY 1, 2, 3, 4;
 $$;
-
-
---
--- Name: FUNCTION zegolog_logout_contributions(p_appid bigint[], p_reason integer[], p_login_time timestamp with time zone[], p_logout_time timestamp with time zone[]); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_logout_contributions(p_appid bigint[], p_reason integer[], p_login_time timestamp with time zone[], p_logout_time timestamp with time zone[]) IS 'The logout_rollup rows (day in the reporting time zone, appid, reason, duration bucket, sums) of the logouts given as parallel arrays, each through zegolog_logout_rollup.';
-
-
---
--- Name: zegolog_logout_rollup(bigint, integer, timestamp with time zone, timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_logout_rollup(p_appid bigint, p_reason integer, p_login_at timestamp with time zone, p_logout_at timestamp with time zone) RETURNS TABLE(day date, appid bigint, reason text, bucket integer, sessions bigint, total_ms numeric, max_ms bigint)
     LANGUAGE sql PARALLEL SAFE
     AS $$
     SELECT r.*
-    FROM zegolog_settings AS s,
-         zegolog_logout_rollup_in(p_appid, p_reason, p_login_at, p_logout_at, s.time_zone) AS r;
+    FROM zegolog_settings AS s, zegolog_logout_rollup_in(p_appid, p_reason, p_login_at, p_logout_at, s.time_zone) AS r;
 $$;
-
-
---
--- Name: FUNCTION zegolog_logout_rollup(p_appid bigint, p_reason integer, p_login_at timestamp with time zone, p_logout_at timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_logout_rollup(p_appid bigint, p_reason integer, p_login_at timestamp with time zone, p_logout_at timestamp with time zone) IS 'The logout_rollup row one logout contributes (its duration bucket, or zegolog_no_duration_bucket() while its login is unknown).';
-
-
---
--- Name: zegolog_logout_rollup_in(bigint, integer, timestamp with time zone, timestamp with time zone, text); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_logout_rollup_in(p_appid bigint, p_reason integer, p_login_at timestamp with time zone, p_logout_at timestamp with time zone, p_zone text) RETURNS TABLE(day date, appid bigint, reason text, bucket integer, sessions bigint, total_ms numeric, max_ms bigint)
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -3003,20 +1499,44 @@ CREATE FUNCTION public.zegolog_logout_rollup_in(p_appid bigint, p_reason integer
     SELECT zegolog_local_day(p_logout_at, p_zone), p_appid, zegolog_reason_name(p_reason),
            CASE WHEN d.ms IS NULL THEN zegolog_no_duration_bucket() ELSE zegolog_duration_bucket(d.ms) END,
            1::bigint, coalesce(d.ms, 0)::numeric, coalesce(d.ms, -9223372036854775808)
-    FROM (SELECT (extract(EPOCH FROM p_logout_at - p_login_at) * 1000)::bigint AS ms) AS d;
+    FROM (SELECT zegolog_duration_ms(p_login_at, p_logout_at) AS ms) AS d;
 $$;
-
-
---
--- Name: FUNCTION zegolog_logout_rollup_in(p_appid bigint, p_reason integer, p_login_at timestamp with time zone, p_logout_at timestamp with time zone, p_zone text); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_logout_rollup_in(p_appid bigint, p_reason integer, p_login_at timestamp with time zone, p_logout_at timestamp with time zone, p_zone text) IS 'The logout_rollup row one logout contributes, its day cut in the given zone (its duration bucket, or zegolog_no_duration_bucket() while its login is unknown). Inlined where it is called.';
 
-
---
--- Name: zegolog_nearest_rank(numeric, anyarray, numeric[]); Type: FUNCTION; Schema: public; Owner: -
---
+CREATE FUNCTION public.zegolog_make_partition(parent regclass, lock_name text, name text, lo timestamp with time zone, hi timestamp with time zone) RETURNS text
+    LANGUAGE plpgsql
+    AS $_$
+DECLARE
+    key text := (SELECT a.attname FROM pg_partitioned_table AS p
+                 JOIN pg_attribute AS a ON a.attrelid = p.partrelid AND a.attnum = p.partattrs[0]
+                 WHERE p.partrelid = parent);
+    columns text := (SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM pg_attribute
+                     WHERE attrelid = parent AND attnum > 0 AND NOT attisdropped AND attgenerated = '');
+    moved bigint;
+BEGIN
+    IF to_regclass(name) IS NOT NULL THEN
+        RETURN name;
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext(lock_name));
+    IF to_regclass(name) IS NOT NULL THEN
+        RETURN name;
+    END IF;
+    PERFORM set_config('lock_timeout', '1s', true);
+    EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', parent);
+    EXECUTE format('CREATE TEMP TABLE zegolog_moving ON COMMIT DROP AS
+                    WITH gone AS (DELETE FROM %1$s_default WHERE %2$I >= %3$L AND %2$I < %4$L RETURNING *)
+                    SELECT * FROM gone', parent, key, lo, hi);
+    GET DIAGNOSTICS moved = ROW_COUNT;
+    EXECUTE format('CREATE TABLE %I PARTITION OF %s FOR VALUES FROM (%L) TO (%L)', name, parent, lo, hi);
+    EXECUTE format('INSERT INTO %s (%2$s) SELECT %2$s FROM zegolog_moving', parent, columns);
+    DROP TABLE zegolog_moving;
+    IF moved > 0 THEN
+        RAISE NOTICE 'moved % rows from %_default into %', moved, parent, name;
+    END IF;
+    RETURN name;
+END
+$_$;
+COMMENT ON FUNCTION public.zegolog_make_partition(parent regclass, lock_name text, name text, lo timestamp with time zone, hi timestamp with time zone) IS 'Creates partition `name` of `parent` for [lo, hi) unless it exists, moving that range''s rows out of the default partition; gives up after 1 s of waiting for the parent''s lock (SQLSTATE 55P03).';
 
 CREATE FUNCTION public.zegolog_nearest_rank(fraction numeric, vals anyarray, counts numeric[] DEFAULT NULL::numeric[]) RETURNS anyelement
     LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -3047,27 +1567,11 @@ BEGIN
     );
 END
 $$;
-
-
---
--- Name: FUNCTION zegolog_nearest_rank(fraction numeric, vals anyarray, counts numeric[]); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_nearest_rank(fraction numeric, vals anyarray, counts numeric[]) IS 'The percentile of every view: nearest rank. The smallest value v of vals such that at least fraction (0 to 1) of the total count is on values <= v; counts[i] is how many times vals[i] occurs (NULL: once each; values NULL or counted <= 0 are left out; NULL when none is left). On exact values it equals percentile_disc(fraction); over the rollups'' duration buckets it is the bucket of the exact nearest-rank duration.';
-
-
---
--- Name: zegolog_no_duration_bucket(); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_no_duration_bucket() RETURNS integer
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$ SELECT -2147483648 $$;
-
-
---
--- Name: zegolog_pair_recent_logouts(interval); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_pair_recent_logouts(p_since interval DEFAULT '00:10:00'::interval) RETURNS bigint
     LANGUAGE plpgsql
@@ -3083,8 +1587,7 @@ BEGIN
           ON i.appid = o.appid AND i.room_id = o.room_id AND i.user_account = o.user_account
          AND i.session_id = o.session_id AND i.login_time <= o.logout_time
         WHERE o.login_time IS NULL AND o.received_at >= now() - p_since
-        GROUP BY o.appid, o.session_id, o.logout_time, o.room_id, o.user_account,
-                 o.paired_login_time
+        GROUP BY o.appid, o.session_id, o.logout_time, o.room_id, o.user_account, o.paired_login_time
         HAVING o.paired_login_time IS NULL OR max(i.login_time) > o.paired_login_time
     ), paired AS (
         UPDATE room_logouts AS o SET paired_login_time = k.new_login
@@ -3096,47 +1599,40 @@ BEGIN
         RETURNING o.appid, o.room_id, o.reason, o.logout_time, o.received_at, k.old_login, k.new_login
     ), changes AS (
         SELECT p.appid, p.room_id, p.reason, p.logout_time,
-               zegolog_session_start(p.new_login, p.logout_time, p.received_at, s.max_session) AS login_at,
-               1 AS sign
+               zegolog_session_start(p.new_login, p.logout_time, p.received_at, s.max_session) AS login_at, 1 AS sign
         FROM paired AS p, zegolog_settings AS s
         UNION ALL
         SELECT p.appid, p.room_id, p.reason, p.logout_time,
                zegolog_session_start(p.old_login, p.logout_time, p.received_at, s.max_session), -1
         FROM paired AS p, zegolog_settings AS s
     ), durations AS (
-        INSERT INTO logout_rollup_pending (day, appid, reason, bucket, sessions, total_ms, max_ms)
-        SELECT r.day, r.appid, r.reason, r.bucket, sum(c.sign * r.sessions), sum(c.sign * r.total_ms),
-               coalesce(max(r.max_ms) FILTER (WHERE c.sign > 0), -9223372036854775808)
+        SELECT r.day, r.appid, r.reason, r.bucket, sum(c.sign * r.sessions)::bigint AS sessions,
+               sum(c.sign * r.total_ms) AS total_ms,
+               coalesce(max(r.max_ms) FILTER (WHERE c.sign > 0), -9223372036854775808) AS max_ms
         FROM changes AS c, zegolog_logout_rollup(c.appid, c.reason, c.login_at, c.logout_time) AS r
         GROUP BY 1, 2, 3, 4
-    ), concurrency AS (
-        INSERT INTO concurrency_pending (appid, room_id, minute, delta)
-        SELECT d.appid, d.room_id, d.minute, sum(c.sign * d.delta)
+    ), deltas AS (
+        SELECT d.appid, d.room_id, d.minute, sum(c.sign * d.delta)::bigint AS delta
         FROM changes AS c, zegolog_logout_concurrency(c.appid, c.room_id, c.login_at, c.logout_time) AS d
         GROUP BY 1, 2, 3
+    ), pending AS (
+        INSERT INTO pending_contributions (durations, deltas)
+        SELECT coalesce((SELECT array_agg(ROW(d.*)::zegolog_rollup_row) FROM durations AS d), '{}'),
+               coalesce((SELECT array_agg(ROW(d.*)::zegolog_concurrency_delta) FROM deltas AS d), '{}')
+        WHERE EXISTS (SELECT FROM paired)
     )
     SELECT count(*) INTO n FROM paired;
     RETURN n;
 END
 $$;
-
-
---
--- Name: FUNCTION zegolog_pair_recent_logouts(p_since interval); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_pair_recent_logouts(p_since interval) IS 'Pairs the logouts without login_time received in the last p_since with their login (a login and its logout written concurrently see neither the other); returns how many it paired.';
-
-
---
--- Name: zegolog_peaks_in(text, date, date, boolean, bigint); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_peaks_in(p_zone text, p_from date, p_to date, p_rooms boolean, p_appid bigint) RETURNS TABLE(day date, appid bigint, room_id text, peak_users bigint, net bigint)
     LANGUAGE plpgsql STABLE
     AS $$
 #variable_conflict use_column
 DECLARE
+    apps bigint[] := CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END;
     w record;
     dz text := zegolog_time_zone();
     base_day date;
@@ -3144,17 +1640,17 @@ DECLARE
 BEGIN
     SELECT * INTO w FROM zegolog_zone_window(p_zone, p_from, p_to);
     base_day := zegolog_local_day(w.lo, dz);
-    base_start := base_day::timestamp AT TIME ZONE dz;
+    base_start := zegolog_day_start(base_day, dz);
     RETURN QUERY
     WITH deltas AS (
         SELECT m.appid, m.room_id, m.minute, m.delta FROM room_concurrency_minute AS m
-        WHERE p_rooms AND m.appid = ANY (CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END) AND m.minute >= base_start AND m.minute < w.hi
+        WHERE p_rooms AND m.appid = ANY (apps) AND m.minute >= base_start AND m.minute < w.hi
         UNION ALL
         SELECT m.appid, '', m.minute, m.delta FROM app_concurrency_minute AS m
-        WHERE NOT p_rooms AND m.appid = ANY (CASE WHEN p_appid IS NULL THEN zegolog_appids() ELSE ARRAY[p_appid] END) AND m.minute >= base_start AND m.minute < w.hi
+        WHERE NOT p_rooms AND m.appid = ANY (apps) AND m.minute >= base_start AND m.minute < w.hi
         UNION ALL
         SELECT c.appid, CASE WHEN p_rooms THEN c.room_id ELSE '' END, c.minute, c.delta
-        FROM concurrency_pending AS c WHERE c.minute < w.hi AND (p_appid IS NULL OR c.appid = p_appid)
+        FROM pending_contributions AS p, unnest(p.deltas) AS c WHERE c.minute < w.hi AND (p_appid IS NULL OR c.appid = p_appid)
     ), starts AS (
         -- Online at the start of base_day: each key's latest day row at or before it.
         SELECT DISTINCT ON (d.appid, d.room_id) d.appid, d.room_id,
@@ -3191,7 +1687,7 @@ BEGIN
     ), stream AS (
         SELECT appid, room_id, minute, delta FROM changes
         UNION ALL
-        SELECT k.appid, k.room_id, d::timestamp AT TIME ZONE p_zone, 0
+        SELECT k.appid, k.room_id, zegolog_day_start(d::date, p_zone), 0
         FROM keys AS k, generate_series(p_from, p_to, interval '1 day') AS d
     ), running AS (
         SELECT s.appid, s.room_id, zegolog_local_day(s.minute, p_zone) AS day, s.delta,
@@ -3206,11 +1702,6 @@ BEGIN
 END
 $$;
 
-
---
--- Name: zegolog_platform_name(integer); Type: FUNCTION; Schema: public; Owner: -
---
-
 CREATE FUNCTION public.zegolog_platform_name(term_type integer) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
@@ -3223,22 +1714,10 @@ CREATE FUNCTION public.zegolog_platform_name(term_type integer) RETURNS text
         WHEN 5 THEN 'linux'
         WHEN 6 THEN 'web'
         WHEN 7 THEN 'mini_program'
-        WHEN 32 THEN 'unknown'
         ELSE 'unknown'
     END;
 $$;
-
-
---
--- Name: FUNCTION zegolog_platform_name(term_type integer); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_platform_name(term_type integer) IS 'Decoded room_login term_type: 0 none (TT_NONE), 1 windows, 2 ios, 3 android, 4 macos, 5 linux, 6 web, 7 mini_program (TT_MINI_PROGRAM), 32 unknown (TT_UNKNOWN); NULL and other codes unknown.';
-
-
---
--- Name: zegolog_prune_batch(timestamp with time zone, timestamp with time zone, integer); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_prune_batch(cutoff timestamp with time zone, raw_cutoff timestamp with time zone, batch integer) RETURNS TABLE(tbl text, deleted bigint)
     LANGUAGE plpgsql
@@ -3247,8 +1726,11 @@ CREATE FUNCTION public.zegolog_prune_batch(cutoff timestamp with time zone, raw_
 DECLARE
     zone text := zegolog_time_zone();
     cutoff_day date := zegolog_local_day(cutoff, zone);
-    cutoff_start timestamptz := cutoff_day::timestamp AT TIME ZONE zone;
+    cutoff_start timestamptz := zegolog_day_start(cutoff_day, zone);
     apps bigint[] := zegolog_appids();
+    app bigint;
+    slice_start timestamptz;
+    slice_end timestamptz;
     n bigint;
 BEGIN
     -- At most `batch` rows of each table, by its key: a short transaction a writer never waits
@@ -3257,6 +1739,35 @@ BEGIN
     WHERE e.digest IN (SELECT x.digest FROM callback_events AS x WHERE x.received_at < raw_cutoff LIMIT batch);
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN QUERY SELECT 'callback_events', n;
+
+    -- The logouts' bodies older than raw_cutoff, an hour of logout_time at a time from where
+    -- the last batch stopped (a logout delivered after its hour was passed keeps its body until
+    -- its row goes).
+    n := 0;
+    LOOP
+        -- The oldest logout with a body left: one index lookup per app (a loop: on Citus each
+        -- is a query of its own, which the shards answer from their index).
+        slice_start := NULL;
+        FOREACH app IN ARRAY apps LOOP
+            slice_start := least(slice_start, (SELECT min(x.logout_time) FROM room_logouts AS x
+                                               WHERE x.appid = app AND x.logout_time >= coalesce(
+                                                   (SELECT raw_bodies_dropped_before FROM zegolog_settings), '-infinity')));
+        END LOOP;
+        EXIT WHEN raw_cutoff <= cutoff OR slice_start IS NULL OR slice_start >= raw_cutoff;
+        slice_end := least(slice_start + interval '1 hour', raw_cutoff);
+        UPDATE room_logouts AS l SET body = NULL
+        WHERE (l.appid, l.room_id, l.logout_time, l.session_id, l.user_account) IN (
+            SELECT x.appid, x.room_id, x.logout_time, x.session_id, x.user_account
+            FROM room_logouts AS x
+            WHERE x.appid = ANY (apps) AND x.logout_time >= slice_start AND x.logout_time < slice_end
+              AND x.body IS NOT NULL
+            LIMIT batch);
+        GET DIAGNOSTICS n = ROW_COUNT;
+        EXIT WHEN n = batch;
+        UPDATE zegolog_settings SET raw_bodies_dropped_before = slice_end;
+        EXIT WHEN n > 0;
+    END LOOP;
+    RETURN QUERY SELECT 'room_logouts bodies', n;
 
     DELETE FROM room_logins AS l
     WHERE (l.appid, l.room_id, l.user_account, l.session_id, l.login_time) IN (
@@ -3307,75 +1818,39 @@ BEGIN
     RETURN QUERY SELECT 'room_concurrency_day', n;
 END
 $$;
-
-
---
--- Name: FUNCTION zegolog_prune_batch(cutoff timestamp with time zone, raw_cutoff timestamp with time zone, batch integer); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_prune_batch(cutoff timestamp with time zone, raw_cutoff timestamp with time zone, batch integer) IS 'Retention''s second step: deletes at most `batch` rows older than the cutoff from each table that grows with traffic and is not dropped by whole partitions (the raw archive older than raw_cutoff, logins, logouts of the default or a partly expired month, room lifecycle events, minute rollups, per-room days), and returns how many per table; repeat until all are 0. Run after zegolog_retain_rollups.';
-
-
---
--- Name: zegolog_prune_signature_ledger(interval); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_prune_signature_ledger(keep interval DEFAULT '2 days'::interval) RETURNS SETOF text
     LANGUAGE plpgsql
     AS $$
-DECLARE
-    cutoff timestamptz := now() - keep;
-    part record;
 BEGIN
-    PERFORM pg_advisory_xact_lock(hashtext('zegolog_signature_ledger_partitions'));
-    -- Writers queue behind the parent's lock: give up after a second rather than stall them.
-    PERFORM set_config('lock_timeout', '1s', true);
-    FOR part IN
-        SELECT c.relname,
-               (regexp_match(pg_get_expr(c.relpartbound, c.oid), 'TO \(''([^'']+)''\)'))[1]::timestamptz AS upper_bound
-        FROM pg_inherits i
-        JOIN pg_class c ON c.oid = i.inhrelid
-        WHERE i.inhparent = 'signature_ledger'::regclass
-          AND c.relname <> 'signature_ledger_default'
-        ORDER BY 1
-    LOOP
-        IF part.upper_bound <= cutoff THEN
-            -- The parent before the partition, in the order writers lock them: no deadlock.
-            LOCK TABLE signature_ledger IN ACCESS EXCLUSIVE MODE;
-            EXECUTE format('DROP TABLE %I', part.relname);
-            RETURN NEXT part.relname;
-        END IF;
-    END LOOP;
-    DELETE FROM signature_ledger_default WHERE first_seen < cutoff;
+    RETURN QUERY SELECT zegolog_drop_partitions('signature_ledger', 'zegolog_signature_ledger_partitions', now() - keep);
+    DELETE FROM signature_ledger_default WHERE first_seen < now() - keep;
 END
 $$;
-
-
---
--- Name: zegolog_rebuild_rollups_day(date); Type: FUNCTION; Schema: public; Owner: -
---
+COMMENT ON FUNCTION public.zegolog_prune_signature_ledger(keep interval) IS 'Drops the daily partitions of signature_ledger older than `keep` (and the default partition''s rows first seen before), giving up after 1 s of waiting for the lock (55P03).';
 
 CREATE FUNCTION public.zegolog_rebuild_rollups_day(p_day date) RETURNS bigint
     LANGUAGE plpgsql
     AS $$
 DECLARE
+    apps bigint[] := zegolog_appids();
     zone text := zegolog_time_zone();
     longest interval := (SELECT max_session FROM zegolog_settings);
-    lo timestamptz := p_day::timestamp AT TIME ZONE zone;
-    hi timestamptz := (p_day + 1)::timestamp AT TIME ZONE zone;
     logouts bigint;
 BEGIN
     IF to_regclass('pg_temp.zegolog_spans') IS NULL THEN
         RAISE EXCEPTION 'zegolog_rebuild_rollups_day runs after zegolog_begin_time_zone_change, in its transaction';
     END IF;
+    -- The day's logouts as arrays (aggregated on the shards on Citus), then their contributions.
     INSERT INTO logout_rollup AS r (day, appid, reason, bucket, sessions, total_ms, max_ms)
     SELECT c.*
     FROM (SELECT array_agg(appid) AS appid, array_agg(reason) AS reason,
-                 array_agg(zegolog_session_start(coalesce(login_time, paired_login_time), logout_time,
-                                                 received_at, longest)) AS login_time,
+                 array_agg(zegolog_session_start(login_at, logout_time, received_at, longest)) AS login_time,
                  array_agg(logout_time) AS logout_time
           FROM room_logouts
-          WHERE appid = ANY (zegolog_appids()) AND logout_time >= lo AND logout_time < hi) AS a,
+          WHERE appid = ANY (apps)
+            AND logout_time >= zegolog_day_start(p_day, zone) AND logout_time < zegolog_day_start(p_day + 1, zone)) AS a,
          zegolog_logout_contributions(a.appid, a.reason, a.login_time, a.logout_time) AS c
     ORDER BY c.appid, c.day, c.reason, c.bucket
     ON CONFLICT (appid, day, reason, bucket) DO UPDATE
@@ -3388,8 +1863,7 @@ BEGIN
     -- the day rows rebuilt before them (the days go in order).
     DROP TABLE IF EXISTS zegolog_days;
     CREATE TEMP TABLE zegolog_days ON COMMIT DROP AS
-    SELECT appid, room_id, p_day AS day,
-           CASE WHEN p_day = first_day THEN carried ELSE 0 END AS moved_before
+    SELECT appid, room_id, p_day AS day, CASE WHEN p_day = first_day THEN carried ELSE 0 END AS moved_before
     FROM zegolog_spans
     WHERE p_day BETWEEN first_day AND last_day;
     PERFORM zegolog_refresh_concurrency_days(zone);
@@ -3398,17 +1872,12 @@ BEGIN
 END
 $$;
 
-
---
--- Name: zegolog_refresh_concurrency_days(text); Type: FUNCTION; Schema: public; Owner: -
---
-
-CREATE FUNCTION public.zegolog_refresh_concurrency_days(zone text) RETURNS void
+CREATE FUNCTION public.zegolog_refresh_app_concurrency_days(zone text) RETURNS void
     LANGUAGE plpgsql
     SET jit TO 'off'
     AS $$
 BEGIN
-    -- Per app: the days any of its rooms touched; a day's change at its start is its rooms'.
+    -- The days any of an app's rooms touched; a day's change at its start is its rooms'.
     WITH days AS (
         SELECT appid, day, sum(moved_before) AS moved_before
         FROM zegolog_days GROUP BY appid, day
@@ -3422,56 +1891,35 @@ BEGIN
             SELECT sum(m.delta) AS net
             FROM app_concurrency_minute AS m
             WHERE m.appid = d.appid
-              AND m.minute >= d.day::timestamp AT TIME ZONE zone
-              AND m.minute < (d.day + 1)::timestamp AT TIME ZONE zone
+              AND m.minute >= zegolog_day_start(d.day, zone) AND m.minute < zegolog_day_start(d.day + 1, zone)
         ) AS n
     )
     INSERT INTO app_concurrency_day AS r (appid, day, start, net, peak)
-    SELECT b.appid, b.day, b.base, b.net, coalesce(greatest(CASE WHEN bool_or(w.at_midnight) IS NOT TRUE THEN b.base END, max(b.base + w.running)), 0)
+    SELECT b.appid, b.day, b.base, b.net,
+           coalesce(greatest(CASE WHEN bool_or(w.at_midnight) IS NOT TRUE THEN b.base END, max(b.base + w.running)), 0)
     FROM bases AS b
     LEFT JOIN LATERAL (
         SELECT sum(m.delta) OVER (ORDER BY m.minute) AS running,
-               m.minute = b.day::timestamp AT TIME ZONE zone AS at_midnight
+               m.minute = zegolog_day_start(b.day, zone) AS at_midnight
         FROM app_concurrency_minute AS m
         WHERE m.appid = b.appid
-          AND m.minute >= b.day::timestamp AT TIME ZONE zone
-          AND m.minute < (b.day + 1)::timestamp AT TIME ZONE zone
+          AND m.minute >= zegolog_day_start(b.day, zone) AND m.minute < zegolog_day_start(b.day + 1, zone)
     ) AS w ON true
     GROUP BY b.appid, b.day, b.net, b.base
     ORDER BY 1, 2
     ON CONFLICT (appid, day) DO UPDATE SET start = excluded.start, net = excluded.net, peak = excluded.peak;
-
-    -- Per room: the same, keyed on (appid, room_id).
-    WITH bases AS (
-        SELECT d.appid, d.room_id, d.day, d.moved_before,
-               zegolog_room_online_at(d.appid, d.room_id, d.day) + d.moved_before AS base,
-               coalesce((SELECT sum(m.delta) FROM room_concurrency_minute AS m
-                         WHERE m.appid = d.appid AND m.room_id = d.room_id
-                           AND m.minute >= d.day::timestamp AT TIME ZONE zone
-                           AND m.minute < (d.day + 1)::timestamp AT TIME ZONE zone), 0) AS net
-        FROM zegolog_days AS d
-    )
-    INSERT INTO room_concurrency_day AS r (appid, room_id, day, start, net, peak)
-    SELECT b.appid, b.room_id, b.day, b.base, b.net, coalesce(greatest(CASE WHEN bool_or(w.at_midnight) IS NOT TRUE THEN b.base END, max(b.base + w.running)), 0)
-    FROM bases AS b
-    LEFT JOIN LATERAL (
-        SELECT sum(m.delta) OVER (ORDER BY m.minute) AS running,
-               m.minute = b.day::timestamp AT TIME ZONE zone AS at_midnight
-        FROM room_concurrency_minute AS m
-        WHERE m.appid = b.appid AND m.room_id = b.room_id
-          AND m.minute >= b.day::timestamp AT TIME ZONE zone
-          AND m.minute < (b.day + 1)::timestamp AT TIME ZONE zone
-    ) AS w ON true
-    GROUP BY b.appid, b.room_id, b.day, b.net, b.base
-    ORDER BY 1, 2, 3
-    ON CONFLICT (appid, room_id, day) DO UPDATE SET start = excluded.start, net = excluded.net, peak = excluded.peak;
 END
 $$;
 
-
---
--- Name: zegolog_refresh_duration_days(); Type: FUNCTION; Schema: public; Owner: -
---
+CREATE FUNCTION public.zegolog_refresh_concurrency_days(zone text) RETURNS void
+    LANGUAGE plpgsql
+    SET jit TO 'off'
+    AS $$
+BEGIN
+    PERFORM zegolog_refresh_app_concurrency_days(zone);
+    PERFORM zegolog_refresh_room_concurrency_days(zone);
+END
+$$;
 
 CREATE FUNCTION public.zegolog_refresh_duration_days() RETURNS trigger
     LANGUAGE plpgsql
@@ -3502,11 +1950,6 @@ BEGIN
 END
 $$;
 
-
---
--- Name: zegolog_refresh_reason_days(); Type: FUNCTION; Schema: public; Owner: -
---
-
 CREATE FUNCTION public.zegolog_refresh_reason_days() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -3527,10 +1970,36 @@ BEGIN
 END
 $$;
 
-
---
--- Name: zegolog_retain_rollups(timestamp with time zone); Type: FUNCTION; Schema: public; Owner: -
---
+CREATE FUNCTION public.zegolog_refresh_room_concurrency_days(zone text) RETURNS void
+    LANGUAGE plpgsql
+    SET jit TO 'off'
+    AS $$
+BEGIN
+    WITH bases AS (
+        SELECT d.appid, d.room_id, d.day,
+               zegolog_room_online_at(d.appid, d.room_id, d.day) + d.moved_before AS base,
+               coalesce((SELECT sum(m.delta) FROM room_concurrency_minute AS m
+                         WHERE m.appid = d.appid AND m.room_id = d.room_id
+                           AND m.minute >= zegolog_day_start(d.day, zone)
+                           AND m.minute < zegolog_day_start(d.day + 1, zone)), 0) AS net
+        FROM zegolog_days AS d
+    )
+    INSERT INTO room_concurrency_day AS r (appid, room_id, day, start, net, peak)
+    SELECT b.appid, b.room_id, b.day, b.base, b.net,
+           coalesce(greatest(CASE WHEN bool_or(w.at_midnight) IS NOT TRUE THEN b.base END, max(b.base + w.running)), 0)
+    FROM bases AS b
+    LEFT JOIN LATERAL (
+        SELECT sum(m.delta) OVER (ORDER BY m.minute) AS running,
+               m.minute = zegolog_day_start(b.day, zone) AS at_midnight
+        FROM room_concurrency_minute AS m
+        WHERE m.appid = b.appid AND m.room_id = b.room_id
+          AND m.minute >= zegolog_day_start(b.day, zone) AND m.minute < zegolog_day_start(b.day + 1, zone)
+    ) AS w ON true
+    GROUP BY b.appid, b.room_id, b.day, b.net, b.base
+    ORDER BY 1, 2, 3
+    ON CONFLICT (appid, room_id, day) DO UPDATE SET start = excluded.start, net = excluded.net, peak = excluded.peak;
+END
+$$;
 
 CREATE FUNCTION public.zegolog_retain_rollups(cutoff timestamp with time zone) RETURNS TABLE(tbl text, deleted bigint)
     LANGUAGE plpgsql
@@ -3573,18 +2042,7 @@ BEGIN
     RETURN QUERY SELECT 'app_concurrency_day', n;
 END
 $$;
-
-
---
--- Name: FUNCTION zegolog_retain_rollups(cutoff timestamp with time zone); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_retain_rollups(cutoff timestamp with time zone) IS 'Retention''s first step, in one transaction under compaction''s lock: folds the pending rollups, writes for each app and room the sessions online at the start of the cutoff''s day (in the reporting zone) into that day''s row, then deletes the per-day rollups of earlier days. Every count from the cutoff day on stays what it was. The big tables go after, in batches (zegolog_prune_batch).';
-
-
---
--- Name: zegolog_role_name(integer); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_role_name(user_role integer) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
@@ -3596,11 +2054,7 @@ CREATE FUNCTION public.zegolog_role_name(user_role integer) RETURNS text
         ELSE 'unknown'
     END;
 $$;
-
-
---
--- Name: zegolog_room_online_at(bigint, text, date); Type: FUNCTION; Schema: public; Owner: -
---
+COMMENT ON FUNCTION public.zegolog_role_name(user_role integer) IS 'Decoded user_role: 1 host, 2 audience, 4 admin, else unknown.';
 
 CREATE FUNCTION public.zegolog_room_online_at(p_appid bigint, p_room_id text, p_day date) RETURNS bigint
     LANGUAGE sql STABLE
@@ -3612,54 +2066,21 @@ CREATE FUNCTION public.zegolog_room_online_at(p_appid bigint, p_room_id text, p_
         ORDER BY d.day DESC
         LIMIT 1), 0);
 $$;
-
-
---
--- Name: FUNCTION zegolog_room_online_at(p_appid bigint, p_room_id text, p_day date); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_room_online_at(p_appid bigint, p_room_id text, p_day date) IS 'Sessions online in one room at the start of day p_day, as zegolog_app_online_at.';
-
-
---
--- Name: zegolog_time_zone_fresh(); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_time_zone_fresh() RETURNS text
     LANGUAGE sql
     AS $$
     SELECT time_zone FROM zegolog_settings;
 $$;
-
-
---
--- Name: FUNCTION zegolog_time_zone_fresh(); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_time_zone_fresh() IS 'The reporting time zone read from a fresh snapshot, for writers: see zegolog_time_zone() for readers.';
-
-
---
--- Name: zegolog_user_fields(); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_user_fields() RETURNS text[]
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
     SELECT ARRAY['user_account', 'id_name', 'operator_account', 'user_id', 'UserId', 'UserID']
 $$;
-
-
---
--- Name: FUNCTION zegolog_user_fields(); Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON FUNCTION public.zegolog_user_fields() IS 'The callback fields whose value is a user''s account: room_login and room_logout user_account, room_create id_name (the creator), in-app chat room_create operator_account, stream events and other products'' user_id. zegolog_erase_user erases every body with one of them equal to the account.';
-
-
---
--- Name: zegolog_zone_window(text, date, date); Type: FUNCTION; Schema: public; Owner: -
---
 
 CREATE FUNCTION public.zegolog_zone_window(p_zone text, p_from date, p_to date, OUT lo timestamp with time zone, OUT hi timestamp with time zone) RETURNS record
     LANGUAGE plpgsql STABLE
@@ -3678,29 +2099,11 @@ BEGIN
             USING ERRCODE = '22023',
                   HINT = 'Query several windows, or use the daily views (in the reporting time zone) for longer ranges.';
     END IF;
-    lo := p_from::timestamp AT TIME ZONE p_zone;
-    hi := (p_to + 1)::timestamp AT TIME ZONE p_zone;
+    lo := zegolog_day_start(p_from, p_zone);
+    hi := zegolog_day_start(p_to + 1, p_zone);
 END
 $$;
-
-
---
--- Name: _sqlx_migrations; Type: TABLE; Schema: public; Owner: -
---
-
-CREATE TABLE public._sqlx_migrations (
-    version bigint NOT NULL,
-    description text NOT NULL,
-    installed_on timestamp with time zone DEFAULT now() NOT NULL,
-    success boolean NOT NULL,
-    checksum bytea NOT NULL,
-    execution_time bigint NOT NULL
-);
-
-
---
--- Name: alert_spikes; Type: TABLE; Schema: public; Owner: -
---
+COMMENT ON FUNCTION public.zegolog_zone_window(p_zone text, p_from date, p_to date, OUT lo timestamp with time zone, OUT hi timestamp with time zone) IS 'The instants [lo, hi) of the local days p_from to p_to in zone p_zone, after checking the zone and the window (at most 93 days): the window of every *_in function.';
 
 CREATE TABLE public.alert_spikes (
     id bigint NOT NULL,
@@ -3718,18 +2121,7 @@ CREATE TABLE public.alert_spikes (
     last_error text,
     CONSTRAINT alert_spikes_check CHECK (((ended_at IS NOT NULL) OR (end_message IS NULL)))
 );
-
-
---
--- Name: TABLE alert_spikes; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON TABLE public.alert_spikes IS 'Disconnect spikes announced by the alert webhook (--alert-webhook-url): one row per spike of one app and logout reason, with the start and end messages and when each was delivered.';
-
-
---
--- Name: alert_spikes_id_seq; Type: SEQUENCE; Schema: public; Owner: -
---
 
 ALTER TABLE public.alert_spikes ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.alert_spikes_id_seq
@@ -3740,11 +2132,6 @@ ALTER TABLE public.alert_spikes ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY
     CACHE 1
 );
 
-
---
--- Name: app_concurrency_day; Type: TABLE; Schema: public; Owner: -
---
-
 CREATE TABLE public.app_concurrency_day (
     appid bigint NOT NULL,
     day date NOT NULL,
@@ -3752,29 +2139,13 @@ CREATE TABLE public.app_concurrency_day (
     peak bigint NOT NULL,
     start bigint DEFAULT 0 NOT NULL
 );
-
-
---
--- Name: COLUMN app_concurrency_day.start; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.app_concurrency_day.start IS 'Sessions online at the start of the day (in the reporting zone): what the day''s minutes add to. Online at the start of a day without a row: the latest earlier row''s start + net (zegolog_app_online_at).';
-
-
---
--- Name: app_concurrency_minute; Type: TABLE; Schema: public; Owner: -
---
 
 CREATE TABLE public.app_concurrency_minute (
     appid bigint NOT NULL,
     minute timestamp with time zone NOT NULL,
     delta bigint NOT NULL
 );
-
-
---
--- Name: callback_events_id_seq; Type: SEQUENCE; Schema: public; Owner: -
---
 
 ALTER TABLE public.callback_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.callback_events_id_seq
@@ -3784,23 +2155,6 @@ ALTER TABLE public.callback_events ALTER COLUMN id ADD GENERATED ALWAYS AS IDENT
     NO MAXVALUE
     CACHE 1
 );
-
-
---
--- Name: concurrency_pending; Type: TABLE; Schema: public; Owner: -
---
-
-CREATE TABLE public.concurrency_pending (
-    appid bigint NOT NULL,
-    room_id text NOT NULL,
-    minute timestamp with time zone NOT NULL,
-    delta bigint NOT NULL
-);
-
-
---
--- Name: logout_duration_day; Type: TABLE; Schema: public; Owner: -
---
 
 CREATE TABLE public.logout_duration_day (
     day date NOT NULL,
@@ -3813,32 +2167,9 @@ CREATE TABLE public.logout_duration_day (
     p99_bucket integer,
     timed_sessions bigint DEFAULT 0 NOT NULL
 );
-
-
---
--- Name: TABLE logout_duration_day; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON TABLE public.logout_duration_day IS 'Per UTC day and app of the compacted rollups: sessions, total and maximum duration, percentile buckets. Kept by triggers on logout_rollup.';
-
-
---
--- Name: COLUMN logout_duration_day.sessions; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.logout_duration_day.sessions IS 'Logouts of the day, with and without a known duration.';
-
-
---
--- Name: COLUMN logout_duration_day.timed_sessions; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.logout_duration_day.timed_sessions IS 'Of those, the ones whose duration is known (the rest wait for their login).';
-
-
---
--- Name: logout_reason_day; Type: TABLE; Schema: public; Owner: -
---
 
 CREATE TABLE public.logout_reason_day (
     day date NOT NULL,
@@ -3847,18 +2178,7 @@ CREATE TABLE public.logout_reason_day (
     logouts bigint NOT NULL,
     median_bucket integer
 );
-
-
---
--- Name: TABLE logout_reason_day; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON TABLE public.logout_reason_day IS 'Per UTC day, app and reason of the compacted rollups: logouts and the median duration bucket. Kept by triggers on logout_rollup.';
-
-
---
--- Name: logout_rollup; Type: TABLE; Schema: public; Owner: -
---
 
 CREATE TABLE public.logout_rollup (
     day date NOT NULL,
@@ -3870,25 +2190,11 @@ CREATE TABLE public.logout_rollup (
     max_ms bigint NOT NULL
 );
 
-
---
--- Name: logout_rollup_pending; Type: TABLE; Schema: public; Owner: -
---
-
-CREATE TABLE public.logout_rollup_pending (
-    day date NOT NULL,
-    appid bigint NOT NULL,
-    reason text NOT NULL,
-    bucket integer NOT NULL,
-    sessions bigint NOT NULL,
-    total_ms numeric NOT NULL,
-    max_ms bigint NOT NULL
+CREATE TABLE public.pending_contributions (
+    durations public.zegolog_rollup_row[] DEFAULT '{}'::public.zegolog_rollup_row[] NOT NULL,
+    deltas public.zegolog_concurrency_delta[] DEFAULT '{}'::public.zegolog_concurrency_delta[] NOT NULL
 );
-
-
---
--- Name: logout_rollup_all; Type: VIEW; Schema: public; Owner: -
---
+COMMENT ON TABLE public.pending_contributions IS 'What the statements since the last compaction added, one row per statement; zegolog_compact_rollups moves them into the rollups.';
 
 CREATE VIEW public.logout_rollup_all AS
  SELECT logout_rollup.day,
@@ -3900,26 +2206,23 @@ CREATE VIEW public.logout_rollup_all AS
     logout_rollup.max_ms
    FROM public.logout_rollup
 UNION ALL
- SELECT logout_rollup_pending.day,
-    logout_rollup_pending.appid,
-    logout_rollup_pending.reason,
-    logout_rollup_pending.bucket,
-    logout_rollup_pending.sessions,
-    logout_rollup_pending.total_ms,
-    logout_rollup_pending.max_ms
-   FROM public.logout_rollup_pending;
-
-
---
--- Name: logout_reasons_daily; Type: VIEW; Schema: public; Owner: -
---
+ SELECT d.day,
+    d.appid,
+    d.reason,
+    d.bucket,
+    d.sessions,
+    d.total_ms,
+    d.max_ms
+   FROM public.pending_contributions p,
+    LATERAL unnest(p.durations) d(day, appid, reason, bucket, sessions, total_ms, max_ms);
 
 CREATE VIEW public.logout_reasons_daily AS
  WITH dirty AS (
-         SELECT DISTINCT logout_rollup_pending.day,
-            logout_rollup_pending.appid,
-            logout_rollup_pending.reason
-           FROM public.logout_rollup_pending
+         SELECT DISTINCT d.day,
+            d.appid,
+            d.reason
+           FROM public.pending_contributions p,
+            LATERAL unnest(p.durations) d(day, appid, reason, bucket, sessions, total_ms, max_ms)
         ), settled AS (
          SELECT s.day,
             s.appid,
@@ -3968,18 +2271,7 @@ CREATE VIEW public.logout_reasons_daily AS
     (((groups.logouts)::numeric / sum(groups.logouts) OVER (PARTITION BY groups.day, groups.appid)))::double precision AS share,
     groups.median_duration_s
    FROM groups;
-
-
---
--- Name: VIEW logout_reasons_daily; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON VIEW public.logout_reasons_daily IS 'Per day (in the reporting time zone, zegolog_time_zone()), app and logout reason: logouts, share of the app''s logouts that day, median duration (zegolog_nearest_rank over the rollups'' 1% duration buckets: the exact nearest-rank median, within 1%). Backed by the rollups. Other zones: logout_reasons_daily_in(zone, from, to).';
-
-
---
--- Name: open_sessions; Type: VIEW; Schema: public; Owner: -
---
 
 CREATE VIEW public.open_sessions AS
  SELECT i.appid,
@@ -4003,123 +2295,22 @@ CREATE VIEW public.open_sessions AS
   WHERE (NOT (EXISTS ( SELECT 1
            FROM public.room_logouts o
           WHERE ((o.appid = i.appid) AND (o.session_id = i.session_id) AND (o.room_id = i.room_id) AND (o.user_account = i.user_account) AND (o.logout_time >= i.login_time)))));
-
-
---
--- Name: VIEW open_sessions; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON VIEW public.open_sessions IS 'Logins with no logout yet (no logout of the same appid, room_id, user_account, session_id at or after the login), with their age. For who is probably online now: WHERE NOT stale AND NOT room_closed, and filter login_at >= now() - interval ''24 hours'' to use the indexes.';
-
-
---
--- Name: COLUMN open_sessions.appid; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.open_sessions.appid IS 'ZEGOCLOUD application id.';
-
-
---
--- Name: COLUMN open_sessions.room_id; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.open_sessions.room_id IS 'Room id, as sent.';
-
-
---
--- Name: COLUMN open_sessions.room_name; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.open_sessions.room_name IS 'Room name sent with the login; NULL when not sent.';
-
-
---
--- Name: COLUMN open_sessions.room_seq; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.open_sessions.room_seq IS 'Room lifecycle id (u64); NULL when not sent.';
-
-
---
--- Name: COLUMN open_sessions.user_account; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.open_sessions.user_account IS 'User id used at login.';
-
-
---
--- Name: COLUMN open_sessions.user_nickname; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.open_sessions.user_nickname IS 'User name used at login; NULL when not sent.';
-
-
---
--- Name: COLUMN open_sessions.session_id; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.open_sessions.session_id IS 'User session id (u64).';
-
-
---
--- Name: COLUMN open_sessions.user_role; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.open_sessions.user_role IS 'Raw role code as sent: 1 host, 2 audience, 4 admin; NULL when not sent.';
-
-
---
--- Name: COLUMN open_sessions.role; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.open_sessions.role IS 'Decoded user_role: host, audience, admin or unknown.';
-
-
---
--- Name: COLUMN open_sessions.relogin; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.open_sessions.relogin IS 'Re-login flag as sent (1: the user logged in again, e.g. after a reconnect); NULL when not sent.';
-
-
---
--- Name: COLUMN open_sessions.login_at; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.open_sessions.login_at IS 'When the user logged in (login_time).';
-
-
---
--- Name: COLUMN open_sessions.age; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.open_sessions.age IS 'now() - login_at: how long the session has been open (negative if login_at is in the future).';
-
-
---
--- Name: COLUMN open_sessions.age_s; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.open_sessions.age_s IS 'age in seconds.';
-
-
---
--- Name: COLUMN open_sessions.stale; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.open_sessions.stale IS 'True when the login is more than 24 hours old: its logout was most likely lost, the user is most likely gone.';
-
-
---
--- Name: COLUMN open_sessions.room_closed; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.open_sessions.room_closed IS 'True when a room_close of this room lifecycle (room_seq) was received: the user is gone, the logout was lost or is late.';
-
-
---
--- Name: peak_concurrency_daily; Type: VIEW; Schema: public; Owner: -
---
 
 CREATE VIEW public.peak_concurrency_daily AS
  SELECT app_concurrency_day.day,
@@ -4127,108 +2318,60 @@ CREATE VIEW public.peak_concurrency_daily AS
     app_concurrency_day.peak AS peak_users
    FROM public.app_concurrency_day
   WHERE ((app_concurrency_day.peak <> 0) OR (app_concurrency_day.net <> 0));
-
-
---
--- Name: VIEW peak_concurrency_daily; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON VIEW public.peak_concurrency_daily IS 'Per day (in the reporting time zone, zegolog_time_zone()) and app: the most users online in any minute of the day. Other zones: peak_concurrency_daily_in(zone, from, to).';
 
-
---
--- Name: session_durations; Type: VIEW; Schema: public; Owner: -
---
-
 CREATE VIEW public.session_durations AS
- SELECT l.appid,
-    l.room_id,
-    l.room_seq,
-    l.user_account,
-    l.user_nickname,
-    l.session_id,
-    l.user_role,
-    public.zegolog_role_name(l.user_role) AS role,
-    COALESCE(l.login_time, l.paired_login_time) AS login_at,
-    l.logout_time AS logout_at,
-    ((EXTRACT(epoch FROM (l.logout_time - public.zegolog_session_start(COALESCE(l.login_time, l.paired_login_time), l.logout_time, l.received_at, ( SELECT zegolog_settings.max_session
-           FROM public.zegolog_settings)))) * (1000)::numeric))::bigint AS duration_ms,
-    (l.logout_time - public.zegolog_session_start(COALESCE(l.login_time, l.paired_login_time), l.logout_time, l.received_at, ( SELECT zegolog_settings.max_session
-           FROM public.zegolog_settings))) AS duration,
-    l.reason AS reason_code,
-    public.zegolog_reason_name(l.reason) AS reason,
-        CASE
-            WHEN (l.login_time IS NOT NULL) THEN 'logout'::text
-            WHEN (l.paired_login_time IS NOT NULL) THEN 'login'::text
-            ELSE NULL::text
-        END AS login_source,
-    ( SELECT i.term_type
-           FROM public.room_logins i
-          WHERE ((i.appid = l.appid) AND (i.room_id = l.room_id) AND (i.user_account = l.user_account) AND (i.session_id = l.session_id) AND (i.login_time <= l.logout_time))
-          ORDER BY ((i.login_time = COALESCE(l.login_time, l.paired_login_time)) IS TRUE) DESC, i.login_time DESC
-         LIMIT 1) AS platform_code,
-    public.zegolog_platform_name(( SELECT i.term_type
-           FROM public.room_logins i
-          WHERE ((i.appid = l.appid) AND (i.room_id = l.room_id) AND (i.user_account = l.user_account) AND (i.session_id = l.session_id) AND (i.login_time <= l.logout_time))
-          ORDER BY ((i.login_time = COALESCE(l.login_time, l.paired_login_time)) IS TRUE) DESC, i.login_time DESC
-         LIMIT 1)) AS platform,
-    public.zegolog_time_fault(COALESCE(l.login_time, l.paired_login_time), l.logout_time, l.received_at, ( SELECT zegolog_settings.max_session
-           FROM public.zegolog_settings)) AS time_fault
-   FROM public.room_logouts l;
-
-
---
--- Name: VIEW session_durations; Type: COMMENT; Schema: public; Owner: -
---
-
+ SELECT s.appid,
+    s.room_id,
+    s.room_seq,
+    s.user_account,
+    s.user_nickname,
+    s.session_id,
+    s.user_role,
+    s.role,
+    s.login_at,
+    s.logout_at,
+    public.zegolog_duration_ms(s.start, s.logout_at) AS duration_ms,
+    (s.logout_at - s.start) AS duration,
+    s.reason_code,
+    s.reason,
+    s.login_source,
+    s.platform_code,
+    public.zegolog_platform_name(s.platform_code) AS platform,
+    s.time_fault
+   FROM ( SELECT l.appid,
+            l.room_id,
+            l.room_seq,
+            l.user_account,
+            l.user_nickname,
+            l.session_id,
+            l.user_role,
+            public.zegolog_role_name(l.user_role) AS role,
+            l.login_at,
+            l.logout_time AS logout_at,
+            public.zegolog_session_start(l.login_at, l.logout_time, l.received_at, z.max_session) AS start,
+            l.reason AS reason_code,
+            public.zegolog_reason_name(l.reason) AS reason,
+                CASE
+                    WHEN (l.login_time IS NOT NULL) THEN 'logout'::text
+                    WHEN (l.paired_login_time IS NOT NULL) THEN 'login'::text
+                    ELSE NULL::text
+                END AS login_source,
+            ( SELECT i.term_type
+                   FROM public.room_logins i
+                  WHERE ((i.appid = l.appid) AND (i.room_id = l.room_id) AND (i.user_account = l.user_account) AND (i.session_id = l.session_id) AND (i.login_time <= l.logout_time))
+                  ORDER BY ((i.login_time = l.login_at) IS TRUE) DESC, i.login_time DESC
+                 LIMIT 1) AS platform_code,
+            public.zegolog_time_fault(l.login_at, l.logout_time, l.received_at, z.max_session) AS time_fault
+           FROM public.room_logouts l,
+            public.zegolog_settings z) s;
 COMMENT ON VIEW public.session_durations IS 'One row per logout (one user session in one room): decoded role and reason, exact duration (NULL while the login of a logout without login_time is unknown), the platform of its login.';
-
-
---
--- Name: COLUMN session_durations.login_at; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.session_durations.login_at IS 'When the user logged in: login_time of the logout, or else of its paired room_login; NULL while none is known.';
-
-
---
--- Name: COLUMN session_durations.duration_ms; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.session_durations.duration_ms IS 'Session length in milliseconds, exact (logout_at - login_at); NULL while login_at is unknown, or when the session''s times are implausible (time_fault).';
-
-
---
--- Name: COLUMN session_durations.login_source; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.session_durations.login_source IS 'Where login_at comes from: logout (login_time of the logout callback), login (its paired room_login), NULL (unknown yet).';
-
-
---
--- Name: COLUMN session_durations.platform_code; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.session_durations.platform_code IS 'term_type of the session''s room_login (the one at login_at, else the latest at or before the logout); NULL when not sent or no login is known.';
-
-
---
--- Name: COLUMN session_durations.platform; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.session_durations.platform IS 'Decoded platform_code (zegolog_platform_name): none, windows, ios, android, macos, linux, web, mini_program, unknown.';
-
-
---
--- Name: COLUMN session_durations.time_fault; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.session_durations.time_fault IS 'Why the session''s times are implausible (zegolog_time_fault: logout_before_2010, logout_after_receipt, login_before_2010, logout_before_login, session_too_long), NULL when they are plausible: an implausible session has no duration and no concurrency anywhere.';
-
-
---
--- Name: platform_daily; Type: VIEW; Schema: public; Owner: -
---
 
 CREATE VIEW public.platform_daily AS
  SELECT g.day,
@@ -4266,67 +2409,14 @@ CREATE VIEW public.platform_daily AS
             count(*) FILTER (WHERE (s.reason = 'unknown'::text)) AS unknown
            FROM public.session_durations s
           GROUP BY (public.zegolog_local_day(s.logout_at)), s.appid, s.platform) g;
-
-
---
--- Name: VIEW platform_daily; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON VIEW public.platform_daily IS 'Per day of logout (in the reporting time zone), app and platform of the session''s login: sessions, duration percentiles of those with a known duration (zegolog_nearest_rank: p50_s .. p99_s at the 1% bucket resolution of the other daily views, p50_exact_s .. p99_exact_s exact) and the count of each logout reason. Reads the raw rows: filter on appid, or query session_durations for a window (sql/14).';
-
-
---
--- Name: COLUMN platform_daily.platform; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.platform_daily.platform IS 'Decoded term_type of the session''s room_login; unknown when not sent (before 2026) or when no login is known.';
-
-
---
--- Name: COLUMN platform_daily.sessions; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.platform_daily.sessions IS 'Logouts of this app and platform that day.';
-
-
---
--- Name: COLUMN platform_daily.sessions_with_duration; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.platform_daily.sessions_with_duration IS 'Of those, the ones whose duration is known.';
-
-
---
--- Name: COLUMN platform_daily.p50_s; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.platform_daily.p50_s IS 'Median duration (s): the exact nearest rank (p50_exact_s) as its 1% duration bucket reports it, as session_duration_daily does.';
-
-
---
--- Name: COLUMN platform_daily.p50_exact_s; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.platform_daily.p50_exact_s IS 'Median duration (s), exact: nearest rank over the durations in ms (percentile_disc).';
-
-
---
--- Name: COLUMN platform_daily.p90_exact_s; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.platform_daily.p90_exact_s IS '90th percentile duration (s), exact nearest rank.';
-
-
---
--- Name: COLUMN platform_daily.p99_exact_s; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.platform_daily.p99_exact_s IS '99th percentile duration (s), exact nearest rank.';
-
-
---
--- Name: room_concurrency_day; Type: TABLE; Schema: public; Owner: -
---
 
 CREATE TABLE public.room_concurrency_day (
     appid bigint NOT NULL,
@@ -4336,18 +2426,7 @@ CREATE TABLE public.room_concurrency_day (
     peak bigint NOT NULL,
     start bigint DEFAULT 0 NOT NULL
 );
-
-
---
--- Name: COLUMN room_concurrency_day.start; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.room_concurrency_day.start IS 'Sessions online in the room at the start of the day, as app_concurrency_day.start (zegolog_room_online_at).';
-
-
---
--- Name: room_concurrency_minute; Type: TABLE; Schema: public; Owner: -
---
 
 CREATE TABLE public.room_concurrency_minute (
     appid bigint NOT NULL,
@@ -4355,11 +2434,6 @@ CREATE TABLE public.room_concurrency_minute (
     minute timestamp with time zone NOT NULL,
     delta bigint NOT NULL
 );
-
-
---
--- Name: room_logins_id_seq; Type: SEQUENCE; Schema: public; Owner: -
---
 
 ALTER TABLE public.room_logins ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.room_logins_id_seq
@@ -4369,11 +2443,6 @@ ALTER TABLE public.room_logins ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY 
     NO MAXVALUE
     CACHE 1
 );
-
-
---
--- Name: room_logouts_default; Type: TABLE; Schema: public; Owner: -
---
 
 CREATE TABLE public.room_logouts_default (
     id bigint NOT NULL,
@@ -4390,17 +2459,16 @@ CREATE TABLE public.room_logouts_default (
     user_update_seq bigint,
     received_at timestamp with time zone DEFAULT now() NOT NULL,
     paired_login_time timestamp with time zone,
-    CONSTRAINT room_logouts_room_seq_check1 CHECK (((room_seq >= (0)::numeric) AND (room_seq <= '18446744073709551615'::numeric))),
-    CONSTRAINT room_logouts_session_id_check1 CHECK (((session_id >= (0)::numeric) AND (session_id <= '18446744073709551615'::numeric)))
+    login_at timestamp with time zone GENERATED ALWAYS AS (COALESCE(login_time, paired_login_time)) STORED,
+    digest bytea,
+    body text,
+    content_type text,
+    CONSTRAINT room_logouts_room_seq_check CHECK (((room_seq >= (0)::numeric) AND (room_seq <= '18446744073709551615'::numeric))),
+    CONSTRAINT room_logouts_session_id_check CHECK (((session_id >= (0)::numeric) AND (session_id <= '18446744073709551615'::numeric)))
 );
 
-
---
--- Name: room_logouts_id_seq1; Type: SEQUENCE; Schema: public; Owner: -
---
-
 ALTER TABLE public.room_logouts ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDENTITY (
-    SEQUENCE NAME public.room_logouts_id_seq1
+    SEQUENCE NAME public.room_logouts_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
@@ -4408,35 +2476,20 @@ ALTER TABLE public.room_logouts ALTER COLUMN id ADD GENERATED BY DEFAULT AS IDEN
     CACHE 1
 );
 
-
---
--- Name: room_peak_concurrency_daily; Type: VIEW; Schema: public; Owner: -
---
-
 CREATE VIEW public.room_peak_concurrency_daily AS
  SELECT room_concurrency_day.day,
     room_concurrency_day.appid,
     room_concurrency_day.room_id,
     room_concurrency_day.peak AS peak_users
    FROM public.room_concurrency_day;
-
-
---
--- Name: VIEW room_peak_concurrency_daily; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON VIEW public.room_peak_concurrency_daily IS 'Per day (in the reporting time zone, zegolog_time_zone()), app and room: the most users online in the room in any minute of the day. Other zones: room_peak_concurrency_daily_in(zone, from, to).';
-
-
---
--- Name: session_duration_daily; Type: VIEW; Schema: public; Owner: -
---
 
 CREATE VIEW public.session_duration_daily AS
  WITH dirty AS (
-         SELECT DISTINCT logout_rollup_pending.day,
-            logout_rollup_pending.appid
-           FROM public.logout_rollup_pending
+         SELECT DISTINCT d.day,
+            d.appid
+           FROM public.pending_contributions p,
+            LATERAL unnest(p.durations) d(day, appid, reason, bucket, sessions, total_ms, max_ms)
         ), settled AS (
          SELECT s.day,
             s.appid,
@@ -4506,25 +2559,8 @@ CREATE VIEW public.session_duration_daily AS
     ((days.max_ms)::double precision / (1000)::double precision) AS max_s,
     days.timed_sessions AS sessions_with_duration
    FROM days;
-
-
---
--- Name: VIEW session_duration_daily; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON VIEW public.session_duration_daily IS 'Per day (in the reporting time zone, zegolog_time_zone()) and app: sessions, total minutes, average, percentiles and maximum of session durations. Percentiles: zegolog_nearest_rank over the rollups'' 1% duration buckets (the exact nearest-rank duration, within 1%). Backed by the rollups. Other zones: session_duration_daily_in(zone, from, to).';
-
-
---
--- Name: COLUMN session_duration_daily.sessions_with_duration; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.session_duration_daily.sessions_with_duration IS 'Of sessions, those whose duration is known: every logout that carried login_time, and the logouts without one once their room_login is known.';
-
-
---
--- Name: signature_ledger; Type: TABLE; Schema: public; Owner: -
---
 
 CREATE TABLE public.signature_ledger (
     signed_at timestamp with time zone NOT NULL,
@@ -4536,39 +2572,10 @@ CREATE TABLE public.signature_ledger (
     first_seen timestamp with time zone DEFAULT now() NOT NULL
 )
 PARTITION BY RANGE (signed_at);
-
-
---
--- Name: TABLE signature_ledger; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON TABLE public.signature_ledger IS 'Every accepted (timestamp, nonce, signature) with the digest of the body it came with first; partitioned by UTC day of the signed timestamp, kept 2 days.';
-
-
---
--- Name: COLUMN signature_ledger.signed_at; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.signature_ledger.signed_at IS 'The signed timestamp (unix seconds as sent), as timestamptz.';
-
-
---
--- Name: COLUMN signature_ledger.digest; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.signature_ledger.digest IS 'SHA-256 business digest of the first body this triple came with.';
-
-
---
--- Name: COLUMN signature_ledger.reuses; Type: COMMENT; Schema: public; Owner: -
---
-
 COMMENT ON COLUMN public.signature_ledger.reuses IS 'Bodies with another digest offered with this triple (upper bound).';
-
-
---
--- Name: signature_ledger_default; Type: TABLE; Schema: public; Owner: -
---
 
 CREATE TABLE public.signature_ledger_default (
     signed_at timestamp with time zone NOT NULL,
@@ -4580,443 +2587,104 @@ CREATE TABLE public.signature_ledger_default (
     first_seen timestamp with time zone DEFAULT now() NOT NULL
 );
 
-
---
--- Name: room_logouts_default; Type: TABLE ATTACH; Schema: public; Owner: -
---
-
 ALTER TABLE ONLY public.room_logouts ATTACH PARTITION public.room_logouts_default DEFAULT;
 
-
---
--- Name: signature_ledger_default; Type: TABLE ATTACH; Schema: public; Owner: -
---
-
 ALTER TABLE ONLY public.signature_ledger ATTACH PARTITION public.signature_ledger_default DEFAULT;
-
-
---
--- Name: _sqlx_migrations _sqlx_migrations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
---
-
-ALTER TABLE ONLY public._sqlx_migrations
-    ADD CONSTRAINT _sqlx_migrations_pkey PRIMARY KEY (version);
-
-
---
--- Name: alert_spikes alert_spikes_pkey; Type: CONSTRAINT; Schema: public; Owner: -
---
 
 ALTER TABLE ONLY public.alert_spikes
     ADD CONSTRAINT alert_spikes_pkey PRIMARY KEY (id);
 
-
---
--- Name: app_concurrency_day app_concurrency_day_pkey; Type: CONSTRAINT; Schema: public; Owner: -
---
-
 ALTER TABLE ONLY public.app_concurrency_day
     ADD CONSTRAINT app_concurrency_day_pkey PRIMARY KEY (appid, day);
-
-
---
--- Name: app_concurrency_minute app_concurrency_minute_pkey; Type: CONSTRAINT; Schema: public; Owner: -
---
 
 ALTER TABLE ONLY public.app_concurrency_minute
     ADD CONSTRAINT app_concurrency_minute_pkey PRIMARY KEY (appid, minute);
 
-
---
--- Name: callback_events callback_events_digest_key; Type: CONSTRAINT; Schema: public; Owner: -
---
-
 ALTER TABLE ONLY public.callback_events
     ADD CONSTRAINT callback_events_digest_key UNIQUE (digest);
-
-
---
--- Name: logout_duration_day logout_duration_day_pkey; Type: CONSTRAINT; Schema: public; Owner: -
---
 
 ALTER TABLE ONLY public.logout_duration_day
     ADD CONSTRAINT logout_duration_day_pkey PRIMARY KEY (appid, day);
 
-
---
--- Name: logout_reason_day logout_reason_day_pkey; Type: CONSTRAINT; Schema: public; Owner: -
---
-
 ALTER TABLE ONLY public.logout_reason_day
     ADD CONSTRAINT logout_reason_day_pkey PRIMARY KEY (appid, day, reason);
-
-
---
--- Name: logout_rollup logout_rollup_pkey; Type: CONSTRAINT; Schema: public; Owner: -
---
 
 ALTER TABLE ONLY public.logout_rollup
     ADD CONSTRAINT logout_rollup_pkey PRIMARY KEY (appid, day, reason, bucket);
 
-
---
--- Name: room_concurrency_day room_concurrency_day_pkey; Type: CONSTRAINT; Schema: public; Owner: -
---
-
 ALTER TABLE ONLY public.room_concurrency_day
     ADD CONSTRAINT room_concurrency_day_pkey PRIMARY KEY (appid, room_id, day);
-
-
---
--- Name: room_concurrency_minute room_concurrency_minute_pkey; Type: CONSTRAINT; Schema: public; Owner: -
---
 
 ALTER TABLE ONLY public.room_concurrency_minute
     ADD CONSTRAINT room_concurrency_minute_pkey PRIMARY KEY (appid, room_id, minute);
 
-
---
--- Name: room_lifecycle_events room_lifecycle_events_key; Type: CONSTRAINT; Schema: public; Owner: -
---
-
 ALTER TABLE ONLY public.room_lifecycle_events
     ADD CONSTRAINT room_lifecycle_events_key UNIQUE (appid, room_id, room_session_id, event);
-
-
---
--- Name: room_logins room_logins_natural_key; Type: CONSTRAINT; Schema: public; Owner: -
---
 
 ALTER TABLE ONLY public.room_logins
     ADD CONSTRAINT room_logins_natural_key UNIQUE (appid, room_id, user_account, session_id, login_time);
 
-
---
--- Name: room_logouts room_logouts_natural_key; Type: CONSTRAINT; Schema: public; Owner: -
---
-
 ALTER TABLE ONLY public.room_logouts
     ADD CONSTRAINT room_logouts_natural_key UNIQUE (appid, room_id, logout_time, session_id, user_account);
-
-
---
--- Name: room_logouts_default room_logouts_default_appid_room_id_logout_time_session_id_u_key; Type: CONSTRAINT; Schema: public; Owner: -
---
 
 ALTER TABLE ONLY public.room_logouts_default
     ADD CONSTRAINT room_logouts_default_appid_room_id_logout_time_session_id_u_key UNIQUE (appid, room_id, logout_time, session_id, user_account);
 
-
---
--- Name: signature_ledger signature_ledger_key; Type: CONSTRAINT; Schema: public; Owner: -
---
-
 ALTER TABLE ONLY public.signature_ledger
     ADD CONSTRAINT signature_ledger_key PRIMARY KEY (signed_at, nonce, signature);
-
-
---
--- Name: signature_ledger_default signature_ledger_default_pkey; Type: CONSTRAINT; Schema: public; Owner: -
---
 
 ALTER TABLE ONLY public.signature_ledger_default
     ADD CONSTRAINT signature_ledger_default_pkey PRIMARY KEY (signed_at, nonce, signature);
 
-
---
--- Name: zegolog_settings zegolog_settings_pkey; Type: CONSTRAINT; Schema: public; Owner: -
---
-
 ALTER TABLE ONLY public.zegolog_settings
     ADD CONSTRAINT zegolog_settings_pkey PRIMARY KEY (singleton);
-
-
---
--- Name: alert_spikes_one_open; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE UNIQUE INDEX alert_spikes_one_open ON public.alert_spikes USING btree (appid, reason) WHERE (ended_at IS NULL);
-
-
---
--- Name: callback_events_event_received_idx; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX callback_events_event_received_idx ON public.callback_events USING btree (event, received_at);
-
-
---
--- Name: callback_events_id_idx; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX callback_events_id_idx ON public.callback_events USING btree (id);
-
-
---
--- Name: callback_events_received_brin; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX callback_events_received_brin ON public.callback_events USING brin (received_at);
-
-
---
--- Name: callback_events_refused_idx; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX callback_events_refused_idx ON public.callback_events USING btree (received_at) WHERE (refused_reason IS NOT NULL);
-
-
---
--- Name: room_concurrency_day_top_idx; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX room_concurrency_day_top_idx ON public.room_concurrency_day USING btree (appid, day, peak DESC, room_id);
-
-
---
--- Name: room_concurrency_minute_minute_brin; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX room_concurrency_minute_minute_brin ON public.room_concurrency_minute USING brin (minute);
-
-
---
--- Name: room_lifecycle_events_appid_at_idx; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX room_lifecycle_events_appid_at_idx ON public.room_lifecycle_events USING btree (appid, at);
-
-
---
--- Name: room_logins_appid_login_idx; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX room_logins_appid_login_idx ON public.room_logins USING btree (appid, login_time);
-
-
---
--- Name: room_logins_login_time_brin; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX room_logins_login_time_brin ON public.room_logins USING brin (login_time);
-
-
---
--- Name: room_logins_room_idx; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX room_logins_room_idx ON public.room_logins USING btree (appid, room_id, login_time);
-
-
---
--- Name: room_logouts_abnormal_idx; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX room_logouts_abnormal_idx ON ONLY public.room_logouts USING btree (appid, logout_time) INCLUDE (reason, room_id, user_account) WHERE ((reason >= 1) AND (reason <= 4));
-
-
---
--- Name: room_logouts_appid_logout_reason_idx; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX room_logouts_appid_logout_reason_idx ON ONLY public.room_logouts USING btree (appid, logout_time) INCLUDE (reason);
-
-
---
--- Name: room_logouts_clock_skew_idx; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX room_logouts_clock_skew_idx ON ONLY public.room_logouts USING btree (received_at) WHERE (((logout_time - received_at) > '1 day'::interval) OR ((received_at - logout_time) > '1 day'::interval));
-
-
---
--- Name: room_logouts_default_appid_logout_time_reason_idx; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX room_logouts_default_appid_logout_time_reason_idx ON public.room_logouts_default USING btree (appid, logout_time) INCLUDE (reason);
-
-
---
--- Name: room_logouts_default_appid_logout_time_reason_room_id_user__idx; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX room_logouts_default_appid_logout_time_reason_room_id_user__idx ON public.room_logouts_default USING btree (appid, logout_time) INCLUDE (reason, room_id, user_account) WHERE ((reason >= 1) AND (reason <= 4));
-
-
---
--- Name: room_logouts_room_seq_idx; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX room_logouts_room_seq_idx ON ONLY public.room_logouts USING btree (appid, room_id, room_seq);
-
-
---
--- Name: room_logouts_default_appid_room_id_room_seq_idx; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX room_logouts_default_appid_room_id_room_seq_idx ON public.room_logouts_default USING btree (appid, room_id, room_seq);
-
-
---
--- Name: room_logouts_without_login_idx; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX room_logouts_without_login_idx ON ONLY public.room_logouts USING btree (appid, room_id, user_account, session_id, logout_time) WHERE (login_time IS NULL);
-
-
---
--- Name: room_logouts_default_appid_room_id_user_account_session_id__idx; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX room_logouts_default_appid_room_id_user_account_session_id__idx ON public.room_logouts_default USING btree (appid, room_id, user_account, session_id, logout_time) WHERE (login_time IS NULL);
-
-
---
--- Name: room_logouts_user_idx; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX room_logouts_user_idx ON ONLY public.room_logouts USING btree (appid, user_account, logout_time);
-
-
---
--- Name: room_logouts_default_appid_user_account_logout_time_idx; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX room_logouts_default_appid_user_account_logout_time_idx ON public.room_logouts_default USING btree (appid, user_account, logout_time);
-
-
---
--- Name: room_logouts_default_received_at_idx; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX room_logouts_default_received_at_idx ON public.room_logouts_default USING btree (received_at) WHERE (((logout_time - received_at) > '1 day'::interval) OR ((received_at - logout_time) > '1 day'::interval));
-
-
---
--- Name: room_logouts_without_login_received_idx; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX room_logouts_without_login_received_idx ON ONLY public.room_logouts USING btree (received_at) WHERE (login_time IS NULL);
-
-
---
--- Name: room_logouts_default_received_at_idx1; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX room_logouts_default_received_at_idx1 ON public.room_logouts_default USING btree (received_at) WHERE (login_time IS NULL);
-
-
---
--- Name: signature_ledger_default_first_seen_idx; Type: INDEX; Schema: public; Owner: -
---
-
 CREATE INDEX signature_ledger_default_first_seen_idx ON public.signature_ledger_default USING btree (first_seen);
-
-
---
--- Name: room_logouts_default_appid_logout_time_reason_idx; Type: INDEX ATTACH; Schema: public; Owner: -
---
-
 ALTER INDEX public.room_logouts_appid_logout_reason_idx ATTACH PARTITION public.room_logouts_default_appid_logout_time_reason_idx;
-
-
---
--- Name: room_logouts_default_appid_logout_time_reason_room_id_user__idx; Type: INDEX ATTACH; Schema: public; Owner: -
---
-
 ALTER INDEX public.room_logouts_abnormal_idx ATTACH PARTITION public.room_logouts_default_appid_logout_time_reason_room_id_user__idx;
-
-
---
--- Name: room_logouts_default_appid_room_id_logout_time_session_id_u_key; Type: INDEX ATTACH; Schema: public; Owner: -
---
-
 ALTER INDEX public.room_logouts_natural_key ATTACH PARTITION public.room_logouts_default_appid_room_id_logout_time_session_id_u_key;
-
-
---
--- Name: room_logouts_default_appid_room_id_room_seq_idx; Type: INDEX ATTACH; Schema: public; Owner: -
---
-
 ALTER INDEX public.room_logouts_room_seq_idx ATTACH PARTITION public.room_logouts_default_appid_room_id_room_seq_idx;
-
-
---
--- Name: room_logouts_default_appid_room_id_user_account_session_id__idx; Type: INDEX ATTACH; Schema: public; Owner: -
---
-
 ALTER INDEX public.room_logouts_without_login_idx ATTACH PARTITION public.room_logouts_default_appid_room_id_user_account_session_id__idx;
-
-
---
--- Name: room_logouts_default_appid_user_account_logout_time_idx; Type: INDEX ATTACH; Schema: public; Owner: -
---
-
 ALTER INDEX public.room_logouts_user_idx ATTACH PARTITION public.room_logouts_default_appid_user_account_logout_time_idx;
-
-
---
--- Name: room_logouts_default_received_at_idx; Type: INDEX ATTACH; Schema: public; Owner: -
---
-
 ALTER INDEX public.room_logouts_clock_skew_idx ATTACH PARTITION public.room_logouts_default_received_at_idx;
-
-
---
--- Name: room_logouts_default_received_at_idx1; Type: INDEX ATTACH; Schema: public; Owner: -
---
-
 ALTER INDEX public.room_logouts_without_login_received_idx ATTACH PARTITION public.room_logouts_default_received_at_idx1;
-
-
---
--- Name: signature_ledger_default_pkey; Type: INDEX ATTACH; Schema: public; Owner: -
---
-
 ALTER INDEX public.signature_ledger_key ATTACH PARTITION public.signature_ledger_default_pkey;
-
-
---
--- Name: logout_rollup logout_rollup_deleted; Type: TRIGGER; Schema: public; Owner: -
---
 
 CREATE TRIGGER logout_rollup_deleted AFTER DELETE ON public.logout_rollup REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION public.zegolog_refresh_reason_days();
 
-
---
--- Name: logout_rollup logout_rollup_deleted_days; Type: TRIGGER; Schema: public; Owner: -
---
-
 CREATE TRIGGER logout_rollup_deleted_days AFTER DELETE ON public.logout_rollup REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION public.zegolog_refresh_duration_days();
-
-
---
--- Name: logout_rollup logout_rollup_inserted; Type: TRIGGER; Schema: public; Owner: -
---
 
 CREATE TRIGGER logout_rollup_inserted AFTER INSERT ON public.logout_rollup REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION public.zegolog_refresh_reason_days();
 
-
---
--- Name: logout_rollup logout_rollup_inserted_days; Type: TRIGGER; Schema: public; Owner: -
---
-
 CREATE TRIGGER logout_rollup_inserted_days AFTER INSERT ON public.logout_rollup REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION public.zegolog_refresh_duration_days();
-
-
---
--- Name: logout_rollup logout_rollup_updated; Type: TRIGGER; Schema: public; Owner: -
---
 
 CREATE TRIGGER logout_rollup_updated AFTER UPDATE ON public.logout_rollup REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION public.zegolog_refresh_reason_days();
 
-
---
--- Name: logout_rollup logout_rollup_updated_days; Type: TRIGGER; Schema: public; Owner: -
---
-
 CREATE TRIGGER logout_rollup_updated_days AFTER UPDATE ON public.logout_rollup REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION public.zegolog_refresh_duration_days();
-
 
 --
 -- PostgreSQL database dump complete

@@ -90,11 +90,13 @@ pub enum DatabaseError {
 }
 
 impl DatabaseError {
-    /// An error that no retry can fix: the instance must stop (a time zone mismatch).
+    /// An error that no retry can fix: the instance must stop (a time zone mismatch, a
+    /// database from before the 0.1 baseline).
     pub fn is_fatal(&self) -> bool {
         matches!(
             self,
             Self::TimeZone(ZoneError::Mismatch { .. } | ZoneError::Unknown(_))
+                | Self::Migrate(StoreError::PreBaseline(_))
         )
     }
 }

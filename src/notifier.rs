@@ -10,7 +10,7 @@
 //! - **One message per spike, whatever the number of instances**: a tick runs only in the
 //!   instance that holds the session advisory lock `hashtext('zegolog_alert_spikes')` (the others
 //!   skip that minute), and the spikes and their messages are rows of `alert_spikes`
-//!   (`migrations/0024_alert_spikes.sql`), whose partial unique index allows one open spike per
+//!   (`migrations/0101_raw_tables.sql`), whose partial unique index allows one open spike per
 //!   app and reason.
 //! - **Retries**: a delivery is tried [`NotifierConfig::attempts`] times with doubling pauses;
 //!   a message still undelivered stays in its row and is tried again the next minute (by any

@@ -1,5 +1,6 @@
 //! The reporting time zone: one per deployment, kept in the database (`zegolog_settings`,
-//! migration 0010), in which every daily view, rollup, report and the dashboard cut their days.
+//! `migrations/0100_rules.sql`), in which every daily view, rollup, report and the dashboard
+//! cut their days.
 //!
 //! Every instance says which zone it expects (`--time-zone`, default `UTC`) and refuses to run
 //! against a database that cuts its days in another one ([`check`]); [`change`] moves a
@@ -66,7 +67,7 @@ pub async fn check(pool: &PgPool, wanted: &str) -> Result<(), ZoneError> {
         "SELECT NOT (SELECT chosen FROM zegolog_settings)
             AND NOT EXISTS (SELECT 1 FROM room_logouts)
             AND NOT EXISTS (SELECT 1 FROM room_concurrency_minute)
-            AND NOT EXISTS (SELECT 1 FROM concurrency_pending)",
+            AND NOT EXISTS (SELECT 1 FROM pending_contributions)",
     )
     .fetch_one(pool)
     .await?;

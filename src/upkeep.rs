@@ -32,8 +32,8 @@ pub struct UpkeepConfig {
 pub struct Retention {
     /// Every table keeps the last this many days: raw rows, rollups, the archive.
     pub days: u32,
-    /// The raw archive of callback bodies (`callback_events`) keeps only this many days, when
-    /// shorter than `days`.
+    /// The raw callback bodies (`callback_events`, and the logouts' `body`, set to NULL) are
+    /// kept only this many days, when shorter than `days`.
     pub raw_days: Option<u32>,
 }
 

@@ -10,9 +10,9 @@
 //! too); if anything beyond the views is readable or writable, nothing is committed.
 //!
 //! On Citus a view's queries on the shards run as the querying role, so the role reads the
-//! views through schema `zegolog_analyst` instead (migration 0017: a view per view of public,
-//! over a SECURITY DEFINER function returning its rows), which this command grants and puts
-//! first in the role's search_path; see docs/citus.md.
+//! views through schema `zegolog_analyst` instead (`schema/citus.sql`: a view per view of
+//! public, over a SECURITY DEFINER function returning its rows), which this command grants and
+//! puts first in the role's search_path; see docs/citus.md.
 //!
 //! The password is hashed here (SCRAM-SHA-256, as `psql`'s `\password` does, with RustCrypto's
 //! reviewed `pbkdf2` and `hmac`), so PostgreSQL receives and may log only the verifier, never
@@ -326,7 +326,7 @@ pub async fn grant_analyst(
     for view in &views {
         exec(&mut tx, "GRANT SELECT ON public.%I TO %I", &[view, role]).await?;
     }
-    // On Citus, the role reads the views through schema zegolog_analyst (migration 0017: a
+    // On Citus, the role reads the views through schema zegolog_analyst (schema/citus.sql: a
     // view per view of public, over a function that returns its rows as their owner), first in
     // its search_path: Citus runs a view's queries on the shards as the querying role, who may
     // read none of the tables under it.

@@ -104,7 +104,8 @@ impl Months {
                 Payload::Logout(l) => Some(l.logout_time),
                 _ => None,
             })
-            // As migration 0003: no partitions for absurd times, they stay in the default one.
+            // No partitions for absurd times (over ten years back or a year ahead): those
+            // logouts stay in the default one.
             .filter(|t| *t > now - chrono::Days::new(3653) && *t < now + chrono::Days::new(366))
             .map(month_of)
             .filter(|m| !self.seen.contains(m))

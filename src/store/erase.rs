@@ -1,5 +1,5 @@
-//! Erasing one user: `zegolog_erase_user()` (migration 0023), where the work is done, in one
-//! transaction.
+//! Erasing one user: `zegolog_erase_user()` (`migrations/0104_upkeep.sql`), where the work is
+//! done, in one transaction.
 
 use super::{Store, StoreError};
 
@@ -13,8 +13,9 @@ pub struct Removed {
 }
 
 impl Store {
-    /// Erases user `user_account` of app `appid` (see migration 0023): their rows, every
-    /// archived body naming them and its ledger entries, their sessions in the rollups.
+    /// Erases user `user_account` of app `appid` (see `migrations/0104_upkeep.sql`): their rows
+    /// (their logouts with their bodies), every body in `callback_events` naming them, the
+    /// ledger entries of those bodies and logouts, their sessions in the rollups.
     pub async fn erase_user(
         &self,
         appid: i64,

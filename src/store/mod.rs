@@ -1,8 +1,9 @@
 //! PostgreSQL: the schema (embedded from `migrations/`) and the idempotent writes.
 //!
-//! Idempotency lives in the database, not in memory: `callback_events` is unique on the business
-//! digest and `room_logouts` on the logout's natural key, and every write is
-//! `INSERT ... ON CONFLICT DO NOTHING`. Whatever retries or races happen, a callback is one row.
+//! Idempotency lives in the database, not in memory: `room_logouts` is unique on the logout's
+//! natural key (and keeps its body), `callback_events` on the business digest of every other
+//! body, and every write is `INSERT ... ON CONFLICT`. Whatever retries or races happen, a
+//! callback is one row.
 //! This module knows SQL and nothing of HTTP.
 //!
 //! Here: the [`Store`] (connecting, migrating, the health ping) and what a write answers
@@ -134,8 +135,22 @@ impl std::str::FromStr for ReusePolicy {
 /// (answered 2xx all the same), so that one captured triple cannot fill the disk.
 pub const QUARANTINE_PER_SIGNATURE: i32 = 10;
 
+/// The version of the first migration of the 0.1 baseline (`migrations/0100_*.sql`).
+pub const FIRST_BASELINE_VERSION: i64 = 100;
+
+/// What differs on Citus (the layout, and the functions Citus cannot plan as the migrations
+/// write them), applied after the migrations when the citus extension is present.
+pub const CITUS_SQL: &str = include_str!("../../schema/citus.sql");
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error(
+        "this database was built by zegolog's migrations from before the 0.1 baseline \
+         (versions {0} in _sqlx_migrations), whose schema this version does not upgrade in \
+         place: export its callbacks and import them into a new database (README, \
+         \"Upgrading a database from before 0.1\")"
+    )]
+    PreBaseline(String),
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("the database did not answer within {0:?}")]
@@ -171,8 +186,8 @@ impl Default for PoolConfig {
 
 /// `options` with the settings every zegolog connection runs with: no JIT. The write statement
 /// is short, but on Citus its cost estimate (over intermediate results) passes
-/// `jit_above_cost`, and compiling its expressions took 250 ms of a 35 ms write (0021's
-/// plausibility rule made them longer). Compaction turns JIT off for itself too (0018).
+/// `jit_above_cost`, and compiling its expressions took 250 ms of a 35 ms write (the
+/// plausibility rule made them longer). Compaction turns JIT off for itself too.
 pub fn session_settings(options: PgConnectOptions) -> PgConnectOptions {
     options.options([("jit", "off")])
 }
@@ -246,24 +261,53 @@ impl Store {
     }
 
     /// Applies the migrations this binary embeds that the database lacks, then, on a Citus
-    /// coordinator, distributes the tables ([`Store::distribute`]).
+    /// coordinator, what differs there ([`CITUS_SQL`]). Refuses a database that the migrations
+    /// before the 0.1 baseline built ([`StoreError::PreBaseline`]).
     pub async fn migrate(&self) -> Result<(), StoreError> {
+        self.refuse_pre_baseline().await?;
         sqlx::migrate!("./migrations").run(&self.pool).await?;
-        self.distribute().await?;
+        self.apply_citus().await?;
         Ok(())
     }
 
-    /// On a Citus coordinator, distributes the tables that are not distributed yet and
-    /// redefines the read side Citus cannot plan as written (`zegolog_distribute()`: 0016 holds
-    /// the layout, 0017 the read side); on PostgreSQL without the citus extension it does
-    /// nothing. Idempotent, and safe with several instances starting at once.
-    async fn distribute(&self) -> Result<(), StoreError> {
-        let distributed: Vec<String> = sqlx::query_scalar("SELECT zegolog_distribute()")
-            .fetch_all(&self.pool)
-            .await?;
-        if !distributed.is_empty() {
-            tracing::info!(tables = ?distributed, "tables distributed on the Citus cluster");
+    /// The migrations before the 0.1 baseline were numbered 1 to 24; the baseline starts at
+    /// [`FIRST_BASELINE_VERSION`]. Their schema cannot become the baseline's in place.
+    async fn refuse_pre_baseline(&self) -> Result<(), StoreError> {
+        let old: Option<String> = match sqlx::query_scalar(
+            "SELECT string_agg(version::text, ', ' ORDER BY version)
+             FROM _sqlx_migrations WHERE version < $1",
+        )
+        .bind(FIRST_BASELINE_VERSION)
+        .fetch_one(&self.pool)
+        .await
+        {
+            Ok(versions) => versions,
+            // A new database: no migration table yet.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => None,
+            Err(e) => return Err(e.into()),
+        };
+        match old {
+            Some(versions) => Err(StoreError::PreBaseline(versions)),
+            None => Ok(()),
         }
+    }
+
+    /// On a database with the citus extension, applies [`CITUS_SQL`] in one transaction (every
+    /// statement of it is idempotent, so it runs at every start); elsewhere, nothing.
+    async fn apply_citus(&self) -> Result<(), StoreError> {
+        let citus: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        if !citus {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        // A &str runs unprepared, through the simple query protocol: several statements.
+        sqlx::Executor::execute(&mut *tx, CITUS_SQL).await?;
+        tx.commit().await?;
+        tracing::info!("Citus layout applied (schema/citus.sql)");
         Ok(())
     }
 

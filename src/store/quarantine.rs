@@ -1,13 +1,14 @@
 //! Quarantined callbacks: authentic ones kept in `callback_events` with a `refused_reason`, in
 //! no typed table and no rollup. Listing them (`zegolog quarantine list`), and releasing one
 //! (`zegolog quarantine release`): written through the same batch statement as any callback, in
-//! the transaction that clears its reason.
+//! the transaction that clears its reason (or, for a logout now stored with its body in its
+//! typed row, removes its archive row).
 
 use chrono::{DateTime, Utc};
 
 use super::write::write_statement;
 use super::{Outcome, ReusePolicy, Store, StoreError};
-use crate::callback::Received;
+use crate::callback::{Payload, Received};
 
 /// One quarantined callback, as `zegolog quarantine list` shows it.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -47,7 +48,8 @@ impl Store {
     /// Releases one quarantined callback in one transaction: locks its archive row, lets
     /// `prepare` turn the stored body into a callback (or say why it cannot be released), writes
     /// that through the normal batch write (typed rows and rollups exactly as for any callback;
-    /// the archive row is already there) and clears `refused_reason`. `Ok(None)`: no quarantined
+    /// the archive row is already there) and clears `refused_reason`, or deletes the archive row
+    /// of a logout whose room_logouts row now holds its body. `Ok(None)`: no quarantined
     /// callback has this id (never had, or already released: releasing twice stores once).
     pub async fn release<F>(
         &self,
@@ -94,13 +96,31 @@ impl Store {
         .await?
         .pop()
         .unwrap_or(Outcome::Duplicate);
-        sqlx::query(
-            "UPDATE callback_events SET refused_reason = NULL WHERE digest = $1 AND id = $2",
-        )
-        .bind(&digest)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+        // A logout stored now keeps its body in its room_logouts row: the archive row goes.
+        // Any other callback keeps its archive row, released.
+        let kept_in_typed_row = match &received.payload {
+            Payload::Logout(l) => sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM room_logouts
+                                WHERE appid = $1 AND room_id = $2 AND logout_time = $3 AND digest = $4)",
+            )
+            .bind(l.appid)
+            .bind(&l.room_id)
+            .bind(l.logout_time)
+            .bind(&digest)
+            .fetch_one(&mut *tx)
+            .await?,
+            _ => false,
+        };
+        let release = if kept_in_typed_row {
+            "DELETE FROM callback_events WHERE digest = $1 AND id = $2"
+        } else {
+            "UPDATE callback_events SET refused_reason = NULL WHERE digest = $1 AND id = $2"
+        };
+        sqlx::query(release)
+            .bind(&digest)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(Some(Ok((row, outcome))))
     }

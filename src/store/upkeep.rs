@@ -17,7 +17,8 @@ impl Store {
     /// Folds the rollup rows appended by recent writes into the rollup tables and recomputes the
     /// daily concurrency they touch (`zegolog_compact_rollups()`, idempotent). First, pairs the
     /// logouts without login_time received in the last ten minutes whose login was written by a
-    /// concurrent transaction (`zegolog_pair_recent_logouts()`, see migration 0009).
+    /// concurrent transaction (`zegolog_pair_recent_logouts()`, in
+    /// `migrations/0102_rollups.sql`).
     pub async fn compact_rollups(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT zegolog_pair_recent_logouts()")
             .execute(&self.pool)
@@ -83,8 +84,9 @@ impl Store {
     }
 
     /// Retention's second step, one batch (`zegolog_prune_batch()`): deletes at most `batch`
-    /// rows older than `cutoff` (the raw archive: `raw_cutoff`) from each table that is not
-    /// dropped by whole partitions. Returns the rows deleted per table; all zero when done.
+    /// rows older than `cutoff` (the raw archive: `raw_cutoff`, before which the logouts' bodies
+    /// are also set to NULL in their rows) from each table that is not dropped by whole
+    /// partitions. Returns the rows deleted per table; all zero when done.
     pub async fn prune_batch(
         &self,
         cutoff: DateTime<Utc>,

@@ -523,7 +523,7 @@ mod tests {
         for form in [full, logouts] {
             assert!(!form.lines().any(|l| l.trim().starts_with("-- [")));
             assert!(form.contains("INSERT INTO room_logouts"));
-            assert!(form.contains("INSERT INTO logout_rollup_pending"));
+            assert!(form.contains("INSERT INTO pending_contributions"));
             assert!(form.contains("), paired AS ("));
         }
         assert!(full.contains("INSERT INTO room_logins"));

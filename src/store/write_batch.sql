@@ -2,12 +2,16 @@
 -- and turns the rows it returns into one outcome per callback).
 --
 -- One statement, hence one transaction and one round trip, for a whole batch: data-modifying
--- CTEs insert the archive rows and the typed rows, and append the rollup contributions of the
--- logouts that are new (from `RETURNING`, so a retried logout is never counted twice).
+-- CTEs insert the typed rows and the archive rows, and append what the new logouts add to the
+-- rollups as one row of pending_contributions (from `RETURNING`, so a retried logout is never
+-- counted twice). A logout is written once, with its body, in its room_logouts row;
+-- callback_events keeps the bodies of the other events, of the quarantined callbacks, and of a
+-- logout whose natural key is stored with another content (a variant). That is two tuple
+-- writes per new logout (its row and its ledger entry) and a share of the batch's pending row.
 -- Each INSERT takes its rows in one order per table that every writer shares (its unique key's,
--- or for room_logouts (appid, session_id, logout_time, room_id, user_account), its key's order
--- before 0015 reordered the index): two batches holding the same callbacks (a retry storm,
--- several instances) then wait for each other's keys in one order and never deadlock.
+-- or for room_logouts (appid, session_id, logout_time, room_id, user_account)): two batches
+-- holding the same callbacks (a retry storm, several instances) then wait for each other's
+-- keys in one order and never deadlock.
 -- Arrays are bound whole and UNNESTed, so a batch of any size is one statement; u64 ids
 -- travel as text and are cast to numeric: no float, no i64.
 --
@@ -27,8 +31,8 @@
 -- the logins stored or in the batch (`paired_login_time`), or later by the new logins of a
 -- batch (`to_pair`, `paired`: an UPDATE of the logout row, in key order after every insert,
 -- which only moves a pairing to a later login). Rollup contributions are those of
--- `zegolog_logout_rollup_in()` (0013, with the zone read once per statement from a fresh
--- snapshot, `zone`) / `zegolog_logout_concurrency()` (0009), the one place that says what a
+-- `zegolog_logout_rollup_in()` (with the zone read once per statement from a fresh snapshot,
+-- `zone`) and `zegolog_logout_concurrency()` (migrations/0102), the one place that says what a
 -- logout adds; both are inlined here: a new logout adds its own, a paired one the difference
 -- between its new and its old state (`changes`), so its reason is counted once and its
 -- duration once, whatever the order in which the logout, its login and their retries arrive.
@@ -86,28 +90,22 @@ WITH input AS (
     FROM reused
 ), blocked AS (
     SELECT pos FROM verdicts WHERE $40 <> 'accept'
-), events AS (
-    INSERT INTO callback_events (digest, event, appid, body, content_type, refused_reason)
-    SELECT i.digest, i.event, i.appid, i.body, i.content_type,
-           CASE WHEN v.quarantined
-                THEN format('signature reuse: this (timestamp, nonce, signature) came first with another body (digest %s); kept out of the typed tables',
-                            encode(v.first_digest, 'hex'))
-                ELSE i.refused_reason END
-    FROM input AS i
-    LEFT JOIN verdicts AS v USING (pos)
-    WHERE v.pos IS NULL OR v.quarantined OR $40 = 'accept'
-    -- Key order; of two copies of one body, the genuine one first (it keeps the archive row).
-    ORDER BY i.digest, v.pos IS NOT NULL, i.pos
-    ON CONFLICT (digest) DO NOTHING
-    RETURNING encode(digest, 'hex') AS digest
 ), logout_input AS (
-    SELECT *
+    -- Typed logouts, with their callback's digest and body.
+    SELECT t.*, i.digest, i.body, i.content_type
     FROM unnest($7::bigint[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
                 $13::timestamptz[], $14::timestamptz[], $15::int[], $16::int[], $17::bigint[],
                 $42::bigint[])
         AS t(appid, room_id, room_seq, user_account, user_nickname, session_id,
              login_time, logout_time, reason, user_role, user_update_seq, pos)
+    JOIN input AS i USING (pos)
     WHERE NOT EXISTS (SELECT 1 FROM blocked AS b WHERE b.pos = t.pos)
+), first_logouts AS (
+    -- The first of the batch's copies of each natural key: ON CONFLICT DO UPDATE may touch a
+    -- row once per statement.
+    SELECT DISTINCT ON (appid, room_id, logout_time, session_id::numeric, user_account) *
+    FROM logout_input
+    ORDER BY appid, room_id, logout_time, session_id::numeric, user_account, pos
 ), login_input AS (
     SELECT *
     FROM unnest($18::bigint[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[],
@@ -129,10 +127,13 @@ WITH input AS (
     GROUP BY t.pos
 ), logouts AS (
     -- A logout without login_time is paired at once with the latest login at or before it
-    -- that this statement can see: stored, or in this batch.
-    INSERT INTO room_logouts (appid, room_id, room_seq, user_account, user_nickname, session_id,
-                              login_time, paired_login_time, logout_time, reason, user_role,
-                              user_update_seq)
+    -- that this statement can see: stored, or in this batch. A stored key returns nothing when
+    -- its content is the same (a retry), and its stored digest when it differs (a variant:
+    -- the no-op update is what makes it return, checked on the latest committed version, so
+    -- that a retry racing its first delivery is never taken for a variant).
+    INSERT INTO room_logouts AS r (appid, room_id, room_seq, user_account, user_nickname, session_id,
+                                   login_time, paired_login_time, logout_time, reason, user_role,
+                                   user_update_seq, digest, body, content_type)
     SELECT t.appid, t.room_id, t.room_seq::numeric, t.user_account, t.user_nickname,
            t.session_id::numeric, t.login_time,
            CASE WHEN t.login_time IS NULL THEN greatest(
@@ -143,13 +144,52 @@ WITH input AS (
                   AND b.session_id::numeric = t.session_id::numeric
                   AND b.login_time <= t.logout_time))
            END,
-           t.logout_time, t.reason, t.user_role, t.user_update_seq
-    FROM logout_input AS t
+           t.logout_time, t.reason, t.user_role, t.user_update_seq, t.digest, t.body, t.content_type
+    FROM first_logouts AS t
     LEFT JOIN stored_logins AS s USING (pos)
     ORDER BY t.appid, t.session_id::numeric, t.logout_time, t.room_id, t.user_account
-    ON CONFLICT ON CONSTRAINT room_logouts_natural_key DO NOTHING
-    RETURNING appid, session_id::text AS session_id, login_time, paired_login_time, logout_time,
-              room_id, user_account, reason, received_at
+    ON CONFLICT ON CONSTRAINT room_logouts_natural_key DO UPDATE SET digest = r.digest
+    WHERE r.digest <> excluded.digest
+    RETURNING r.appid, r.session_id::text AS session_id, r.login_at, r.logout_time, r.room_id,
+              r.user_account, r.reason, r.received_at, r.digest
+), new_logouts AS (
+    SELECT l.* FROM logouts AS l
+    JOIN first_logouts AS t
+      ON t.appid = l.appid AND t.room_id = l.room_id AND t.logout_time = l.logout_time
+     AND t.session_id::numeric = l.session_id::numeric AND t.user_account = l.user_account
+     AND t.digest = l.digest
+), variants AS (
+    -- Logouts whose key is stored, or first in this batch, with another content.
+    SELECT t.pos
+    FROM logout_input AS t
+    JOIN first_logouts AS f
+      ON f.appid = t.appid AND f.room_id = t.room_id AND f.logout_time = t.logout_time
+     AND f.session_id::numeric = t.session_id::numeric AND f.user_account = t.user_account
+    WHERE CASE WHEN f.pos = t.pos
+               THEN EXISTS (SELECT 1 FROM logouts AS l
+                            WHERE l.appid = t.appid AND l.room_id = t.room_id AND l.logout_time = t.logout_time
+                              AND l.session_id::numeric = t.session_id::numeric
+                              AND l.user_account = t.user_account AND l.digest <> t.digest)
+               ELSE f.digest <> t.digest END
+), events AS (
+    -- The archive: every callback but a typed logout, unless a variant. Under `quarantine` a
+    -- reused signature's body is kept with the reason while the triple's count allows; under
+    -- `reject` nothing of it is written.
+    INSERT INTO callback_events (digest, event, appid, body, content_type, refused_reason)
+    SELECT i.digest, i.event, i.appid, i.body, i.content_type,
+           CASE WHEN v.quarantined
+                THEN format('signature reuse: this (timestamp, nonce, signature) came first with another body (digest %s); kept out of the typed tables',
+                            encode(v.first_digest, 'hex'))
+                ELSE i.refused_reason END
+    FROM input AS i
+    LEFT JOIN verdicts AS v USING (pos)
+    WHERE (v.pos IS NULL OR v.quarantined OR $40 = 'accept')
+      AND (NOT EXISTS (SELECT 1 FROM logout_input AS t WHERE t.pos = i.pos)
+           OR EXISTS (SELECT 1 FROM variants AS x WHERE x.pos = i.pos))
+    -- Key order; of two copies of one body, the genuine one first (it keeps the archive row).
+    ORDER BY i.digest, v.pos IS NOT NULL, i.pos
+    ON CONFLICT (digest) DO NOTHING
+    RETURNING encode(digest, 'hex') AS digest
 -- [with logins or room events]
 ), logins AS (
     INSERT INTO room_logins (appid, room_id, room_name, room_seq, user_account, user_nickname,
@@ -169,7 +209,7 @@ WITH input AS (
     -- on one shard only): `paired` updates a logout only if its pairing is still the one read
     -- here, rechecked on the latest row version once its lock is held, so that two statements
     -- never pair one logout from the same old state (the later one leaves it to
-    -- zegolog_pair_recent_logouts, 0016).
+    -- zegolog_pair_recent_logouts).
     SELECT o.appid, o.session_id, o.logout_time, o.room_id, o.user_account, o.reason,
            o.paired_login_time AS old_login, n.login_time AS new_login
     FROM room_logouts AS o
@@ -210,45 +250,47 @@ WITH input AS (
     WHERE false
 -- [end]
 ), zone AS MATERIALIZED (
-    -- The reporting zone (0010) and the longest plausible session (0021), once, from a fresh
-    -- snapshot: a writer that waited for a change of zone cuts its days in the new one.
+    -- The reporting zone and the longest plausible session, once, from a fresh snapshot: a writer that waited for a change of zone cuts its days in the new one.
     SELECT zegolog_time_zone_fresh() AS zone, (SELECT max_session FROM zegolog_settings) AS max_session
 ), changes AS (
     -- Rollup contributions: each new logout's, and for each logout paired now the difference
     -- between its contribution with the new login and with the old one (none: the
     -- no-duration bucket), so that its reason counts once whatever the order of arrival.
-    SELECT appid, room_id, reason, logout_time, coalesce(login_time, paired_login_time) AS login_at,
-           received_at, 1 AS sign
-    FROM logouts
+    SELECT appid, room_id, reason, logout_time, login_at, received_at, 1 AS sign
+    FROM new_logouts
     UNION ALL
     SELECT appid, room_id, reason, logout_time, new_login, received_at, 1 FROM paired
     UNION ALL
     SELECT appid, room_id, reason, logout_time, old_login, received_at, -1 FROM paired
 ), durations AS (
-    -- The day cut, bucket and sums: zegolog_logout_rollup_in.
-    INSERT INTO logout_rollup_pending (day, appid, reason, bucket, sessions, total_ms, max_ms)
-    SELECT r.day, r.appid, r.reason, r.bucket, sum(c.sign * r.sessions), sum(c.sign * r.total_ms),
-           coalesce(max(r.max_ms) FILTER (WHERE c.sign > 0), -9223372036854775808)
-    -- A session with implausible times has no start (zegolog_session_start, 0021): no
-    -- duration, no concurrency.
+    -- The day cut, bucket and sums: zegolog_logout_rollup_in. A session with implausible
+    -- times has no start (zegolog_session_start): no duration, no concurrency.
+    SELECT r.day, r.appid, r.reason, r.bucket, sum(c.sign * r.sessions)::bigint AS sessions,
+           sum(c.sign * r.total_ms) AS total_ms,
+           coalesce(max(r.max_ms) FILTER (WHERE c.sign > 0), -9223372036854775808) AS max_ms
     FROM changes AS c, zone AS z,
          zegolog_logout_rollup_in(c.appid, c.reason,
                                   zegolog_session_start(c.login_at, c.logout_time, c.received_at, z.max_session),
                                   c.logout_time, z.zone) AS r
     GROUP BY 1, 2, 3, 4
-), concurrency AS (
-    INSERT INTO concurrency_pending (appid, room_id, minute, delta)
-    SELECT d.appid, d.room_id, d.minute, sum(c.sign * d.delta)
+), deltas AS (
+    SELECT d.appid, d.room_id, d.minute, sum(c.sign * d.delta)::bigint AS delta
     FROM changes AS c, zone AS z,
          zegolog_logout_concurrency(c.appid, c.room_id,
                                     zegolog_session_start(c.login_at, c.logout_time, c.received_at, z.max_session),
                                     c.logout_time) AS d
     GROUP BY 1, 2, 3
+), pending AS (
+    -- All of it as one row, whatever the size of the batch.
+    INSERT INTO pending_contributions (durations, deltas)
+    SELECT coalesce((SELECT array_agg(ROW(d.*)::zegolog_rollup_row) FROM durations AS d), '{}'),
+           coalesce((SELECT array_agg(ROW(d.*)::zegolog_concurrency_delta) FROM deltas AS d), '{}')
+    WHERE EXISTS (SELECT FROM changes)
 )
 SELECT NULL::bigint AS appid, digest AS key, NULL::timestamptz AS logout_time,
        NULL AS room_id, NULL AS user_account, NULL::bigint AS pos, NULL::boolean AS quarantined
 FROM events
 UNION ALL
-SELECT appid, session_id, logout_time, room_id, user_account, NULL, NULL FROM logouts
+SELECT appid, session_id, logout_time, room_id, user_account, NULL, NULL FROM new_logouts
 UNION ALL
 SELECT NULL, encode(first_digest, 'hex'), NULL, NULL, NULL, pos, quarantined FROM verdicts

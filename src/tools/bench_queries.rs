@@ -484,7 +484,7 @@ async fn measure(
         let started = Instant::now();
         sqlx::raw_sql(
             "VACUUM (ANALYZE) room_logouts, room_logins, room_lifecycle_events, logout_rollup, \
-             logout_rollup_pending, concurrency_pending, app_concurrency_minute, \
+             pending_contributions, app_concurrency_minute, \
              room_concurrency_minute, app_concurrency_day, room_concurrency_day",
         )
         .execute(&mut conn)

@@ -1,11 +1,12 @@
 //! Figures per day of the deployment's reporting time zone: SQL and plain values, no HTTP and
 //! no terminal.
 //!
-//! - The dashboard's charts of one app over a [`Range`]: the rollup-backed views of
-//!   `migrations/0003` (`logout_rollup_all`, `session_duration_daily`, `logout_reasons_daily`,
-//!   `peak_concurrency_daily`), filtered on one app and a range of days, so a query costs the
-//!   same at ten million logouts as at ten thousand. Durations are therefore known to within 1%
-//!   (the rollups' log-scale buckets).
+//! - The dashboard's charts of one app over a [`Range`]: the rollup-backed views
+//!   (`logout_rollup_all` in `migrations/0102_rollups.sql`; `session_duration_daily`,
+//!   `logout_reasons_daily`, `peak_concurrency_daily` in `migrations/0103_views.sql`), filtered
+//!   on one app and a range of days, so a query costs the same at ten million logouts as at
+//!   ten thousand. Durations are therefore known to within 1% (the rollups' log-scale
+//!   buckets).
 //! - `zegolog report`'s sections over a [`Span`] (one app or all): [`app_days`] and
 //!   [`app_reasons`] from the same views, [`offenders`] from `session_durations`.
 
@@ -105,7 +106,7 @@ impl Histogram {
                 sessions: 0,
             })
             .collect();
-        // No bucket is negative: a logout before its login has no duration (0021).
+        // No bucket is negative: a logout before its login has no duration (zegolog_time_fault).
         for &(ms, sessions) in buckets {
             let s = ms / 1000.0;
             let index = BINS.iter().rposition(|&(_, from)| s >= from).unwrap_or(0);

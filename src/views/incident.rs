@@ -1,5 +1,5 @@
 //! The incident view's figures: the last hours of one app in 1- or 5-minute buckets, read from
-//! the functions of `migrations/0011_incident.sql`. SQL and plain values, no HTTP and no
+//! the incident functions of `migrations/0103_views.sql`. SQL and plain values, no HTTP and no
 //! terminal: `/dashboard/incident` ([`crate::dashboard`]) and `zegolog report --last`
 //! ([`crate::report`]) both show what this module answers.
 //!

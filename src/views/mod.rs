@@ -4,10 +4,10 @@
 //! and JSON, and neither runs SQL of its own.
 //!
 //! - [`days`]: days of the reporting time zone, from the rollup-backed views of
-//!   `migrations/0003` and from `session_durations`: the dashboard's charts of one app, the
-//!   report's sections of one app or all.
-//! - [`incident`]: the last hours in 1- or 5-minute buckets, from the functions of
-//!   `migrations/0011_incident.sql`: `/dashboard/incident` and `zegolog report --last`.
+//!   `migrations/0103_views.sql` and from `session_durations`: the dashboard's charts of one
+//!   app, the report's sections of one app or all.
+//! - [`incident`]: the last hours in 1- or 5-minute buckets, from the incident functions of
+//!   `migrations/0103_views.sql`: `/dashboard/incident` and `zegolog report --last`.
 //!
 //! Every function takes any executor (`&PgPool`, `&mut PgConnection`, a transaction), so that a
 //! report can read all its sections in one [`snapshot`]. Each one's doc names the view or

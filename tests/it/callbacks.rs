@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use common::{sign_with, signed, vendor_sample, TestApp, SECRET};
+use common::{sign_with, signed, vendor_sample, TestApp, ARCHIVE, SECRET};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -40,11 +40,12 @@ async fn vendor_sample_is_stored_with_its_duration() {
             "888120154".into()
         )
     );
-    let (event, content_type, body_appid): (String, String, String) =
-        sqlx::query_as("SELECT event, content_type, body::jsonb->>'appid' FROM callback_events")
-            .fetch_one(&app.pool)
-            .await
-            .unwrap();
+    let (event, content_type, body_appid): (String, String, String) = sqlx::query_as(&format!(
+        "SELECT event, content_type, body::jsonb->>'appid' FROM {ARCHIVE}"
+    ))
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
     assert_eq!(
         (event.as_str(), content_type.as_str(), body_appid.as_str()),
         ("room_logout", "application/json", "1")
@@ -61,7 +62,7 @@ async fn form_body_is_url_decoded_and_stored_like_json() {
 
     assert_eq!(status, StatusCode::OK, "{body}");
     let (nickname, duration, content_type): (String, i64, String) = sqlx::query_as(
-        "SELECT user_nickname, duration_ms, (SELECT content_type FROM callback_events)
+        "SELECT user_nickname, duration_ms, (SELECT content_type FROM room_logouts)
          FROM session_durations",
     )
     .fetch_one(&app.pool)
@@ -134,6 +135,61 @@ async fn session_id_zero_for_two_users_in_the_same_ms_gives_two_rows() {
     assert_eq!(stored_logouts(&app).await, 2);
 }
 
+/// A logout is kept once, with its body, in its typed row; a variant (its natural key sent
+/// again with another content) leaves the typed row and the rollups as they were and is kept in
+/// the archive, once however often it comes (in one batch: `import::a_variant_in_the_same_batch_*`).
+#[tokio::test]
+async fn a_variant_of_a_stored_logout_is_archived_beside_it() {
+    let app = TestApp::spawn().await;
+    let mut variant = vendor_sample();
+    variant["user_nickname"] = json!("renamed");
+
+    let first = app.post_json(&signed(vendor_sample())).await;
+    let (bodies, in_events): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM room_logouts WHERE body IS NOT NULL),
+                (SELECT count(*) FROM callback_events)",
+    )
+    .fetch_one(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (bodies, in_events),
+        (1, 0),
+        "the logout's body is in its row only"
+    );
+    let again = app.post_json(&signed(variant.clone())).await;
+    let retried = app.post_json(&signed(variant)).await;
+
+    assert_eq!(
+        [&first, &again, &retried].map(|(status, body)| (*status, body["code"].clone())),
+        [
+            (StatusCode::OK, json!("stored")),
+            (StatusCode::OK, json!("duplicate")),
+            (StatusCode::OK, json!("duplicate"))
+        ]
+    );
+    let nickname: String = sqlx::query_scalar("SELECT user_nickname FROM room_logouts")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        nickname, "888120154",
+        "the typed row is the first content's"
+    );
+    let archived: Vec<String> = sqlx::query_scalar(&format!(
+        "SELECT body::jsonb->>'user_nickname' FROM {ARCHIVE} ORDER BY 1"
+    ))
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(archived, ["888120154", "renamed"]);
+    let sessions: i64 = sqlx::query_scalar("SELECT sum(sessions)::bigint FROM logout_rollup_all")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(sessions, 1, "counted once");
+}
+
 #[tokio::test]
 async fn retried_callback_is_stored_once() {
     let app = TestApp::spawn().await;
@@ -160,7 +216,7 @@ async fn retried_callback_is_stored_once() {
         (StatusCode::OK, StatusCode::OK)
     );
     assert_eq!(stored_logouts(&app).await, 1);
-    assert_eq!(app.count("callback_events").await, 1);
+    assert_eq!(app.archived().await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -183,7 +239,7 @@ async fn fifty_concurrent_duplicates_give_one_row_and_fifty_2xx() {
         .count();
     assert_eq!(stored, 1, "exactly one delivery stores the row");
     assert_eq!(stored_logouts(&app).await, 1);
-    assert_eq!(app.count("callback_events").await, 1);
+    assert_eq!(app.archived().await, 1);
 }
 
 /// Each refused request: its status, its code, and nothing stored.
@@ -197,7 +253,7 @@ async fn assert_refused(
     assert_eq!(answer.1["code"], code, "{}", answer.1);
     assert!(answer.1["message"].as_str().is_some_and(|m| !m.is_empty()));
     assert_eq!(stored_logouts(app).await, 0);
-    assert_eq!(app.count("callback_events").await, 0);
+    assert_eq!(app.archived().await, 0);
 }
 
 #[tokio::test]
@@ -537,7 +593,7 @@ async fn server_run_stores_a_signed_callback_once_and_returns_ok_on_shutdown() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (pending, compacted): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT count(*) FROM logout_rollup_pending), (SELECT count(*) FROM logout_rollup)",
+            "SELECT (SELECT count(*) FROM pending_contributions), (SELECT count(*) FROM logout_rollup)",
         )
         .fetch_one(&pool)
         .await

@@ -4,7 +4,7 @@
 
 use crate::common;
 
-use common::{TestApp, DAY_MS};
+use common::{TestApp, ARCHIVE, DAY_MS};
 use serde_json::{json, Value};
 use sqlx::PgPool;
 
@@ -253,20 +253,20 @@ async fn snapshot(pool: &PgPool) -> Vec<(String, Vec<String>)> {
 /// The rows of the raw tables that do not name the erased user (ledger entries with the body
 /// of their digest), and the room lifecycles without their creator.
 async fn others(pool: &PgPool) -> Vec<String> {
-    sqlx::query_scalar(
+    sqlx::query_scalar(&format!(
         "SELECT x FROM (
              SELECT 'logout ' || t::text AS x FROM room_logouts AS t
              UNION ALL SELECT 'login ' || t::text FROM room_logins AS t
              UNION ALL SELECT 'body ' || t::text FROM callback_events AS t
              UNION ALL SELECT 'ledger ' || t::text || ' of '
-                              || coalesce((SELECT e.body FROM callback_events AS e
-                                           WHERE e.digest = t.digest), '')
+                              || coalesce((SELECT archive.body FROM {ARCHIVE}
+                                           WHERE archive.digest = t.digest), '')
                        FROM signature_ledger AS t
              UNION ALL SELECT format('room %s %s %s %s %s', appid, room_id, event, at, close_reason)
                        FROM room_lifecycle_events) AS r
          WHERE strpos(x, $1) = 0
          ORDER BY 1",
-    )
+    ))
     .bind(ERASED)
     .fetch_all(pool)
     .await
@@ -331,11 +331,12 @@ async fn erase_leaves_no_trace_of_the_user_and_rollups_equal_the_remaining_rows(
         same_bucket,
         "the erased user's longest session of day 2 shares its bucket"
     );
-    let (bodies, ledger): (i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM callback_events WHERE appid = 1 AND strpos(body, $1) > 0),
+    let (bodies, in_events, ledger): (i64, i64, i64) = sqlx::query_as(&format!(
+        "SELECT (SELECT count(*) FROM {ARCHIVE} WHERE appid = 1 AND strpos(body, $1) > 0),
+                (SELECT count(*) FROM callback_events WHERE appid = 1 AND strpos(body, $1) > 0),
                 (SELECT count(*) FROM signature_ledger WHERE digest IN
-                    (SELECT digest FROM callback_events WHERE appid = 1 AND strpos(body, $1) > 0))",
-    )
+                    (SELECT digest FROM {ARCHIVE} WHERE appid = 1 AND strpos(body, $1) > 0))",
+    ))
     .bind(ERASED)
     .fetch_one(&pool)
     .await
@@ -353,7 +354,7 @@ async fn erase_leaves_no_trace_of_the_user_and_rollups_equal_the_remaining_rows(
     assert_eq!(
         erased,
         json!({"appid": 1, "user_account": ERASED, "removed": {
-            "callback_events": bodies, "signature_ledger": ledger, "room_logins": 5,
+            "callback_events": in_events, "signature_ledger": ledger, "room_logins": 5,
             "room_logouts": 5, "room_lifecycle_events": 1, "logout_rollup": 5, "concurrency": 5}})
     );
     assert_eq!(traces(&pool, &[ERASED, NICKNAME], 2).await, []);
@@ -371,11 +372,11 @@ async fn erase_leaves_no_trace_of_the_user_and_rollups_equal_the_remaining_rows(
         creator, None,
         "the room they created is kept, without its creator"
     );
-    let in_app_2: i64 = sqlx::query_scalar(
+    let in_app_2: i64 = sqlx::query_scalar(&format!(
         "SELECT (SELECT count(*) FROM room_logouts WHERE appid = 2 AND user_account = $1)
               + (SELECT count(*) FROM room_logins WHERE appid = 2 AND user_account = $1)
-              + (SELECT count(*) FROM callback_events WHERE appid = 2 AND strpos(body, $1) > 0)",
-    )
+              + (SELECT count(*) FROM {ARCHIVE} WHERE appid = 2 AND strpos(body, $1) > 0)",
+    ))
     .bind(ERASED)
     .fetch_one(&pool)
     .await

@@ -148,9 +148,14 @@ async fn analyst_logs_in_reads_every_view_and_nothing_else() {
         "UPDATE callback_events SET refused_reason = 'x'",
     )
     .await;
-    // session_durations is a simple view, so PostgreSQL could write through it: not for this role.
-    denied(&mut analyst, "DELETE FROM session_durations").await;
-    denied(&mut analyst, "UPDATE session_durations SET room_id = 'x'").await;
+    // room_peak_concurrency_daily is a simple view, so PostgreSQL could write through it: not for
+    // this role.
+    denied(&mut analyst, "DELETE FROM room_peak_concurrency_daily").await;
+    denied(
+        &mut analyst,
+        "UPDATE room_peak_concurrency_daily SET room_id = 'x'",
+    )
+    .await;
     denied(&mut analyst, "CREATE TABLE public.mine (x int)").await;
     denied(&mut analyst, "CREATE VIEW public.mine AS SELECT 1").await;
     denied(&mut analyst, "CREATE SCHEMA mine").await;

@@ -105,7 +105,7 @@ async fn a_file_of_every_kind_of_line_is_imported_and_summarised() {
     assert_eq!(summary.stopped, None);
     assert_eq!(app.count("room_logouts").await, 2);
     assert_eq!(app.count("room_logins").await, 1);
-    assert_eq!(app.count("callback_events").await, 5);
+    assert_eq!(app.archived().await, 5);
     assert_eq!(
         scalar(
             &app,
@@ -141,7 +141,7 @@ async fn importing_twice_or_what_serve_received_stores_nothing_twice() {
     assert_eq!((first.stored, first.duplicate), (48, 2), "{first}");
     assert_eq!((again.stored, again.duplicate), (0, 50), "{again}");
     assert_eq!(app.count("room_logouts").await, 50);
-    assert_eq!(app.count("callback_events").await, 50);
+    assert_eq!(app.archived().await, 50);
     // The rollups counted each logout once.
     assert_eq!(
         scalar(
@@ -183,7 +183,7 @@ async fn a_large_backfill_lands_in_monthly_partitions_with_rollups_compacted() {
         assert!(app.count(&partition).await > 1_000, "{partition}");
     }
     // The import compacted the rollups: the concurrency views are current.
-    assert_eq!(app.count("logout_rollup_pending").await, 0);
+    assert_eq!(app.count("pending_contributions").await, 0);
     // Every session of a day overlaps the others (all end at noon, within 2.3 s).
     let peaks: Vec<(chrono::NaiveDate, i64)> = sqlx::query_as(
         "SELECT day, peak_users::bigint FROM peak_concurrency_daily WHERE peak_users > 0 ORDER BY day",
@@ -311,4 +311,37 @@ async fn the_command_reads_standard_input_and_prints_the_summary() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("Signatures are NOT verified"));
+}
+
+/// A logout and a variant of it (its natural key, another content) in one batch: the first is
+/// stored with its body, the variant is archived beside it; the same line twice in one batch is
+/// one row and one body.
+#[tokio::test]
+async fn a_variant_in_the_same_batch_is_archived_and_a_copy_is_not() {
+    let app = TestApp::spawn().await;
+    let now = Utc::now().timestamp_millis();
+    let original = logout(7, now - 5_000, "0");
+    let mut variant = original.clone();
+    variant["reason"] = json!("2");
+    // Sent on its own: a triple of its own (the same triple with another body is a reuse).
+    variant["nonce"] = json!("variant-nonce");
+
+    let summary = import_text(&app, lines(&[original.clone(), variant, original]), 10).await;
+
+    assert_eq!((summary.stored, summary.duplicate), (1, 2), "{summary}");
+    assert_eq!(app.count("room_logouts").await, 1);
+    assert_eq!(
+        scalar(
+            &app,
+            "SELECT count(*) FROM callback_events WHERE body::jsonb->>'reason' = '2'"
+        )
+        .await,
+        1,
+        "the variant, archived"
+    );
+    assert_eq!(app.archived().await, 2);
+    assert_eq!(
+        scalar(&app, "SELECT sum(sessions)::bigint FROM logout_rollup_all").await,
+        1
+    );
 }

@@ -290,7 +290,7 @@ async fn every_view_function_and_sql_file_reports_the_one_definition() {
     let app = TestApp::spawn().await;
     // Before compaction: every day's percentiles from the pending rollups.
     post_logouts(&app, 0, 60).await;
-    let pending = scalar(&app.pool, "SELECT count(*) FROM logout_rollup_pending").await;
+    let pending = scalar(&app.pool, "SELECT count(*) FROM pending_contributions").await;
     assert!(pending > Some(0));
     assert_every_percentile_is_the_definition(&app.pool).await;
 
@@ -300,7 +300,7 @@ async fn every_view_function_and_sql_file_reports_the_one_definition() {
         .await
         .unwrap();
     assert_eq!(
-        scalar(&app.pool, "SELECT count(*) FROM logout_rollup_pending").await,
+        scalar(&app.pool, "SELECT count(*) FROM pending_contributions").await,
         Some(0)
     );
     assert_every_percentile_is_the_definition(&app.pool).await;

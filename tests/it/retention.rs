@@ -221,6 +221,8 @@ async fn time_columns(pool: &PgPool) -> Vec<(String, String, String)> {
         JOIN pg_attribute AS a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
         WHERE c.relnamespace = 'public'::regnamespace AND c.relkind IN ('r', 'p')
           AND a.atttypid IN ('timestamptz'::regtype, 'timestamp'::regtype, 'date'::regtype)
+          -- A generated column (room_logouts.login_at) follows the columns it is made of.
+          AND a.attgenerated = ''
           AND c.relname <> ALL ($1)
         ORDER BY 1, 2
         "#,
@@ -388,10 +390,14 @@ async fn retention_prunes_every_table_that_grows_with_traffic() {
 async fn raw_bodies_can_be_kept_shorter_than_the_rest() {
     let app = &TestApp::spawn().await;
     traffic_of_every_kind(app, 1_000).await;
-    sqlx::query("UPDATE callback_events SET received_at = received_at - interval '10 days'")
-        .execute(&app.pool)
-        .await
-        .unwrap();
+    sqlx::raw_sql(
+        "UPDATE callback_events SET received_at = received_at - interval '10 days';
+         UPDATE room_logouts SET received_at = received_at - interval '10 days',
+                                 logout_time = logout_time - interval '10 days';",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
     let now = Utc::now();
     let report = upkeep::retain_before(
         &Store::from_pool(app.pool.clone()),
@@ -402,6 +408,11 @@ async fn raw_bodies_can_be_kept_shorter_than_the_rest() {
     .unwrap();
     assert_eq!(app.count("callback_events").await, 0, "{report}");
     assert_eq!(app.count("room_logouts").await, 3, "{report}");
+    assert_eq!(
+        app.archived().await,
+        0,
+        "the logouts keep their rows, not their bodies: {report}"
+    );
 }
 
 /// Sessions an implausible clock produced: stored and archived as sent, counted in data
@@ -425,7 +436,7 @@ async fn implausible_times_are_stored_but_stay_out_of_the_rollups() {
         common::deliver(app, callback).await;
     }
     assert_eq!(app.count("room_logouts").await, 4, "each stored as sent");
-    assert_eq!(app.count("callback_events").await, 4, "each archived");
+    assert_eq!(app.archived().await, 4, "each archived");
 
     // Compaction finishes at once (the year 9999 used to walk 2.9 million days).
     sqlx::query("SET statement_timeout = '20s'")

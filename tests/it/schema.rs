@@ -24,6 +24,9 @@ const DATED_PARTITIONS: [&str; 2] = [
     "public.signature_ledger_[0-9]*",
 ];
 
+/// sqlx's own table of applied migrations, the same in every database it migrates.
+const MIGRATION_TABLE: &str = "public._sqlx_migrations";
+
 #[tokio::test]
 async fn committed_schema_is_what_the_migrations_build() {
     let (url, _pool) = common::migrated_database_url().await;
@@ -56,24 +59,26 @@ async fn committed_schema_is_what_the_migrations_build() {
 fn header(major_version: &str) -> String {
     let excludes: Vec<String> = DATED_PARTITIONS
         .iter()
+        .chain(&[MIGRATION_TABLE])
         .map(|pattern| format!("--exclude-table='{pattern}'"))
         .collect();
     format!(
         "\
--- The schema, functions and views of a database after every migration in migrations/, as
+-- The schema, functions and views of a database after every migration in migrations/, on plain
+-- PostgreSQL (schema/citus.sql says what differs on Citus), as
 --     pg_dump --schema-only --no-owner --no-privileges \\
 --         {}
--- writes it (pg_dump of PostgreSQL {major_version}). Read the current schema here rather than
--- diffing migrations; change it with a new migration, never here.
+-- writes it (pg_dump of PostgreSQL {major_version}), without the comment block pg_dump puts
+-- before each object. Read the current schema here; migrations/ says why it is so.
 --
--- Generated. Regenerate it after adding a migration, and commit it with the migration:
+-- Generated. Regenerate it after changing a migration, and commit it with the migration:
 --     ZEGOLOG_WRITE_SCHEMA=1 cargo test --test it schema::
 -- (tests/it/schema.rs fails when this file is not what the migrations build.)
 --
 -- Left out, because they change from one run to the next: the dated partitions
 -- (room_logouts_YYYY_MM, signature_ledger_YYYY_MM_DD; the migrations create them around the
--- day they run, with their parent's columns and indexes), pg_dump's version lines and its
--- \\restrict / \\unrestrict lines (a random key per run).
+-- day they run, with their parent's columns and indexes), sqlx's table of applied migrations,
+-- pg_dump's version lines and its \\restrict / \\unrestrict lines (a random key per run).
 
 ",
         excludes.join(" \\\n--         ")
@@ -110,6 +115,7 @@ fn dump_schema(url: &str) -> Dump {
     command
         .args(["--schema-only", "--no-owner", "--no-privileges"])
         .args(DATED_PARTITIONS.map(|pattern| format!("--exclude-table={pattern}")))
+        .arg(format!("--exclude-table={MIGRATION_TABLE}"))
         .arg(format!("--dbname={url}"))
         // The password by environment, out of the process list.
         .env("PGPASSWORD", password)
@@ -125,9 +131,48 @@ fn dump_schema(url: &str) -> Dump {
         String::from_utf8_lossy(&output.stderr)
     );
     Dump {
-        text: strip_varying_lines(&String::from_utf8(output.stdout).unwrap()),
+        text: compact(&String::from_utf8(output.stdout).unwrap()),
         major_version,
     }
+}
+
+/// The dump as the file keeps it: without pg_dump's comment block before each object (`--`,
+/// `-- Name: ...; Type: ...`, `--`), which says again what the statement under it says; one
+/// blank line between statements, none before a statement that belongs to the one above (a
+/// comment, an index); then [`strip_varying_lines`].
+fn compact(dump: &str) -> String {
+    const ATTACHED: [&str; 4] = [
+        "COMMENT ON ",
+        "CREATE INDEX ",
+        "CREATE UNIQUE INDEX ",
+        "ALTER INDEX ",
+    ];
+    let lines: Vec<&str> = dump.split_inclusive('\n').collect();
+    let mut all = Vec::with_capacity(lines.len());
+    let mut i = 0;
+    while i < lines.len() {
+        let is_object_header = lines[i] == "--\n"
+            && lines.get(i + 1).is_some_and(|l| l.starts_with("-- Name: "))
+            && lines.get(i + 2) == Some(&"--\n");
+        if is_object_header {
+            i += 3;
+        } else {
+            all.push(lines[i]);
+            i += 1;
+        }
+    }
+    let mut kept = String::with_capacity(dump.len());
+    for (i, line) in all.iter().enumerate() {
+        if line.trim().is_empty() {
+            let next = all[i + 1..].iter().find(|l| !l.trim().is_empty());
+            let attached = next.is_some_and(|l| ATTACHED.iter().any(|p| l.starts_with(p)));
+            if kept.is_empty() || kept.ends_with("\n\n") || (attached && kept.ends_with(";\n")) {
+                continue;
+            }
+        }
+        kept.push_str(line);
+    }
+    strip_varying_lines(&kept)
 }
 
 /// The dump without the lines that change from run to run: `\restrict KEY` and `\unrestrict
@@ -196,4 +241,118 @@ fn diff_excerpt(committed: &str, dumped: &str) -> String {
         out.push_str(&format!("  {line}\n"));
     }
     out
+}
+
+/// A database that the migrations before the 0.1 baseline built (versions 1 to 24 in sqlx's
+/// table) is refused by `migrate` and by `serve`, with the way across; and that way, as the
+/// README gives it (the archived bodies exported as JSON lines, `zegolog import`ed into a new
+/// database), brings every callback over.
+#[tokio::test]
+async fn a_database_from_before_the_baseline_is_refused_with_the_way_across() {
+    let old_url = common::empty_database_url().await;
+    let old = common::lazy_pool(&old_url);
+    // What sqlx and the old migrations left, as far as the refusal and the export read it.
+    sqlx::raw_sql(
+        "CREATE TABLE _sqlx_migrations (version bigint PRIMARY KEY, description text NOT NULL,
+             installed_on timestamptz NOT NULL DEFAULT now(), success boolean NOT NULL,
+             checksum bytea NOT NULL, execution_time bigint NOT NULL);
+         INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         SELECT v, 'old', true, '\\x00', 1 FROM generate_series(1, 24) AS v WHERE v <> 19;
+         CREATE TABLE callback_events (id bigint GENERATED ALWAYS AS IDENTITY, digest bytea NOT NULL,
+             event text NOT NULL, appid bigint NOT NULL, body text NOT NULL, content_type text NOT NULL,
+             received_at timestamptz NOT NULL DEFAULT now(), refused_reason text);",
+    )
+    .execute(&old)
+    .await
+    .unwrap();
+    let now_ms = common::now_ms_clear_of_midnight();
+    for (i, session) in ["101", "102", "103"].into_iter().enumerate() {
+        let mut body = common::vendor_sample();
+        body["session_id"] = serde_json::json!(session);
+        body["login_time"] = serde_json::json!((now_ms - 60_000 * (i as i64 + 1)).to_string());
+        body["logout_time"] = serde_json::json!(now_ms.to_string());
+        let body = common::signed(body);
+        sqlx::query(
+            "INSERT INTO callback_events (digest, event, appid, body, content_type)
+             VALUES (sha256(convert_to($1, 'UTF8')), 'room_logout', 1, $1, 'application/json')",
+        )
+        .bind(body.to_string())
+        .execute(&old)
+        .await
+        .unwrap();
+    }
+
+    let migrate = common::zegolog()
+        .args(["migrate", "--database-url", &old_url])
+        .output()
+        .unwrap();
+    assert!(!migrate.status.success());
+    let stderr = String::from_utf8_lossy(&migrate.stderr);
+    assert!(
+        stderr.contains("from before the 0.1 baseline")
+            && stderr.contains("versions 1, 2,")
+            && stderr.contains("Upgrading a database from before 0.1"),
+        "{stderr}"
+    );
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_class WHERE relname IN ('room_logouts', 'pending_contributions')",
+    )
+    .fetch_one(&old)
+    .await
+    .unwrap();
+    assert_eq!(tables, 0, "nothing of the baseline was applied");
+
+    // serve stops at once, saying the same: no retry can fix it.
+    let data_dir = common::temp_data_dir("pre-baseline");
+    let serve = common::zegolog()
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{}", common::free_port()),
+        ])
+        .env("DATABASE_URL", &old_url)
+        .env("ZEGOLOG_SECRET", "x".repeat(32))
+        .env("ZEGOLOG_DATA_DIR", &data_dir)
+        .output()
+        .unwrap();
+    assert!(!serve.status.success());
+    let stderr = String::from_utf8_lossy(&serve.stderr);
+    assert!(stderr.contains("from before the 0.1 baseline"), "{stderr}");
+    std::fs::remove_dir_all(&data_dir).ok();
+
+    // The README's way across: the export query, then `zegolog import` into a new database.
+    let export: Vec<String> = sqlx::query_scalar(README_EXPORT_QUERY)
+        .fetch_all(&old)
+        .await
+        .unwrap();
+    let file = common::temp_data_dir("export").join("callbacks.jsonl");
+    std::fs::write(&file, export.join("\n") + "\n").unwrap();
+    let (new_url, new) = common::migrated_database_url().await;
+    let import = common::zegolog()
+        .args(["import", "--database-url", &new_url])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    let logouts: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM room_logouts WHERE body IS NOT NULL")
+            .fetch_one(&new)
+            .await
+            .unwrap();
+    assert_eq!(logouts, 3);
+}
+
+/// The export of the README's "Upgrading a database from before 0.1", as it is there.
+const README_EXPORT_QUERY: &str =
+    "SELECT body FROM callback_events WHERE refused_reason IS NULL ORDER BY received_at, id";
+
+#[test]
+fn the_readme_gives_the_export_query_this_test_runs() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    assert!(readme.contains(README_EXPORT_QUERY));
 }

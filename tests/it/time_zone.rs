@@ -582,10 +582,12 @@ async fn a_write_that_waited_for_a_change_of_zone_cuts_its_day_in_the_new_zone()
         "the write did not wait for the change of zone ({:?})",
         started.elapsed()
     );
-    let days: Vec<NaiveDate> = sqlx::query_scalar("SELECT DISTINCT day FROM logout_rollup_pending")
-        .fetch_all(&app.pool)
-        .await
-        .unwrap();
+    let days: Vec<NaiveDate> = sqlx::query_scalar(
+        "SELECT DISTINCT d.day FROM pending_contributions AS p, unnest(p.durations) AS d",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
     assert_eq!(days, [day("2026-03-09")], "the day in New York, not in UTC");
 }
 

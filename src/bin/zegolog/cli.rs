@@ -196,8 +196,8 @@ pub struct RetainArgs {
     #[arg(long, env = "ZEGOLOG_RETAIN_DAYS")]
     pub retain_days: u32,
 
-    /// Keep the raw callback bodies (callback_events) only this many days, when shorter than
-    /// --retain-days.
+    /// Keep the raw callback bodies (callback_events, and each logout's body) only this many
+    /// days, when shorter than --retain-days.
     #[arg(long, env = "ZEGOLOG_RETAIN_RAW_DAYS")]
     pub retain_raw_days: Option<u32>,
 }

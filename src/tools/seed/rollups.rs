@@ -10,7 +10,7 @@ use super::progress::Bars;
 // The pending tables are empty after the compaction: their statistics should say so.
 pub(super) const ANALYZE: &str =
     "ANALYZE room_logouts, room_logins, room_lifecycle_events, logout_rollup, \
-    logout_rollup_pending, concurrency_pending, app_concurrency_minute, room_concurrency_minute, \
+    pending_contributions, app_concurrency_minute, room_concurrency_minute, \
     app_concurrency_day, room_concurrency_day";
 
 /// Takes a block of `n` ids from room_logouts' identity sequence. The table lock waits for the

@@ -14,10 +14,11 @@ async fn users_online_equals_a_recount_of_session_intervals_compacted_or_not() {
     insert_sessions(pool, &generated_sessions(151, 300)).await;
     compact(pool).await;
     insert_sessions(pool, &generated_sessions(301, 400)).await;
-    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM concurrency_pending")
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    let pending: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pending_contributions AS p, unnest(p.deltas)")
+            .fetch_one(pool)
+            .await
+            .unwrap();
     assert!(pending > 0, "some deltas are left uncompacted");
 
     // Windows that start mid-day (the base comes from the day nets and that day's minutes),

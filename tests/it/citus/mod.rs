@@ -23,7 +23,7 @@ mod tools;
 mod upkeep;
 mod views;
 
-/// The tables that stay plain PostgreSQL tables on the coordinator (migration 0016 says why).
+/// The tables that stay plain PostgreSQL tables on the coordinator (schema/citus.sql says why).
 const ON_THE_COORDINATOR: [&str; 5] = [
     "_sqlx_migrations",
     "alert_spikes",
@@ -83,8 +83,7 @@ async fn migrate_distributes_every_table_and_a_second_run_changes_nothing() {
         "zegolog_settings is a reference table"
     );
     for table in [
-        "logout_rollup_pending",
-        "concurrency_pending",
+        "pending_contributions",
         "app_concurrency_minute",
         "app_concurrency_day",
     ] {
@@ -118,24 +117,31 @@ async fn migrate_distributes_every_table_and_a_second_run_changes_nothing() {
     .unwrap();
     assert_eq!(nodes, 2);
 
-    let again: Vec<String> = sqlx::query_scalar("SELECT zegolog_distribute()")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+    // schema/citus.sql again, as every start applies it: the layout is what it was.
     zegolog::store::Store::from_pool(pool.clone())
         .migrate()
         .await
         .unwrap();
-    assert!(again.is_empty(), "{again:?}");
+    let again: Vec<(String, String, Option<String>, i64, String)> = sqlx::query_as(
+        "SELECT logicalrelid::text, partmethod::text,
+                column_to_column_name(logicalrelid, partkey), colocationid::bigint,
+                repmodel::text
+         FROM pg_dist_partition AS p JOIN pg_class AS c ON c.oid = p.logicalrelid
+         WHERE NOT c.relispartition ORDER BY 1",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(again, layout);
 }
 
-/// Leaves per-room concurrency deltas for appid 1 in `concurrency_pending`, as the write path
-/// does (`n` minutes from `from` on, `step` minutes apart, over seven rooms), and compacts them.
+/// Leaves per-room concurrency deltas for appid 1 pending, as the write path does (`n`
+/// minutes from `from` on, `step` minutes apart, over seven rooms), and compacts them.
 async fn compact_deltas(db: &sqlx::PgPool, from: &str, n: i32, step: i32) {
     sqlx::query(&format!(
-        "INSERT INTO concurrency_pending (appid, room_id, minute, delta)
-         SELECT 1, 'room-' || (g % 7), timestamptz '{from}' + g * interval '{step} minutes',
-                CASE WHEN g % 3 = 0 THEN -1 ELSE 1 END
+        "INSERT INTO pending_contributions (deltas)
+         SELECT array_agg(ROW(1, 'room-' || (g % 7), timestamptz '{from}' + g * interval '{step} minutes',
+                              CASE WHEN g % 3 = 0 THEN -1 ELSE 1 END)::zegolog_concurrency_delta)
          FROM generate_series(1, {n}) AS g"
     ))
     .execute(db)
@@ -150,8 +156,7 @@ async fn compact_deltas(db: &sqlx::PgPool, from: &str, n: i32, step: i32) {
 /// The rows of the per-room rollups, and of the functions over them, for the deltas above.
 const ROOM_ROLLUPS: [&str; 4] = [
     "SELECT * FROM room_concurrency_minute",
-    // The columns of every version (0021 added `start`, filled by the migration).
-    "SELECT appid, room_id, day, net, peak FROM room_concurrency_day",
+    "SELECT * FROM room_concurrency_day",
     "SELECT * FROM room_peak_concurrency_daily_in('Asia/Shanghai', date '2026-01-08', date '2026-01-20', 1)",
     "SELECT * FROM room_users_online(1, 'room-3', timestamptz '2026-01-10 12:00+00', timestamptz '2026-01-13 00:00+00')",
 ];
@@ -177,117 +182,23 @@ fn assert_same_rollups(a: &[Vec<String>], b: &[Vec<String>], what: &str) {
     }
 }
 
-/// A cluster migrated before 0020 holds the per-room rollups as Citus local tables (0016's
-/// layout), with rows: `zegolog migrate` distributes them by room_id with room_logouts and
-/// keeps every row, and compaction on the converted tables gives the rows one PostgreSQL does.
+/// Compaction's per-room refresh (schema/citus.sql's form, on the shards) gives the rows one
+/// PostgreSQL's does, over days it refreshes twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrate_converts_local_room_rollups_of_an_older_cluster_keeping_their_rows() {
-    // The migrations before 0020, then zegolog_distribute() as they define it.
-    let before = common::temp_data_dir("zegolog-migrations-before-0020-");
-    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_name().unwrap().to_str().unwrap().to_owned();
-        if name.as_str() < "0020" {
-            std::fs::copy(&path, before.join(&name)).unwrap();
-        }
-    }
-    let url = common::citus::empty_database_on(common::citus::shared_cluster().await).await;
-    let pool = common::citus::pool_on(&url).await;
-    sqlx::migrate::Migrator::new(before.as_path())
-        .await
-        .unwrap()
-        .run(&pool)
-        .await
-        .unwrap();
-    std::fs::remove_dir_all(&before).unwrap();
-    sqlx::query("SELECT zegolog_distribute()")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
+async fn room_rollups_on_the_cluster_equal_one_postgresql() {
+    let (_url, pool) = citus_database().await;
     let plain = migrated_pool().await;
-    let local: Vec<String> = sqlx::query_scalar(
-        "SELECT logicalrelid::text FROM pg_dist_partition
-         WHERE logicalrelid::text LIKE 'room_concurrency_%' AND partmethod = 'n' ORDER BY 1",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    assert_eq!(local, ["room_concurrency_day", "room_concurrency_minute"]);
-    for db in [&pool, &plain] {
-        compact_deltas(db, "2026-01-10 00:00+00", 300, 13).await;
+    for from in ["2026-01-10 00:00+00", "2026-01-11 05:00+00"] {
+        for db in [&pool, &plain] {
+            compact_deltas(db, from, 350, 12).await;
+        }
+        assert_same_rollups(
+            &room_rollups(&pool).await,
+            &room_rollups(&plain).await,
+            "cluster and one PostgreSQL",
+        );
     }
-    let rows_before = room_rollups(&pool).await;
-    // The comments of the tables and the view over them (Citus makes them again).
-    sqlx::query("COMMENT ON TABLE room_concurrency_minute IS 'an operator''s note'")
-        .execute(&pool)
-        .await
-        .unwrap();
-    let comments = "SELECT obj_description('room_concurrency_minute'::regclass),
-                           obj_description('room_concurrency_day'::regclass),
-                           obj_description('room_peak_concurrency_daily'::regclass)";
-    type Comments = (Option<String>, Option<String>, Option<String>);
-    let comments_before: Comments = sqlx::query_as(comments).fetch_one(&pool).await.unwrap();
-    assert!(rows_before[1].len() > 20, "{:?}", rows_before[1]);
-
-    zegolog::store::Store::from_pool(pool.clone())
-        .migrate()
-        .await
-        .unwrap();
-
-    let layout: Vec<(String, String, Option<String>, bool)> = sqlx::query_as(
-        "SELECT p.logicalrelid::text, p.partmethod::text,
-                column_to_column_name(p.logicalrelid, p.partkey),
-                p.colocationid = (SELECT colocationid FROM pg_dist_partition
-                                  WHERE logicalrelid = 'room_logouts'::regclass)
-         FROM pg_dist_partition AS p
-         WHERE p.logicalrelid::text LIKE 'room_concurrency_%' ORDER BY 1",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    let distributed = |t: &str| {
-        (
-            t.to_owned(),
-            "h".to_owned(),
-            Some("room_id".to_owned()),
-            true,
-        )
-    };
-    assert_eq!(
-        layout,
-        [
-            distributed("room_concurrency_day"),
-            distributed("room_concurrency_minute")
-        ]
-    );
-    assert_same_rollups(
-        &room_rollups(&pool).await,
-        &rows_before,
-        "after the conversion",
-    );
-    // The coordinator keeps no copy of the rows; the comments are kept.
-    let on_the_coordinator: i64 = sqlx::query_scalar(
-        "SELECT pg_relation_size('room_concurrency_minute') + pg_relation_size('room_concurrency_day')",
-    )
-    .fetch_one(&pool)
-    .await
-    .unwrap();
-    let comments_after: Comments = sqlx::query_as(comments).fetch_one(&pool).await.unwrap();
-    assert_eq!(on_the_coordinator, 0);
-    assert_eq!(comments_after, comments_before);
-    assert_eq!(comments_after.0.as_deref(), Some("an operator's note"));
-
-    // More deltas, over the same days and later ones: compaction refreshes them on the shards.
-    for db in [&pool, &plain] {
-        compact_deltas(db, "2026-01-11 05:00+00", 400, 11).await;
-    }
-    let on_the_cluster = room_rollups(&pool).await;
-    assert_ne!(on_the_cluster, rows_before);
-    assert_same_rollups(
-        &on_the_cluster,
-        &room_rollups(&plain).await,
-        "cluster and one PostgreSQL",
-    );
+    assert!(room_rollups(&pool).await[1].len() > 20);
     let staged: i64 = sqlx::query_scalar("SELECT count(*) FROM zegolog_room_days")
         .fetch_one(&pool)
         .await
@@ -295,22 +206,19 @@ async fn migrate_converts_local_room_rollups_of_an_older_cluster_keeping_their_r
     assert_eq!(staged, 0);
 }
 
+/// schema/citus.sql is for Citus only: on plain PostgreSQL `migrate` applies none of it.
 #[tokio::test]
-async fn distribute_does_nothing_on_plain_postgres() {
+async fn plain_postgres_gets_nothing_of_the_citus_file() {
     let pool = migrated_pool().await;
-
-    let distributed: Vec<String> = sqlx::query_scalar("SELECT zegolog_distribute()")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    let has_citus: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus')")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
-
-    assert!(distributed.is_empty(), "{distributed:?}");
-    assert!(!has_citus);
+    let found: (bool, bool, bool) = sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus'),
+                to_regclass('zegolog_room_days') IS NOT NULL,
+                to_regnamespace('zegolog_analyst') IS NOT NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(found, (false, false, false));
 }
 
 pub use common::deliver;

@@ -153,7 +153,7 @@ async fn the_analyst_reads_the_views_and_functions_through_the_coordinator_and_n
         assert_eq!(theirs, owners, "{function}");
     }
     // Every view it reads on one PostgreSQL, with the owner's rows: on Citus through
-    // zegolog_analyst, first in its search_path (migration 0017), since the queries Citus makes
+    // zegolog_analyst, first in its search_path (schema/citus.sql), since the queries Citus makes
     // of a view run on the shards as the querying role.
     assert_eq!(summary.analyst_schema.as_deref(), Some("zegolog_analyst"));
     assert_eq!(summary.unreadable_views, Some(vec![]));

@@ -95,7 +95,7 @@ async fn views_and_functions_on_the_cluster_equal_one_postgresql_row_for_row() {
         let got = rows(&cluster.pool, query).await;
         match got {
             // An empty answer could hide a query that read the coordinator's empty shells of
-            // the distributed tables (migration 0017): every query but open_sessions (each
+            // the distributed tables (schema/citus.sql): every query but open_sessions (each
             // login of the traffic has its logout) has rows.
             Ok(got) if got == expected && (!got.is_empty() || query.contains("open_sessions")) => {
                 compared += expected.len()
@@ -125,7 +125,7 @@ async fn rollups_on_the_cluster_equal_its_raw_rows_after_compaction() {
 
     ingest(&app, &traffic(6, 8)).await;
 
-    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM logout_rollup_pending")
+    let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM pending_contributions")
         .fetch_one(&app.pool)
         .await
         .unwrap();

@@ -254,7 +254,21 @@ impl TestApp {
             .await
             .unwrap()
     }
+
+    /// The archived callback bodies ([`ARCHIVE`]).
+    pub async fn archived(&self) -> i64 {
+        self.count(ARCHIVE).await
+    }
 }
+
+/// Every archived callback body, as one relation: a stored logout's in its room_logouts row,
+/// every other in callback_events.
+pub const ARCHIVE: &str = "(SELECT digest, 'room_logout' AS event, appid, body, content_type, received_at,
+                                   NULL::text AS refused_reason
+                            FROM room_logouts WHERE body IS NOT NULL
+                            UNION ALL
+                            SELECT digest, event, appid, body, content_type, received_at, refused_reason
+                            FROM callback_events) AS archive";
 
 /// Encodes a flat JSON object as an URL-encoded form, as ZEGOCLOUD's POST/FORM mode sends it.
 pub fn form_encode(callback: &Value) -> String {

@@ -194,9 +194,10 @@ async fn ten_thousand_random_and_mutated_requests_never_5xx_and_store_only_authe
     assert!(codes.len() > REQUESTS / 10, "too few authentic callbacks");
 
     // The database holds exactly the authentic callbacks, nothing from a refused request.
-    let rows: Vec<(Option<String>, bool)> = sqlx::query_as(
-        "SELECT body::jsonb->>'zz_case', refused_reason IS NOT NULL FROM callback_events",
-    )
+    let rows: Vec<(Option<String>, bool)> = sqlx::query_as(&format!(
+        "SELECT body::jsonb->>'zz_case', refused_reason IS NOT NULL FROM {}",
+        crate::common::ARCHIVE
+    ))
     .fetch_all(&app.pool)
     .await
     .unwrap();

@@ -102,7 +102,7 @@ async fn assert_concurrency_equals_raw_rows(app: &TestApp) {
             SELECT appid, room_id, minute, sum(delta) AS delta FROM (
                 SELECT appid, room_id, minute, delta FROM room_concurrency_minute
                 UNION ALL
-                SELECT appid, room_id, minute, delta FROM concurrency_pending
+                SELECT c.appid, c.room_id, c.minute, c.delta FROM pending_contributions AS p, unnest(p.deltas) AS c
             ) AS r GROUP BY 1, 2, 3
         )
         SELECT format('%s vs %s', to_jsonb(raw), to_jsonb(rolled))
