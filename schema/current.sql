@@ -916,24 +916,35 @@ DECLARE
     zone text := zegolog_time_zone();
     longest interval := (SELECT max_session FROM zegolog_settings);
 BEGIN
-    INSERT INTO pending_contributions (durations, deltas)
-    SELECT coalesce((SELECT array_agg(ROW(r.day, r.appid, r.reason, r.bucket, r.sessions, r.total_ms, r.max_ms)::zegolog_rollup_row)
-                     FROM (SELECT r.day, r.appid, r.reason, r.bucket, sum(r.sessions)::bigint AS sessions,
-                                  sum(r.total_ms) AS total_ms, max(r.max_ms) AS max_ms
-                           FROM room_logouts AS l,
-                                zegolog_logout_rollup_in(l.appid, l.reason,
-                                                         zegolog_session_start(l.login_at, l.logout_time, l.received_at, longest),
-                                                         l.logout_time, zone) AS r
-                           WHERE l.id BETWEEN from_id AND to_id
-                           GROUP BY 1, 2, 3, 4) AS r), '{}'),
-           coalesce((SELECT array_agg(ROW(c.appid, c.room_id, c.minute, c.delta)::zegolog_concurrency_delta)
-                     FROM (SELECT c.appid, c.room_id, c.minute, sum(c.delta)::bigint AS delta
-                           FROM room_logouts AS l,
-                                zegolog_logout_concurrency(l.appid, l.room_id,
-                                                           zegolog_session_start(l.login_at, l.logout_time, l.received_at, longest),
-                                                           l.logout_time) AS c
-                           WHERE l.id BETWEEN from_id AND to_id
-                           GROUP BY 1, 2, 3) AS c), '{}');
+    -- Summed per key first (on the shards on Citus), then cut into rows here.
+    CREATE TEMP TABLE zegolog_seeded_durations ON COMMIT DROP AS
+    SELECT r.day, r.appid, r.reason, r.bucket, sum(r.sessions)::bigint AS sessions,
+           sum(r.total_ms) AS total_ms, max(r.max_ms) AS max_ms
+    FROM room_logouts AS l,
+         zegolog_logout_rollup_in(l.appid, l.reason,
+                                  zegolog_session_start(l.login_at, l.logout_time, l.received_at, longest),
+                                  l.logout_time, zone) AS r
+    WHERE l.id BETWEEN from_id AND to_id
+    GROUP BY 1, 2, 3, 4;
+    CREATE TEMP TABLE zegolog_seeded_deltas ON COMMIT DROP AS
+    SELECT c.appid, c.room_id, c.minute, sum(c.delta)::bigint AS delta
+    FROM room_logouts AS l,
+         zegolog_logout_concurrency(l.appid, l.room_id,
+                                    zegolog_session_start(l.login_at, l.logout_time, l.received_at, longest),
+                                    l.logout_time) AS c
+    WHERE l.id BETWEEN from_id AND to_id
+    GROUP BY 1, 2, 3;
+
+    INSERT INTO pending_contributions (durations)
+    SELECT array_agg(ROW(d.day, d.appid, d.reason, d.bucket, d.sessions, d.total_ms, d.max_ms)::zegolog_rollup_row)
+    FROM (SELECT *, (row_number() OVER () - 1) / 100000 AS chunk FROM zegolog_seeded_durations) AS d
+    GROUP BY d.chunk;
+    INSERT INTO pending_contributions (deltas)
+    SELECT array_agg(ROW(d.appid, d.room_id, d.minute, d.delta)::zegolog_concurrency_delta)
+    FROM (SELECT *, (row_number() OVER () - 1) / 100000 AS chunk FROM zegolog_seeded_deltas) AS d
+    GROUP BY d.chunk;
+    DROP TABLE zegolog_seeded_durations;
+    DROP TABLE zegolog_seeded_deltas;
 END
 $$;
 

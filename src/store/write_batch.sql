@@ -153,10 +153,11 @@ WITH input AS (
     RETURNING r.appid, r.session_id::text AS session_id, r.login_at, r.logout_time, r.room_id,
               r.user_account, r.reason, r.received_at, r.digest
 ), new_logouts AS (
+    -- u64 ids as text: both sides print them in the same canonical digits.
     SELECT l.* FROM logouts AS l
     JOIN first_logouts AS t
       ON t.appid = l.appid AND t.room_id = l.room_id AND t.logout_time = l.logout_time
-     AND t.session_id::numeric = l.session_id::numeric AND t.user_account = l.user_account
+     AND t.session_id = l.session_id AND t.user_account = l.user_account
      AND t.digest = l.digest
 ), variants AS (
     -- Logouts whose key is stored, or first in this batch, with another content.
@@ -164,13 +165,11 @@ WITH input AS (
     FROM logout_input AS t
     JOIN first_logouts AS f
       ON f.appid = t.appid AND f.room_id = t.room_id AND f.logout_time = t.logout_time
-     AND f.session_id::numeric = t.session_id::numeric AND f.user_account = t.user_account
-    WHERE CASE WHEN f.pos = t.pos
-               THEN EXISTS (SELECT 1 FROM logouts AS l
-                            WHERE l.appid = t.appid AND l.room_id = t.room_id AND l.logout_time = t.logout_time
-                              AND l.session_id::numeric = t.session_id::numeric
-                              AND l.user_account = t.user_account AND l.digest <> t.digest)
-               ELSE f.digest <> t.digest END
+     AND f.session_id = t.session_id AND f.user_account = t.user_account
+    LEFT JOIN logouts AS l
+      ON l.appid = t.appid AND l.room_id = t.room_id AND l.logout_time = t.logout_time
+     AND l.session_id = t.session_id AND l.user_account = t.user_account
+    WHERE CASE WHEN f.pos = t.pos THEN l.digest <> t.digest ELSE f.digest <> t.digest END
 ), events AS (
     -- The archive: every callback but a typed logout, unless a variant. Under `quarantine` a
     -- reused signature's body is kept with the reason while the triple's count allows; under
@@ -183,9 +182,10 @@ WITH input AS (
                 ELSE i.refused_reason END
     FROM input AS i
     LEFT JOIN verdicts AS v USING (pos)
+    LEFT JOIN logout_input AS t USING (pos)
+    LEFT JOIN variants AS x USING (pos)
     WHERE (v.pos IS NULL OR v.quarantined OR $40 = 'accept')
-      AND (NOT EXISTS (SELECT 1 FROM logout_input AS t WHERE t.pos = i.pos)
-           OR EXISTS (SELECT 1 FROM variants AS x WHERE x.pos = i.pos))
+      AND (t.pos IS NULL OR x.pos IS NOT NULL)
     -- Key order; of two copies of one body, the genuine one first (it keeps the archive row).
     ORDER BY i.digest, v.pos IS NOT NULL, i.pos
     ON CONFLICT (digest) DO NOTHING

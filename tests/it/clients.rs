@@ -261,9 +261,11 @@ fn three_thousand_half_headers_are_closed_within_the_header_timeout_and_callback
     assert_eq!(still_open, 0, "connections still open after {all_closed:?}");
     drop(slow);
 
+    // The server closes its side as the client's closes reach it: wait for that (a loaded
+    // machine may take seconds), rather than read the count once.
     let mut after = open_fds(rig.pid());
     let released = Instant::now();
-    while after > before + 8 && released.elapsed() < Duration::from_secs(3) {
+    while after > before + 8 && released.elapsed() < Duration::from_secs(30) {
         std::thread::sleep(Duration::from_millis(50));
         after = open_fds(rig.pid());
     }
