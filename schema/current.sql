@@ -2360,7 +2360,8 @@ CREATE VIEW public.session_durations AS
             public.zegolog_role_name(l.user_role) AS role,
             l.login_at,
             l.logout_time AS logout_at,
-            public.zegolog_session_start(l.login_at, l.logout_time, l.received_at, z.max_session) AS start,
+            public.zegolog_session_start(l.login_at, l.logout_time, l.received_at, ( SELECT zegolog_settings.max_session
+                   FROM public.zegolog_settings)) AS start,
             l.reason AS reason_code,
             public.zegolog_reason_name(l.reason) AS reason,
                 CASE
@@ -2373,9 +2374,9 @@ CREATE VIEW public.session_durations AS
                   WHERE ((i.appid = l.appid) AND (i.room_id = l.room_id) AND (i.user_account = l.user_account) AND (i.session_id = l.session_id) AND (i.login_time <= l.logout_time))
                   ORDER BY ((i.login_time = l.login_at) IS TRUE) DESC, i.login_time DESC
                  LIMIT 1) AS platform_code,
-            public.zegolog_time_fault(l.login_at, l.logout_time, l.received_at, z.max_session) AS time_fault
-           FROM public.room_logouts l,
-            public.zegolog_settings z) s;
+            public.zegolog_time_fault(l.login_at, l.logout_time, l.received_at, ( SELECT zegolog_settings.max_session
+                   FROM public.zegolog_settings)) AS time_fault
+           FROM public.room_logouts l) s;
 COMMENT ON VIEW public.session_durations IS 'One row per logout (one user session in one room): decoded role and reason, exact duration (NULL while the login of a logout without login_time is unknown), the platform of its login.';
 COMMENT ON COLUMN public.session_durations.login_at IS 'When the user logged in: login_time of the logout, or else of its paired room_login; NULL while none is known.';
 COMMENT ON COLUMN public.session_durations.duration_ms IS 'Session length in milliseconds, exact (logout_at - login_at); NULL while login_at is unknown, or when the session''s times are implausible (time_fault).';
