@@ -246,7 +246,13 @@ impl Notifier {
             Ok(())
         }
         .await;
-        // Closing the session releases the lock.
+        // Released here, not by closing the session: the backend lets its locks go only when it
+        // has exited, which the next tick's connection may not wait for (it would then find the
+        // lock taken and skip its turn). Closing releases it anyway if this fails.
+        let _ = sqlx::query("SELECT pg_advisory_unlock(hashtext($1))")
+            .bind(LOCK_KEY)
+            .execute(&mut conn)
+            .await;
         let _ = conn.close().await;
         result.map(|()| tick)
     }

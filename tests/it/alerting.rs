@@ -922,7 +922,10 @@ async fn an_undelivered_message_waits_in_its_row_for_the_next_tick_and_is_given_
     let notifier = Notifier::new(Store::from_pool(app.pool.clone()), config);
     assert_eq!(notifier.tick(now).await.unwrap().undelivered, 1);
     let hour_later = now + chrono::Duration::minutes(61);
-    notifier.tick(hour_later).await.unwrap();
+    assert!(
+        notifier.tick(hour_later).await.unwrap().evaluated,
+        "the tick right after another holds the lock"
+    );
     let (sent, error): (Option<chrono::DateTime<chrono::Utc>>, String) =
         sqlx::query_as("SELECT start_sent_at, last_error FROM alert_spikes")
             .fetch_one(&app.pool)
