@@ -57,6 +57,7 @@ DECLARE
     cutoff_start timestamptz := zegolog_day_start(cutoff_day, zone);
     apps bigint[] := zegolog_appids();
     app bigint;
+    dropped_before timestamptz;
     slice_start timestamptz;
     slice_end timestamptz;
     n bigint;
@@ -71,17 +72,18 @@ BEGIN
     -- The logouts' bodies older than raw_cutoff, an hour of logout_time at a time from where
     -- the last batch stopped (a logout delivered after its hour was passed keeps its body until
     -- its row goes).
+    -- Only when the bodies are kept shorter than the rows: otherwise they go with their rows.
     n := 0;
-    LOOP
+    WHILE raw_cutoff > cutoff LOOP
         -- The oldest logout with a body left: one index lookup per app (a loop: on Citus each
         -- is a query of its own, which the shards answer from their index).
+        dropped_before := coalesce((SELECT raw_bodies_dropped_before FROM zegolog_settings), '-infinity');
         slice_start := NULL;
         FOREACH app IN ARRAY apps LOOP
             slice_start := least(slice_start, (SELECT min(x.logout_time) FROM room_logouts AS x
-                                               WHERE x.appid = app AND x.logout_time >= coalesce(
-                                                   (SELECT raw_bodies_dropped_before FROM zegolog_settings), '-infinity')));
+                                               WHERE x.appid = app AND x.logout_time >= dropped_before));
         END LOOP;
-        EXIT WHEN raw_cutoff <= cutoff OR slice_start IS NULL OR slice_start >= raw_cutoff;
+        EXIT WHEN slice_start IS NULL OR slice_start >= raw_cutoff;
         slice_end := least(slice_start + interval '1 hour', raw_cutoff);
         UPDATE room_logouts AS l SET body = NULL
         WHERE (l.appid, l.room_id, l.logout_time, l.session_id, l.user_account) IN (
