@@ -241,18 +241,27 @@ impl Store {
         &self.pool
     }
 
+    /// The migrations recorded in the database, with whether each succeeded; none in a new
+    /// database (no migration table yet).
+    async fn recorded_migrations(&self) -> Result<Vec<(i64, bool)>, StoreError> {
+        match sqlx::query_as("SELECT version, success FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(&self.pool)
+            .await
+        {
+            Ok(recorded) => Ok(recorded),
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The embedded migrations the database has not applied yet, as `version description`.
     pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
-        let applied: Vec<i64> =
-            match sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(&self.pool)
-                .await
-            {
-                Ok(versions) => versions,
-                // A new database: no migration table yet.
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => Vec::new(),
-                Err(e) => return Err(e.into()),
-            };
+        let applied: Vec<i64> = self
+            .recorded_migrations()
+            .await?
+            .into_iter()
+            .filter_map(|(version, success)| success.then_some(version))
+            .collect();
         Ok(sqlx::migrate!("./migrations")
             .iter()
             .filter(|m| !applied.contains(&m.version))
@@ -273,22 +282,17 @@ impl Store {
     /// The migrations before the 0.1 baseline were numbered 1 to 24; the baseline starts at
     /// [`FIRST_BASELINE_VERSION`]. Their schema cannot become the baseline's in place.
     async fn refuse_pre_baseline(&self) -> Result<(), StoreError> {
-        let old: Option<String> = match sqlx::query_scalar(
-            "SELECT string_agg(version::text, ', ' ORDER BY version)
-             FROM _sqlx_migrations WHERE version < $1",
-        )
-        .bind(FIRST_BASELINE_VERSION)
-        .fetch_one(&self.pool)
-        .await
-        {
-            Ok(versions) => versions,
-            // A new database: no migration table yet.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => None,
-            Err(e) => return Err(e.into()),
-        };
-        match old {
-            Some(versions) => Err(StoreError::PreBaseline(versions)),
-            None => Ok(()),
+        let old: Vec<String> = self
+            .recorded_migrations()
+            .await?
+            .into_iter()
+            .filter(|(version, _)| *version < FIRST_BASELINE_VERSION)
+            .map(|(version, _)| version.to_string())
+            .collect();
+        if old.is_empty() {
+            Ok(())
+        } else {
+            Err(StoreError::PreBaseline(old.join(", ")))
         }
     }
 
