@@ -6,18 +6,11 @@ use std::borrow::Cow;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::fields::Fields;
+use super::fields::{spells, Fields};
 
-/// Fields left out of the business digest: a retry may change them and still be the same callback.
-/// Other ZEGOCLOUD products spell them in PascalCase.
-const SIGNATURE_FIELDS: [&str; 6] = [
-    "timestamp",
-    "nonce",
-    "signature",
-    "Timestamp",
-    "Nonce",
-    "Signature",
-];
+/// Fields left out of the business digest, under any spelling (see [`Fields::any_spelling`]): a
+/// retry may change them and still be the same callback.
+const SIGNATURE_FIELDS: [&str; 3] = ["timestamp", "nonce", "signature"];
 
 impl Fields {
     /// SHA-256 over every field but timestamp, nonce and signature: what makes two deliveries
@@ -26,7 +19,7 @@ impl Fields {
     pub fn business_digest(&self) -> [u8; 32] {
         let mut hasher = Sha256::new();
         for (name, value) in &self.0 {
-            if SIGNATURE_FIELDS.contains(&name.as_str()) {
+            if SIGNATURE_FIELDS.iter().any(|key| spells(name, key)) {
                 continue;
             }
             let canonical = match value {

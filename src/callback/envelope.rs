@@ -1,16 +1,8 @@
 //! The envelope every event carries and the signature covers (event, appid, timestamp, nonce,
-//! signature), under any of the names ZEGOCLOUD's products use.
+//! signature), under any spelling ZEGOCLOUD's products give their names: one rule, not a list,
+//! so that the next product's spelling is read without a code change.
 
 use super::fields::{FieldError, Fields};
-
-/// The names each envelope field goes by: ZEGOCLOUD's RTC callbacks in snake case, its other
-/// products (cloud recording, AI agent, speech recognition, whiteboard, ...) in PascalCase or
-/// with `app_id`. The first one present is used.
-const EVENT_NAMES: [&str; 2] = ["event", "Event"];
-const APPID_NAMES: [&str; 5] = ["appid", "Appid", "AppId", "AppID", "app_id"];
-const TIMESTAMP_NAMES: [&str; 2] = ["timestamp", "Timestamp"];
-const NONCE_NAMES: [&str; 2] = ["nonce", "Nonce"];
-const SIGNATURE_NAMES: [&str; 2] = ["signature", "Signature"];
 
 /// A signed timestamp above this is in milliseconds (AI agent, speech recognition): as seconds
 /// it would be after the year 5138, as milliseconds it is after March 1973.
@@ -34,13 +26,21 @@ pub struct Envelope {
 }
 
 impl Envelope {
-    /// Reads the envelope under any of the names ZEGOCLOUD's products use (see
-    /// [`EVENT_NAMES`] and the others). A timestamp in milliseconds is recognised by its
-    /// magnitude: `timestamp` keeps the text as sent (the signature covers it),
-    /// `timestamp_secs` is in seconds.
+    /// Reads the envelope under any spelling of its names: ASCII case and `_` are ignored, so
+    /// RTC's `appid`, cloud recording's `app_id` and the PascalCase `AppId` / `AppID` of other
+    /// products are one field, and so are `timestamp` / `Timestamp`, `nonce` / `Nonce`,
+    /// `signature` / `Signature`. The event is `event` under any spelling, else `event_type`
+    /// under any spelling (see [`Envelope::event_name`]). A timestamp in milliseconds is
+    /// recognised by its magnitude: `timestamp` keeps the text as sent (the signature covers
+    /// it), `timestamp_secs` is in seconds.
     pub fn from_fields(fields: &Fields) -> Result<Self, FieldError> {
-        let timestamp_field = fields.first_present(&TIMESTAMP_NAMES);
-        let timestamp = fields.required_text(timestamp_field)?.into_owned();
+        let required = |key: &'static str| -> Result<String, FieldError> {
+            match fields.any_spelling(key)? {
+                Some((_, text)) => Ok(text.into_owned()),
+                None => Err(FieldError::Missing(key)),
+            }
+        };
+        let timestamp = required("timestamp")?;
         let timestamp_number: i64 = timestamp.parse().map_err(|_| FieldError::Invalid {
             field: "timestamp",
             expected: "unix seconds",
@@ -51,34 +51,46 @@ impl Envelope {
         } else {
             timestamp_number
         };
-        let appid: i64 = fields
-            .required_integer(fields.first_present(&APPID_NAMES), "a non-negative integer")?;
-        if appid < 0 {
-            return Err(FieldError::Invalid {
-                field: "appid",
-                expected: "a non-negative integer",
-                value: appid.to_string(),
-            });
-        }
-        let event = match fields.text(fields.first_present(&EVENT_NAMES))? {
-            Some(event) => event.into_owned(),
-            // Cloud recording: a numeric event_type instead of an event name.
-            None => match fields.integer::<i64>("event_type", "an integer")? {
-                Some(kind) => format!("{CLOUD_RECORDING_PREFIX}{kind}"),
-                None => return Err(FieldError::Missing("event")),
-            },
-        };
+        let appid = required("appid")?;
+        let appid: i64 =
+            appid
+                .parse()
+                .ok()
+                .filter(|appid| *appid >= 0)
+                .ok_or(FieldError::Invalid {
+                    field: "appid",
+                    expected: "a non-negative integer",
+                    value: appid,
+                })?;
         Ok(Self {
-            event,
+            event: Self::event_name(fields)?,
             appid,
             timestamp,
             timestamp_secs,
-            nonce: fields
-                .required_text(fields.first_present(&NONCE_NAMES))?
-                .into_owned(),
-            signature: fields
-                .required_text(fields.first_present(&SIGNATURE_NAMES))?
-                .into_owned(),
+            nonce: required("nonce")?,
+            signature: required("signature")?,
         })
+    }
+
+    /// The event's name: the `event` field under any spelling, as sent; without one, the
+    /// `event_type` field under any spelling (cloud recording, digital human), as sent when it
+    /// is text, and `<spelling>:<number>` when it is a number (`EventType:3`), except cloud
+    /// recording's `event_type`, archived as `cloud_recording:<number>` since it was first
+    /// accepted.
+    fn event_name(fields: &Fields) -> Result<String, FieldError> {
+        if let Some((_, event)) = fields.any_spelling("event")? {
+            return Ok(event.into_owned());
+        }
+        match fields.any_spelling("eventtype")? {
+            None => Err(FieldError::Missing("event")),
+            Some((spelling, kind)) if kind.bytes().all(|b| b.is_ascii_digit()) => {
+                Ok(if spelling == "event_type" {
+                    format!("{CLOUD_RECORDING_PREFIX}{kind}")
+                } else {
+                    format!("{spelling}:{kind}")
+                })
+            }
+            Some((_, kind)) => Ok(kind.into_owned()),
+        }
     }
 }

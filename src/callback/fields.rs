@@ -50,31 +50,42 @@ impl Fields {
         self.0.get(name)
     }
 
-    /// The first of these names the callback has a field for, else the first name (for the
-    /// error that says it is missing).
-    pub(super) fn first_present(&self, names: &[&'static str]) -> &'static str {
-        names
-            .iter()
-            .copied()
-            .find(|name| self.0.contains_key(*name))
-            .unwrap_or(names[0])
+    /// A field of the envelope under any spelling of its name: `key` is the name in lower case
+    /// without `_`, and a field whose name is `key` once ASCII case and `_` are ignored is that
+    /// field (`app_id`, `AppID` and `appid` are one name). Returns the spelling found and its
+    /// text (absent, `null` and empty count as missing). Two spellings with different values
+    /// are refused rather than guessed between.
+    pub(super) fn any_spelling(
+        &self,
+        key: &'static str,
+    ) -> Result<Option<(&str, Cow<'_, str>)>, FieldError> {
+        let mut found: Option<(&str, Cow<'_, str>)> = None;
+        for (name, value) in &self.0 {
+            if !spells(name, key) {
+                continue;
+            }
+            let Some(text) = scalar_text(key, Some(value))? else {
+                continue;
+            };
+            match &found {
+                None => found = Some((name, text)),
+                Some((first_name, first)) if *first != text => {
+                    return Err(FieldError::Invalid {
+                        field: key,
+                        expected: "one value under all its spellings",
+                        value: format!("{first_name}={first}, {name}={text}"),
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(found)
     }
 
     /// A scalar field as text: a JSON string as is, a JSON number as the digits sent.
     /// `null` and an empty string count as absent.
     pub fn text(&self, field: &'static str) -> Result<Option<Cow<'_, str>>, FieldError> {
-        let text = match self.0.get(field) {
-            None | Some(Value::Null) => return Ok(None),
-            Some(Value::String(s)) => Cow::Borrowed(s.as_str()),
-            Some(Value::Number(n)) => Cow::Owned(n.to_string()),
-            Some(other) => {
-                return Err(FieldError::NotScalar {
-                    field,
-                    found: json_type(other),
-                })
-            }
-        };
-        Ok(if text.is_empty() { None } else { Some(text) })
+        scalar_text(field, self.0.get(field))
     }
 
     /// A scalar field that must be present.
@@ -107,6 +118,34 @@ impl Fields {
         self.integer(field, expected)?
             .ok_or(FieldError::Missing(field))
     }
+}
+
+/// Whether `name` is `key` (lower case, no `_`) once ASCII case and `_` are ignored.
+pub(super) fn spells(name: &str, key: &str) -> bool {
+    let mut letters = name
+        .bytes()
+        .filter(|b| *b != b'_')
+        .map(|b| b.to_ascii_lowercase());
+    key.bytes().all(|k| letters.next() == Some(k)) && letters.next().is_none()
+}
+
+/// A scalar value as text (see [`Fields::text`]); `field` names it in the error.
+fn scalar_text<'a>(
+    field: &'static str,
+    value: Option<&'a Value>,
+) -> Result<Option<Cow<'a, str>>, FieldError> {
+    let text = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => Cow::Borrowed(s.as_str()),
+        Some(Value::Number(n)) => Cow::Owned(n.to_string()),
+        Some(other) => {
+            return Err(FieldError::NotScalar {
+                field,
+                found: json_type(other),
+            })
+        }
+    };
+    Ok(if text.is_empty() { None } else { Some(text) })
 }
 
 fn json_type(value: &Value) -> &'static str {

@@ -370,3 +370,122 @@ fn near_valid_strategies_reach_the_typed_logout() {
         );
     }
 }
+
+/// A spelling of the envelope name `key` (lower case, no `_`): each letter in either case, and
+/// up to two `_` before, between and after the letters.
+fn spelling(key: &'static str) -> impl Strategy<Value = String> {
+    let letters: Vec<char> = key.chars().collect();
+    let n = letters.len();
+    (
+        prop::collection::vec(any::<bool>(), n),
+        prop::collection::vec(0usize..3, n + 1),
+    )
+        .prop_map(move |(upper, underscores)| {
+            let mut name = String::new();
+            for (i, letter) in letters.iter().enumerate() {
+                name.push_str(&"_".repeat(underscores[i]));
+                name.push(if upper[i] {
+                    letter.to_ascii_uppercase()
+                } else {
+                    *letter
+                });
+            }
+            name.push_str(&"_".repeat(underscores[n]));
+            name
+        })
+}
+
+proptest! {
+    #![proptest_config(proptest_config())]
+
+    /// The envelope's names are recognised by one rule, case and `_` ignored, in JSON and in
+    /// forms, with numbers as JSON numbers or as text: any spelling reads the same envelope as
+    /// RTC's lower-case names. The event goes by `event` or by `event_type` (a numeric one is
+    /// named after the spelling sent). Timestamp, nonce and signature stay out of the business
+    /// digest under any spelling.
+    #[test]
+    fn the_envelope_is_read_under_any_spelling_of_its_names(
+        names in (spelling("event"), spelling("eventtype"), spelling("appid"),
+                  spelling("timestamp"), spelling("nonce"), spelling("signature")),
+        by_event_type in any::<bool>(),
+        numeric_event in any::<bool>(),
+        numbers in any::<bool>(),
+        form in any::<bool>(),
+        timestamp in 1_000_000_000i64..4_000_000_000_000,
+        appid in any::<u32>(),
+    ) {
+        let (event_name, event_type_name, appid_name, timestamp_name, nonce_name, signature_name) = names;
+        let event_value = if numeric_event { "7" } else { "stream_create" };
+        let spelt_event = if by_event_type { &event_type_name } else { &event_name };
+        let number = |n: String| if numbers && !form { n } else { json_string(&n) };
+        let pairs = |event: &str, appid_key: &str, ts: &str, nonce: &str, sig: &str| vec![
+            (event.to_owned(), if numeric_event && numbers && !form { event_value.to_owned() } else { json_string(event_value) }),
+            (appid_key.to_owned(), number(appid.to_string())),
+            (ts.to_owned(), number(timestamp.to_string())),
+            (nonce.to_owned(), json_string("350176")),
+            (sig.to_owned(), json_string("0123abcd")),
+            ("stream_id".to_owned(), json_string("s-1")),
+        ];
+        let render = |pairs: Vec<(String, String)>| -> Result<Fields, TestCaseError> {
+            if form {
+                let text: Vec<(String, String)> = pairs
+                    .into_iter()
+                    .map(|(k, v)| (k, serde_json::from_str::<Value>(&v).map(|v| match v {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    }).unwrap()))
+                    .collect();
+                parse_form(&form_body(&text, false, false))
+            } else {
+                parse_json(&json_object(&pairs))
+            }
+        };
+        let spelt = render(pairs(spelt_event, &appid_name, &timestamp_name, &nonce_name, &signature_name))?;
+        let canonical = render(pairs("event", "appid", "timestamp", "nonce", "signature"))?;
+
+        let read = Envelope::from_fields(&spelt).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let mut expected = Envelope::from_fields(&canonical).unwrap();
+        if by_event_type && numeric_event {
+            expected.event = if event_type_name == "event_type" {
+                format!("{}7", crate::callback::CLOUD_RECORDING_PREFIX)
+            } else {
+                format!("{event_type_name}:7")
+            };
+        }
+        prop_assert_eq!(read, expected);
+
+        // Timestamp, nonce and signature are out of the digest, whatever their spelling.
+        let mut without = spelt.clone();
+        for name in [&timestamp_name, &nonce_name, &signature_name] {
+            without.0.remove(name.as_str());
+        }
+        prop_assert_eq!(spelt.business_digest(), without.business_digest());
+    }
+
+    /// Two spellings of one envelope name with different values are refused, never guessed
+    /// between; with the same value they are one field.
+    #[test]
+    fn two_spellings_of_one_name_must_agree(
+        first in spelling("nonce"),
+        second in spelling("nonce"),
+        same in any::<bool>(),
+    ) {
+        prop_assume!(first != second);
+        let body = json_object(&[
+            ("event".into(), json_string("stream_create")),
+            ("appid".into(), "1".into()),
+            ("timestamp".into(), "1700000000".into()),
+            (first, json_string("350176")),
+            (second, json_string(if same { "350176" } else { "999" })),
+            ("signature".into(), json_string("0123abcd")),
+        ]);
+        let read = Envelope::from_fields(&parse_json(&body)?);
+        if same {
+            prop_assert_eq!(read.unwrap().nonce, "350176");
+        } else {
+            let error = read.unwrap_err();
+            prop_assert_eq!(error.field(), "nonce");
+            prop_assert!(error.to_string().contains("one value under all its spellings"), "{}", error);
+        }
+    }
+}

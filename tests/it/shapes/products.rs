@@ -163,6 +163,28 @@ async fn other_products_are_verified_archived_and_ledgered() {
             millis.clone(),
             "asr_result",
         ),
+        // Spellings no list named, read by the rule (case and `_` ignored): digital human's
+        // numeric `EventType`, named after its spelling...
+        (
+            json!({"AppId":1,"EventType":3,"TaskId":"dh-1","EventTime":1}),
+            pascal,
+            secs.clone(),
+            "EventType:3",
+        ),
+        // ... an `event_type` as text, camel case ...
+        (
+            json!({"appId":"1","eventType":"task_status","taskId":"t-2"}),
+            ("timeStamp", "nonce", "signature"),
+            secs.clone(),
+            "task_status",
+        ),
+        // ... and upper case with underscores.
+        (
+            json!({"EVENT":"player_start","APP_ID":1}),
+            ("TIME_STAMP", "NONCE", "SIGNATURE"),
+            secs.clone(),
+            "player_start",
+        ),
     ];
     for (body, names, timestamp, event) in cases {
         let good = sign_product(body.clone(), names, timestamp.clone(), SECRET);
