@@ -21,7 +21,8 @@ use tokio::sync::watch;
 
 use crate::embedded_pg::{EmbeddedError, EmbeddedPostgres};
 use crate::error_chain;
-use crate::store::{PoolConfig, ReusePolicy, Store, StoreError};
+use crate::outcome::ReusePolicy;
+use crate::store::{PoolConfig, Store, StoreError};
 use crate::time_zone::{self, ZoneError};
 
 /// Where the database is: a URL, or the private PostgreSQL under a data dir.

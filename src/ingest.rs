@@ -23,8 +23,9 @@ use crate::callback::{Payload, Received};
 use crate::database::Backend;
 use crate::error_chain;
 use crate::metrics::Metrics;
+use crate::outcome::Outcome;
 use crate::spool::{Spool, SpoolError};
-use crate::store::{Outcome, Reuse, Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// How callbacks are grouped into transactions.
 #[derive(Debug, Clone)]
@@ -47,23 +48,6 @@ impl Default for BatchConfig {
     }
 }
 
-/// What happened to a submitted callback, once it is safe.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ack {
-    Written(Outcome),
-    /// In the durable spool, on its way to PostgreSQL.
-    Spooled,
-}
-
-impl Ack {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Written(outcome) => outcome.as_str(),
-            Self::Spooled => "spooled",
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
     #[error("the database is unavailable")]
@@ -80,7 +64,7 @@ pub enum IngestError {
 
 struct Job {
     received: Received,
-    reply: oneshot::Sender<Result<Ack, Arc<IngestError>>>,
+    reply: oneshot::Sender<Result<Outcome, Arc<IngestError>>>,
 }
 
 /// The handle requests submit through; cheap to clone.
@@ -155,8 +139,8 @@ impl Ingest {
         )
     }
 
-    /// Hands a callback over and waits until it is committed or spooled.
-    pub async fn submit(&self, received: Received) -> Result<Ack, Arc<IngestError>> {
+    /// Hands a callback over and waits until it is committed ([`Outcome::Spooled`]: or spooled).
+    pub async fn submit(&self, received: Received) -> Result<Outcome, Arc<IngestError>> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job { received, reply })
@@ -235,7 +219,7 @@ async fn write_batch(shared: &Shared, batch: Vec<Job>) {
             // Keep arrival order: nothing overtakes what already waits in the spool, unless
             // the spool cannot take it (then PostgreSQL, while it is up, gets it at once).
             match to_spool(shared, &receiveds).await {
-                Ok(acks) => Ok(acks),
+                Ok(outcomes) => Ok(outcomes),
                 Err(spool_error) => to_database(shared, &receiveds)
                     .await
                     .map_err(|_| spool_error),
@@ -250,9 +234,9 @@ async fn write_batch(shared: &Shared, batch: Vec<Job>) {
         },
     };
     match result {
-        Ok(acks) => {
-            for (reply, ack) in replies.into_iter().zip(acks) {
-                let _ = reply.send(Ok(ack));
+        Ok(outcomes) => {
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
             }
         }
         Err(error) => {
@@ -264,7 +248,7 @@ async fn write_batch(shared: &Shared, batch: Vec<Job>) {
     }
 }
 
-async fn to_database(shared: &Shared, receiveds: &[Received]) -> Result<Vec<Ack>, IngestError> {
+async fn to_database(shared: &Shared, receiveds: &[Received]) -> Result<Vec<Outcome>, IngestError> {
     let store = shared
         .backend
         .store()
@@ -276,21 +260,18 @@ async fn to_database(shared: &Shared, receiveds: &[Received]) -> Result<Vec<Ack>
     })?;
     shared.metrics.commit_seconds(started.elapsed());
     for (received, outcome) in receiveds.iter().zip(&outcomes) {
-        shared.metrics.callback(&received.event, outcome.as_str());
+        shared.metrics.callback(&received.event, outcome.code());
         count_logout(shared, received, *outcome);
         count_reuse(shared, store, *outcome, &received.event);
     }
-    Ok(outcomes.into_iter().map(Ack::Written).collect())
+    Ok(outcomes)
 }
 
 /// Counts a stored logout by app and reason in `/metrics` (not a duplicate: the counter is what
 /// the disconnect-spike alert divides).
 fn count_logout(shared: &Shared, received: &Received, outcome: Outcome) {
     if let Payload::Logout(logout) = &received.payload {
-        if matches!(
-            outcome,
-            Outcome::Stored | Outcome::SignatureReuse(Reuse::Accepted { stored: true })
-        ) {
+        if outcome.is_new() {
             shared.metrics.logout_stored(logout);
         }
     }
@@ -310,7 +291,7 @@ fn count_reuse(shared: &Shared, store: &Store, outcome: Outcome, event: &str) {
     }
 }
 
-async fn to_spool(shared: &Shared, receiveds: &[Received]) -> Result<Vec<Ack>, IngestError> {
+async fn to_spool(shared: &Shared, receiveds: &[Received]) -> Result<Vec<Outcome>, IngestError> {
     let spool = shared
         .spool
         .clone()
@@ -331,7 +312,7 @@ async fn to_spool(shared: &Shared, receiveds: &[Received]) -> Result<Vec<Ack>, I
                 shared.metrics.callback(&received.event, "spooled");
             }
             shared.spooled.notify_one();
-            Ok(vec![Ack::Spooled; count])
+            Ok(vec![Outcome::Spooled; count])
         }
         Err(error) if error.is_full() => {
             tracing::error!(%error, "spool full: refusing callbacks until PostgreSQL is back");
@@ -401,7 +382,7 @@ async fn drain(shared: Arc<Shared>, batch_size: usize, stop: Arc<std::sync::atom
                 for (received, outcome) in receiveds.iter().zip(&outcomes) {
                     shared
                         .metrics
-                        .callback(&received.event, &format!("drained_{}", outcome.as_str()));
+                        .callback(&received.event, &format!("drained_{}", outcome.code()));
                     count_logout(&shared, received, *outcome);
                     count_reuse(&shared, store, *outcome, &received.event);
                 }

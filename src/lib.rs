@@ -6,8 +6,9 @@
 //! From the callback contract up to the command line: each module uses only modules listed
 //! above it, so dependencies point one way (`tests/it/modules.rs` checks that
 //! there is no cycle).
-//! - [`callback`]: the callback contract: body → fields → envelope → typed event. No HTTP, no SQL.
-//! - [`signature`]: the SHA-1 signature, secrets per appid, the timestamp window.
+//! - [`signature`]: the SHA-1 signature, secrets per appid, the timestamp window; [`signature::Signed`], the proof only [`signature::Verifier::verify`] makes.
+//! - [`callback`]: the callback contract: body → fields → envelope → signature check → typed event, through [`callback::receive`], the one way in. No HTTP, no SQL.
+//! - [`outcome`]: what became of a callback ([`outcome::Outcome`]: its code, message and HTTP status), and the signature reuse policy.
 //! - [`store`]: PostgreSQL: embedded migrations, idempotent batch writes, the signature ledger, upkeep queries. No HTTP.
 //! - [`spool`]: the durable local spool (redb) callbacks wait in during an outage.
 //! - [`metrics`]: Prometheus counters.
@@ -51,6 +52,7 @@ pub mod import;
 pub mod ingest;
 pub mod metrics;
 pub mod notifier;
+pub mod outcome;
 pub mod quarantine;
 pub mod report;
 pub mod server;

@@ -14,8 +14,9 @@
 
 use std::fmt;
 
-use crate::callback::{Encoding, Envelope, Fields, Payload, Received};
-use crate::store::{Outcome, QuarantinedBody, QuarantinedCallback, Store, StoreError};
+use crate::callback::{self, Encoding, Origin, Payload, ReceiveError, Received};
+use crate::outcome::Outcome;
+use crate::store::{QuarantinedBody, QuarantinedCallback, Store, StoreError};
 
 /// The quarantined callbacks, newest first (at most `limit`).
 pub async fn list(store: &Store, limit: i64) -> Result<Listing, StoreError> {
@@ -122,7 +123,7 @@ pub async fn release(store: &Store, ids: &[i64]) -> Result<ReleaseReport, StoreE
             None => Released::NotQuarantined,
             Some(Err(why)) => Released::Unusable(why),
             Some(Ok((row, outcome))) => {
-                tracing::info!(id, reason = %row.reason, outcome = outcome.as_str(), "quarantined callback released");
+                tracing::info!(id, reason = %row.reason, outcome = outcome.code(), "quarantined callback released");
                 Released::Released {
                     outcome,
                     reason: row.reason,
@@ -134,16 +135,18 @@ pub async fn release(store: &Store, ids: &[i64]) -> Result<ReleaseReport, StoreE
     Ok(ReleaseReport(report))
 }
 
-/// The stored fields of a quarantined callback as a callback to write, without a signed triple.
+/// The stored fields of a quarantined callback as a callback to write, from the operator:
+/// without a signed triple. The archive keeps every body as JSON; the encoding it arrived in
+/// is given back from its content type.
 fn prepare(row: &QuarantinedBody) -> Result<Received, String> {
-    let fields = Fields::parse(row.body.as_bytes(), Encoding::Json)
-        .map_err(|e| format!("its stored body is not a callback's fields: {e}"))?;
-    let envelope = Envelope::from_fields(&fields)
-        .map_err(|e| format!("its stored body is not a callback: {e}"))?;
-    let encoding = Encoding::from_content_type(&row.content_type).unwrap_or(Encoding::Json);
-    let received = Received::new(&envelope, &fields, encoding);
+    let mut received = callback::receive(row.body.as_bytes(), Encoding::Json, Origin::Operator)
+        .map_err(|e| match e {
+            ReceiveError::Body(e) => format!("its stored body is not a callback's fields: {e}"),
+            other => format!("its stored body is not a callback: {other}"),
+        })?;
+    received.encoding = Encoding::from_content_type(&row.content_type).unwrap_or(Encoding::Json);
     match &received.payload {
-        Payload::Refused(reason) => Err(format!("it is still not usable: {reason}")),
+        Payload::Unusable(reason) => Err(format!("it is still not usable: {reason}")),
         _ => Ok(received),
     }
 }

@@ -23,9 +23,10 @@ use crate::http::{self, AppState, ClientLimits};
 use crate::ingest::{BatchConfig, Ingest};
 use crate::metrics::Metrics;
 use crate::notifier::{Notifier, NotifierConfig};
+use crate::outcome::ReusePolicy;
 use crate::signature::Verifier;
 use crate::spool::{Spool, SpoolLimits};
-use crate::store::{PoolConfig, ReusePolicy};
+use crate::store::PoolConfig;
 use crate::upkeep::{self, UpkeepConfig};
 
 /// How long the spool may drain at shutdown, once every request has been answered.

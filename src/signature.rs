@@ -3,14 +3,17 @@
 //! `signature = hex(sha1(concat(sort([secret, timestamp, nonce]))))`, compared in constant time,
 //! with the timestamp inside a window around our clock. The signature covers neither the body nor
 //! the appid, so the secret is picked by the appid the callback names and an unknown appid is refused.
+//!
+//! [`Verifier::verify`] checks a [`Claim`] (what a callback says about its signature) and returns
+//! the proof, [`Signed`], that it holds: nothing else can make one, so a callback carries a
+//! signed triple into the ledger only once its signature was checked. This module knows nothing
+//! of bodies: `callback` reads the claim out of a body and uses this module, not the reverse.
 
 use std::collections::HashMap;
 use std::fmt;
 
 use sha1::{Digest, Sha1};
 use subtle::ConstantTimeEq;
-
-use crate::callback::Envelope;
 
 /// Computes the signature ZEGOCLOUD sends for a secret, timestamp and nonce.
 pub fn sign(secret: &str, timestamp: &str, nonce: &str) -> String {
@@ -100,7 +103,46 @@ pub enum AuthError {
     StaleTimestamp { skew_secs: i64, max_skew_secs: u64 },
 }
 
-/// Checks envelopes against the configured secrets and clock window.
+/// What a callback says about its signature: the appid whose secret made it, the timestamp and
+/// nonce it covers, and the signature itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Claim<'a> {
+    pub appid: i64,
+    /// The timestamp as sent: the signature is computed over this text.
+    pub timestamp: &'a str,
+    /// The same timestamp in unix seconds, for the clock window.
+    pub timestamp_secs: i64,
+    pub nonce: &'a str,
+    pub signature: &'a str,
+}
+
+/// The proof that a callback's signature was checked against its app's secret and clock window:
+/// made by [`Verifier::verify`] only. It carries the signed (timestamp, nonce, signature) the
+/// signature ledger remembers, the signature in lower case (as it was compared).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    timestamp_secs: i64,
+    nonce: String,
+    signature: String,
+}
+
+impl Signed {
+    /// The signed timestamp, unix seconds.
+    pub fn timestamp_secs(&self) -> i64 {
+        self.timestamp_secs
+    }
+
+    pub fn nonce(&self) -> &str {
+        &self.nonce
+    }
+
+    /// Lower-case hex.
+    pub fn signature(&self) -> &str {
+        &self.signature
+    }
+}
+
+/// Checks claims against the configured secrets and clock window.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     /// `None`: verification is off (`--insecure-skip-verify`).
@@ -129,27 +171,33 @@ impl Verifier {
         self.secrets.is_none()
     }
 
-    /// Accepts the envelope if its signature is right and its timestamp recent (`now` in unix seconds).
-    pub fn verify(&self, envelope: &Envelope, now: i64) -> Result<(), AuthError> {
+    /// Checks a claim (`now` in unix seconds): its signature must be the one its appid's secret
+    /// makes, and its timestamp inside the window. Returns the proof, or `None` when
+    /// verification is off (`--insecure-skip-verify`): then nothing is proven.
+    pub fn verify(&self, claim: Claim<'_>, now: i64) -> Result<Option<Signed>, AuthError> {
         let Some(secrets) = &self.secrets else {
-            return Ok(());
+            return Ok(None);
         };
         let secret = secrets
-            .for_app(envelope.appid)
-            .ok_or(AuthError::UnknownAppid(envelope.appid))?;
-        let expected = sign(secret, &envelope.timestamp, &envelope.nonce);
-        let given = envelope.signature.to_ascii_lowercase();
+            .for_app(claim.appid)
+            .ok_or(AuthError::UnknownAppid(claim.appid))?;
+        let expected = sign(secret, claim.timestamp, claim.nonce);
+        let given = claim.signature.to_ascii_lowercase();
         if !bool::from(expected.as_bytes().ct_eq(given.as_bytes())) {
             return Err(AuthError::BadSignature);
         }
-        let skew_secs = now.saturating_sub(envelope.timestamp_secs).saturating_abs();
+        let skew_secs = now.saturating_sub(claim.timestamp_secs).saturating_abs();
         if self.max_skew_secs > 0 && skew_secs.unsigned_abs() > self.max_skew_secs {
             return Err(AuthError::StaleTimestamp {
                 skew_secs,
                 max_skew_secs: self.max_skew_secs,
             });
         }
-        Ok(())
+        Ok(Some(Signed {
+            timestamp_secs: claim.timestamp_secs,
+            nonce: claim.nonce.to_owned(),
+            signature: given,
+        }))
     }
 }
 
@@ -157,13 +205,12 @@ impl Verifier {
 mod tests {
     use super::*;
 
-    fn envelope(appid: i64, timestamp: i64, signature: String) -> Envelope {
-        Envelope {
-            event: "room_logout".into(),
+    fn claim<'a>(appid: i64, timestamp: &'a str, signature: &'a str) -> Claim<'a> {
+        Claim {
             appid,
-            timestamp: timestamp.to_string(),
-            timestamp_secs: timestamp,
-            nonce: "123412".into(),
+            timestamp,
+            timestamp_secs: timestamp.parse().unwrap(),
+            nonce: "123412",
             signature,
         }
     }
@@ -181,26 +228,31 @@ mod tests {
         let secrets = Secrets::new(None, Some("7=seven, 8=eight")).unwrap();
         let verifier = Verifier::new(secrets, 600);
         let now = 1_470_820_198;
-        let good = envelope(7, now, sign("seven", "1470820198", "123412"));
-        assert_eq!(verifier.verify(&good, now + 600), Ok(()));
-        let upper = envelope(7, now, good.signature.to_uppercase());
-        assert_eq!(verifier.verify(&upper, now), Ok(()));
-        let wrong_app = envelope(8, now, good.signature.clone());
+        let ts = "1470820198";
+        let signature = sign("seven", ts, "123412");
+        let good = claim(7, ts, &signature);
+        let proof = verifier.verify(good, now + 600).unwrap().unwrap();
         assert_eq!(
-            verifier.verify(&wrong_app, now),
+            (proof.timestamp_secs(), proof.nonce(), proof.signature()),
+            (now, "123412", signature.as_str())
+        );
+        let upper = signature.to_uppercase();
+        assert_eq!(verifier.verify(claim(7, ts, &upper), now), Ok(Some(proof)));
+        assert_eq!(
+            verifier.verify(claim(8, ts, &signature), now),
             Err(AuthError::BadSignature)
         );
-        let unknown = envelope(9, now, good.signature.clone());
         assert_eq!(
-            verifier.verify(&unknown, now),
+            verifier.verify(claim(9, ts, &signature), now),
             Err(AuthError::UnknownAppid(9))
         );
         assert!(matches!(
-            verifier.verify(&good, now + 601),
+            verifier.verify(good, now + 601),
             Err(AuthError::StaleTimestamp { skew_secs: 601, .. })
         ));
         let no_window = Verifier::new(Secrets::new(Some("seven".into()), None).unwrap(), 0);
-        assert_eq!(no_window.verify(&good, now + 1_000_000), Ok(()));
+        assert!(no_window.verify(good, now + 1_000_000).unwrap().is_some());
+        assert_eq!(Verifier::insecure().verify(good, now), Ok(None));
     }
 
     #[test]

@@ -475,18 +475,13 @@ fn reopen(path: &Path, state: &mut State) -> Result<(), SpoolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::callback::{Encoding, Envelope, Fields};
+    use crate::callback::{receive, Encoding, Origin};
 
     fn received(n: u32) -> Received {
         let body = format!(
             r#"{{"event":"stream_x","appid":"1","timestamp":"1","nonce":"{n}","signature":"s","n":"{n}"}}"#
         );
-        let fields = Fields::parse(body.as_bytes(), Encoding::Json).unwrap();
-        Received::new(
-            &Envelope::from_fields(&fields).unwrap(),
-            &fields,
-            Encoding::Json,
-        )
+        receive(body.as_bytes(), Encoding::Json, Origin::Operator).unwrap()
     }
 
     #[test]

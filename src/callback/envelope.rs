@@ -3,6 +3,7 @@
 //! so that the next product's spelling is read without a code change.
 
 use super::fields::{FieldError, Fields};
+use crate::signature::Claim;
 
 /// A signed timestamp above this is in milliseconds (AI agent, speech recognition): as seconds
 /// it would be after the year 5138, as milliseconds it is after March 1973.
@@ -70,6 +71,17 @@ impl Envelope {
             nonce: required("nonce")?,
             signature: required("signature")?,
         })
+    }
+
+    /// What it says about its signature, for [`crate::signature::Verifier::verify`].
+    pub fn claim(&self) -> Claim<'_> {
+        Claim {
+            appid: self.appid,
+            timestamp: &self.timestamp,
+            timestamp_secs: self.timestamp_secs,
+            nonce: &self.nonce,
+            signature: &self.signature,
+        }
     }
 
     /// The event's name: the `event` field under any spelling, as sent; without one, the

@@ -1,5 +1,6 @@
 //! An authenticated callback, ready to be stored: [`Received`] with its [`Payload`] (the typed
-//! event, or why it is kept raw only), and the signed triple the ledger remembers.
+//! event, or why it is kept raw only), and the signed triple the ledger remembers. Made by
+//! [`super::receive`], the one way in.
 
 use sha2::{Digest, Sha256};
 
@@ -7,6 +8,7 @@ use super::body::Encoding;
 use super::envelope::Envelope;
 use super::events::{RoomLifecycle, RoomLogin, RoomLogout, MAX_KEY_BYTES};
 use super::fields::Fields;
+use crate::signature::Signed;
 
 /// An authenticated callback, ready to be stored: what the archive keeps and, for a logout,
 /// its typed row.
@@ -26,39 +28,52 @@ pub struct Received {
     /// The verified (timestamp, nonce, signature) it came with, for the signature ledger;
     /// `None` for callbacks nobody signed (`zegolog import`, a released quarantined callback,
     /// `--insecure-skip-verify`) and for spool entries written before the ledger existed.
+    /// Only a [`Signed`] proof makes one (or the spool, which keeps what was proven).
     #[serde(default)]
     pub signed: Option<SignedBy>,
 }
 
-/// The triple a callback's signature covers. The signature proves the sender knew the secret
-/// at `timestamp`, nothing about the body: the ledger makes one triple carry one body.
+/// The triple a callback's signature covers, as the ledger keys it. The signature proves the
+/// sender knew the secret at `timestamp`, nothing about the body: the ledger makes one triple
+/// carry one body. Made from a [`Signed`] proof only (its fields are private); serde is for the
+/// spool, which keeps what was proven before it was spooled.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SignedBy {
-    /// The signed timestamp, unix seconds.
-    pub timestamp: i64,
-    pub nonce: String,
-    /// Lower-case hex, as the verifier compares it (so case changes do not make a new triple).
-    pub signature: String,
+    timestamp: i64,
+    nonce: String,
+    signature: String,
 }
 
 impl SignedBy {
-    /// The triple of a verified envelope. The nonce is part of an indexed key: U+0000 (which
+    /// The triple of a verified callback. The nonce is part of an indexed key: U+0000 (which
     /// PostgreSQL text cannot hold) is replaced, and a nonce beyond [`MAX_KEY_BYTES`] is kept
     /// as its SHA-256, so that no triple is refused by the database.
-    pub fn of(envelope: &Envelope) -> Self {
-        let nonce = if envelope.nonce.len() > MAX_KEY_BYTES {
-            format!(
-                "sha256:{}",
-                hex::encode(Sha256::digest(envelope.nonce.as_bytes()))
-            )
+    fn of(proof: &Signed) -> Self {
+        let nonce = proof.nonce();
+        let nonce = if nonce.len() > MAX_KEY_BYTES {
+            format!("sha256:{}", hex::encode(Sha256::digest(nonce.as_bytes())))
         } else {
-            envelope.nonce.replace('\0', "\u{FFFD}")
+            nonce.replace('\0', "\u{FFFD}")
         };
         Self {
-            timestamp: envelope.timestamp_secs,
+            timestamp: proof.timestamp_secs(),
             nonce,
-            signature: envelope.signature.to_ascii_lowercase(),
+            signature: proof.signature().to_owned(),
         }
+    }
+
+    /// The signed timestamp, unix seconds.
+    pub fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+
+    pub fn nonce(&self) -> &str {
+        &self.nonce
+    }
+
+    /// Lower-case hex, as the verifier compares it (so case changes do not make a new triple).
+    pub fn signature(&self) -> &str {
+        &self.signature
     }
 }
 
@@ -70,14 +85,21 @@ pub enum Payload {
     Room(RoomLifecycle),
     /// An event zegolog keeps raw only (logins, rooms, streams, future events).
     Other,
-    /// Authentic but unusable: kept in the archive with this reason, in no typed table.
-    Refused(String),
+    /// Authentic but unusable: quarantined, kept in the archive with this reason
+    /// (`callback_events.refused_reason`), in no typed table.
+    Unusable(String),
 }
 
 impl Received {
-    /// Normalises an authenticated callback. Never fails: what cannot be normalised is
-    /// [`Payload::Refused`], because a retry would not fix it and the sender proved it sent it.
-    pub fn new(envelope: &Envelope, fields: &Fields, encoding: Encoding) -> Self {
+    /// Normalises an authenticated callback, with the proof of its signature when it was
+    /// checked. Never fails: what cannot be normalised is [`Payload::Unusable`], because a retry
+    /// would not fix it and the sender proved it sent it.
+    pub(super) fn new(
+        envelope: &Envelope,
+        fields: &Fields,
+        encoding: Encoding,
+        proof: Option<&Signed>,
+    ) -> Self {
         let (body, unstorable) = fields.to_json_text();
         let appid = envelope.appid;
         let typed = match envelope.event.as_str() {
@@ -88,16 +110,16 @@ impl Received {
             "room_close" => RoomLifecycle::closed(appid, fields).map(Payload::Room),
             _ => Ok(Payload::Other),
         };
-        let mut payload = typed.unwrap_or_else(|e| Payload::Refused(e.to_string()));
+        let mut payload = typed.unwrap_or_else(|e| Payload::Unusable(e.to_string()));
         if let Some(reason) = unstorable {
-            payload = Payload::Refused(reason.into());
+            payload = Payload::Unusable(reason.into());
         }
         // The event name is indexed: a name beyond any real one is cut, and the callback kept
         // whole in the body, quarantined.
         let mut event = envelope.event.replace('\0', "\u{FFFD}");
         if event.len() > MAX_KEY_BYTES {
             event.truncate(event.floor_char_boundary(MAX_KEY_BYTES));
-            payload = Payload::Refused(format!(
+            payload = Payload::Unusable(format!(
                 "the event name is longer than {MAX_KEY_BYTES} bytes (cut in column event, whole in body)"
             ));
         }
@@ -108,15 +130,8 @@ impl Received {
             body,
             encoding,
             payload,
-            signed: None,
+            signed: proof.map(SignedBy::of),
         }
-    }
-
-    /// The same callback, remembered in the signature ledger under its envelope's triple. Call
-    /// it only once the signature was verified.
-    pub fn signed_by(mut self, envelope: &Envelope) -> Self {
-        self.signed = Some(SignedBy::of(envelope));
-        self
     }
 }
 

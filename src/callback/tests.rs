@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::*;
+use crate::signature::{Secrets, Verifier};
 
 pub(super) const VENDOR_SAMPLE: &str = r#"{"event":"room_logout","appid":"1","timestamp":"1499676978","nonce":"350176","signature":"signature",
  "room_id":"rid_1242649","room_seq":"6085791336856668982","user_account":"888120154",
@@ -121,13 +122,20 @@ fn bad_times_are_refused() {
 
 #[test]
 fn spool_entries_without_a_triple_still_decode() {
-    let fields = Fields::parse(VENDOR_SAMPLE.as_bytes(), Encoding::Json).unwrap();
-    let envelope = Envelope::from_fields(&fields).unwrap();
-    let mut envelope_upper = envelope.clone();
-    envelope_upper.signature = "ABCDEF".into();
-    let signed = Received::new(&envelope, &fields, Encoding::Json).signed_by(&envelope_upper);
-    assert_eq!(signed.signed.as_ref().unwrap().signature, "abcdef");
-    assert_eq!(signed.signed.as_ref().unwrap().timestamp, 1_499_676_978);
+    // Signed with the secret `secret`, its signature sent in upper case: the ledger keeps it
+    // in lower case, as the verifier compares it.
+    let mut sample: Value = serde_json::from_str(VENDOR_SAMPLE).unwrap();
+    let signature = crate::signature::sign("secret", "1499676978", "350176");
+    sample["signature"] = Value::String(signature.to_uppercase());
+    let verifier = Verifier::new(Secrets::new(Some("secret".into()), None).unwrap(), 0);
+    let origin = Origin::Network {
+        verifier: &verifier,
+        now: 0,
+    };
+    let signed = receive(sample.to_string().as_bytes(), Encoding::Json, origin).unwrap();
+    let triple = signed.signed.as_ref().unwrap();
+    assert_eq!(triple.signature(), signature);
+    assert_eq!(triple.timestamp(), 1_499_676_978);
     let mut old: serde_json::Map<String, Value> =
         serde_json::from_slice(&serde_json::to_vec(&signed).unwrap()).unwrap();
     old.remove("signed");

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use super::DashboardError;
+use crate::http::ApiError;
 
 /// Tokens shorter than this are refused at start-up.
 pub const MIN_TOKEN_CHARS: usize = 16;
@@ -146,7 +146,7 @@ enum Access {
     SetCookie(String),
 }
 
-fn check(token: &DashboardToken, request: &Request) -> Result<Access, DashboardError> {
+fn check(token: &DashboardToken, request: &Request) -> Result<Access, ApiError> {
     if let Some(given) = query_token(request.uri()) {
         return if token.matches(&given) {
             let secure = if came_over_https(request) {
@@ -159,7 +159,7 @@ fn check(token: &DashboardToken, request: &Request) -> Result<Access, DashboardE
                 token.cookie
             )))
         } else {
-            Err(DashboardError::BadToken)
+            Err(ApiError::BadToken)
         };
     }
     if let Some(value) = request.headers().get(header::AUTHORIZATION) {
@@ -171,13 +171,13 @@ fn check(token: &DashboardToken, request: &Request) -> Result<Access, DashboardE
             .map(|(_, token)| token.trim());
         return match given {
             Some(given) if token.matches(given) => Ok(Access::Granted),
-            _ => Err(DashboardError::BadToken),
+            _ => Err(ApiError::BadToken),
         };
     }
     match cookie(request.headers(), COOKIE_NAME) {
         Some(given) if token.cookie_matches(given) => Ok(Access::Granted),
-        Some(_) => Err(DashboardError::BadToken),
-        None => Err(DashboardError::MissingToken),
+        Some(_) => Err(ApiError::BadToken),
+        None => Err(ApiError::MissingToken),
     }
 }
 

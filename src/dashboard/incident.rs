@@ -17,7 +17,8 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{pool, DashboardError};
+use super::pool;
+use crate::http::ApiError;
 use crate::http::AppState;
 use crate::views::incident::{self, Bucket, Window};
 use crate::views::By;
@@ -66,8 +67,8 @@ fn present(value: &Option<String>) -> Option<&str> {
 }
 
 impl WindowParams {
-    fn window(&self, now: DateTime<Utc>) -> Result<Window, DashboardError> {
-        let invalid = DashboardError::InvalidQuery;
+    fn window(&self, now: DateTime<Utc>) -> Result<Window, ApiError> {
+        let invalid = ApiError::InvalidQuery;
         let appid = present(&self.appid)
             .ok_or_else(|| {
                 invalid("appid is required: one of the appids of /dashboard/api/apps".into())
@@ -87,7 +88,7 @@ impl WindowParams {
         Ok(Window::ending(appid, last, bucket, until))
     }
 
-    fn top(&self) -> Result<u32, DashboardError> {
+    fn top(&self) -> Result<u32, ApiError> {
         match present(&self.top) {
             None => Ok(10),
             Some(v) => v
@@ -95,7 +96,7 @@ impl WindowParams {
                 .ok()
                 .filter(|n| (1..=MAX_TOP).contains(n))
                 .ok_or_else(|| {
-                    DashboardError::InvalidQuery(format!("top must be between 1 and {MAX_TOP}"))
+                    ApiError::InvalidQuery(format!("top must be between 1 and {MAX_TOP}"))
                 }),
         }
     }
@@ -121,7 +122,7 @@ fn answer(w: &Window, mut body: Value) -> Json<Value> {
 async fn api_reasons(
     State(state): State<AppState>,
     params: Params,
-) -> Result<Json<Value>, DashboardError> {
+) -> Result<Json<Value>, ApiError> {
     let w = params?.0.window(Utc::now())?;
     let reasons = incident::reasons(pool(&state)?, &w).await?;
     let first_day = w.from.date_naive();
@@ -147,7 +148,7 @@ async fn api_reasons(
 async fn api_online(
     State(state): State<AppState>,
     params: Params,
-) -> Result<Json<Value>, DashboardError> {
+) -> Result<Json<Value>, ApiError> {
     let w = params?.0.window(Utc::now())?;
     let buckets = incident::online(pool(&state)?, &w).await?;
     Ok(answer(&w, json!({ "buckets": buckets })))
@@ -160,7 +161,7 @@ async fn api_online(
 async fn api_offenders(
     State(state): State<AppState>,
     params: Params,
-) -> Result<Json<Value>, DashboardError> {
+) -> Result<Json<Value>, ApiError> {
     let params = params?.0;
     let w = params.window(Utc::now())?;
     let top = params.top()?;

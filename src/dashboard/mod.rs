@@ -25,7 +25,8 @@
 //! - Every answer carries `Cache-Control: no-store`, `Referrer-Policy: no-referrer` and a strict
 //!   `Content-Security-Policy` (only this origin's script, style and data).
 //!
-//! Here: the routes, the page and its assets, the API's handlers and [`DashboardError`]. Beside
+//! Here: the routes, the page and its assets, and the API's handlers, which answer errors as
+//! every route does, with [`crate::http::ApiError`]. Beside
 //! it: `auth.rs`, the token and the access layer every route is behind (header or cookie, the
 //! `?token=` exchange, the security headers); `incident.rs`, the incident page and its API.
 
@@ -36,17 +37,16 @@ use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::header;
 use axum::middleware;
-use axum::response::{IntoResponse, Response};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{Days, NaiveDate};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::error_chain;
-use crate::http::{Answer, AppState};
+use crate::http::{ApiError, AppState};
 use crate::views::{self, days, days::Range};
 
 use auth::authorize;
@@ -64,104 +64,13 @@ const INDEX_HTML: &str = include_str!("index.html");
 const DASHBOARD_JS: &str = include_str!("dashboard.js");
 const DASHBOARD_CSS: &str = include_str!("dashboard.css");
 
-/// The dashboard's errors, answered as `{"code", "message"}` like the rest of the API.
-#[derive(Debug, thiserror::Error)]
-pub enum DashboardError {
-    #[error(
-        "the dashboard needs its token: send `Authorization: Bearer <token>`, or open \
-         /dashboard?token=<token> once in a browser"
-    )]
-    MissingToken,
-    #[error("this is not the dashboard token")]
-    BadToken,
-    #[error("{0}")]
-    InvalidQuery(String),
-    #[error("the database did not answer; try again shortly")]
-    Database(#[source] sqlx::Error),
-    #[error("the database is not ready yet; try again shortly")]
-    NotReady,
-}
-
 /// The database the dashboard reads, once it is ready.
-fn pool(state: &AppState) -> Result<&sqlx::PgPool, DashboardError> {
+fn pool(state: &AppState) -> Result<&sqlx::PgPool, ApiError> {
     state
         .backend()
         .store()
         .map(|store| store.pool())
-        .ok_or(DashboardError::NotReady)
-}
-
-impl DashboardError {
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::MissingToken => "missing_token",
-            Self::BadToken => "bad_token",
-            Self::InvalidQuery(_) => "invalid_query",
-            Self::Database(_) | Self::NotReady => "database_unavailable",
-        }
-    }
-
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::MissingToken | Self::BadToken => StatusCode::UNAUTHORIZED,
-            Self::InvalidQuery(_) => StatusCode::BAD_REQUEST,
-            Self::Database(_) | Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-}
-
-impl From<sqlx::Error> for DashboardError {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Database(error)
-    }
-}
-
-impl From<QueryRejection> for DashboardError {
-    fn from(rejection: QueryRejection) -> Self {
-        Self::InvalidQuery(format!(
-            "the query string is not valid: {}",
-            rejection.body_text()
-        ))
-    }
-}
-
-impl IntoResponse for DashboardError {
-    fn into_response(self) -> Response {
-        if let Self::Database(cause) = &self {
-            tracing::error!(error = %error_chain(cause), "dashboard query failed");
-        }
-        let status = self.status();
-        let mut response = (
-            status,
-            Json(Answer {
-                code: self.code(),
-                message: self.to_string(),
-            }),
-        )
-            .into_response();
-        let headers = response.headers_mut();
-        match self {
-            Self::MissingToken => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(r#"Bearer realm="zegolog dashboard""#),
-                );
-            }
-            Self::BadToken => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(
-                        r#"Bearer realm="zegolog dashboard", error="invalid_token""#,
-                    ),
-                );
-            }
-            Self::Database(_) | Self::NotReady => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-            }
-            Self::InvalidQuery(_) => {}
-        }
-        response
-    }
+        .ok_or(ApiError::NotReady)
 }
 
 /// The dashboard's routes, all behind `token`. [`crate::server::app`] merges them when a token
@@ -213,22 +122,21 @@ struct FilterParams {
 }
 
 impl FilterParams {
-    fn range(&self, today: NaiveDate) -> Result<Range, DashboardError> {
+    fn range(&self, today: NaiveDate) -> Result<Range, ApiError> {
         fn present(value: &Option<String>) -> Option<&str> {
             value.as_deref().map(str::trim).filter(|v| !v.is_empty())
         }
         let appid = present(&self.appid)
             .ok_or_else(|| {
-                DashboardError::InvalidQuery(
+                ApiError::InvalidQuery(
                     "appid is required: one of the appids of /dashboard/api/apps".into(),
                 )
             })?
             .parse::<i64>()
-            .map_err(|_| DashboardError::InvalidQuery("appid must be an integer".into()))?;
+            .map_err(|_| ApiError::InvalidQuery("appid must be an integer".into()))?;
         let date = |name: &str, v: &str| {
-            NaiveDate::parse_from_str(v, "%Y-%m-%d").map_err(|_| {
-                DashboardError::InvalidQuery(format!("{name} must be a date as YYYY-MM-DD"))
-            })
+            NaiveDate::parse_from_str(v, "%Y-%m-%d")
+                .map_err(|_| ApiError::InvalidQuery(format!("{name} must be a date as YYYY-MM-DD")))
         };
         let to = present(&self.to).map_or(Ok(today), |v| date("to", v))?;
         let from = match present(&self.from) {
@@ -238,12 +146,10 @@ impl FilterParams {
                 .unwrap_or(NaiveDate::MIN),
         };
         if from > to {
-            return Err(DashboardError::InvalidQuery(
-                "from must not be after to".into(),
-            ));
+            return Err(ApiError::InvalidQuery("from must not be after to".into()));
         }
         if (to - from).num_days() >= MAX_RANGE_DAYS as i64 {
-            return Err(DashboardError::InvalidQuery(format!(
+            return Err(ApiError::InvalidQuery(format!(
                 "the range may span at most {MAX_RANGE_DAYS} days"
             )));
         }
@@ -255,7 +161,7 @@ type Filter = Result<Query<FilterParams>, QueryRejection>;
 
 /// The range asked for, with "today" and the answer's days in the deployment's reporting
 /// time zone (kept in the database), and that zone's name.
-async fn range_of(state: &AppState, filter: Filter) -> Result<Zoned, DashboardError> {
+async fn range_of(state: &AppState, filter: Filter) -> Result<Zoned, ApiError> {
     let params = filter?.0;
     let (time_zone, today) = views::today(pool(state)?).await?;
     Ok(Zoned {
@@ -284,9 +190,7 @@ fn answer(zoned: Zoned, key: &str, value: impl serde::Serialize) -> Json<serde_j
 
 /// `GET /dashboard/api/apps`: `{"apps": [{"appid", "sessions", "first_day", "last_day"}]}`,
 /// the busiest first.
-async fn api_apps(
-    State(state): State<AppState>,
-) -> Result<Json<serde_json::Value>, DashboardError> {
+async fn api_apps(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let apps = days::apps(pool(&state)?).await?;
     Ok(Json(json!({ "apps": apps })))
 }
@@ -296,7 +200,7 @@ async fn api_apps(
 async fn api_histogram(
     State(state): State<AppState>,
     filter: Filter,
-) -> Result<Json<serde_json::Value>, DashboardError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let zoned = range_of(&state, filter).await?;
     let histogram = days::histogram(pool(&state)?, zoned.range).await?;
     Ok(answer(zoned, "histogram", histogram))
@@ -307,7 +211,7 @@ async fn api_histogram(
 async fn api_durations(
     State(state): State<AppState>,
     filter: Filter,
-) -> Result<Json<serde_json::Value>, DashboardError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let zoned = range_of(&state, filter).await?;
     let days = days::durations(pool(&state)?, zoned.range).await?;
     Ok(answer(zoned, "days", days))
@@ -318,7 +222,7 @@ async fn api_durations(
 async fn api_reasons(
     State(state): State<AppState>,
     filter: Filter,
-) -> Result<Json<serde_json::Value>, DashboardError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let zoned = range_of(&state, filter).await?;
     let rows = days::reasons(pool(&state)?, zoned.range).await?;
     Ok(answer(zoned, "rows", rows))
@@ -329,7 +233,7 @@ async fn api_reasons(
 async fn api_concurrency(
     State(state): State<AppState>,
     filter: Filter,
-) -> Result<Json<serde_json::Value>, DashboardError> {
+) -> Result<Json<serde_json::Value>, ApiError> {
     let zoned = range_of(&state, filter).await?;
     let days = days::concurrency(pool(&state)?, zoned.range).await?;
     Ok(answer(zoned, "days", days))

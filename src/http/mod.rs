@@ -28,12 +28,13 @@ use tower_http::trace::TraceLayer;
 pub use error::{Answer, ApiError};
 pub use serve::{serve, ClientLimits};
 
-use crate::callback::{Encoding, Envelope, Fields, Payload, Received};
+use crate::callback::{self, Encoding, Origin};
 use crate::database::{Backend, BackendState};
-use crate::ingest::{Ack, BatchConfig, Ingest};
+use crate::ingest::{BatchConfig, Ingest};
 use crate::metrics::Metrics;
+use crate::outcome::Outcome;
 use crate::signature::Verifier;
-use crate::store::{Outcome, Reuse, Store};
+use crate::store::Store;
 
 /// Bodies above this size are refused with 413: real callbacks are well under 2 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -104,29 +105,42 @@ pub fn edge(routes: Router<AppState>, state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
 }
 
-/// `POST /zego/callback`: every event type arrives here.
+/// `POST /zego/callback`: every event type arrives here. What became of the callback is
+/// answered by its [`Outcome`] (its code, message and status); a request that is not taken, by
+/// its [`ApiError`].
 async fn receive_callback(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    match handle_callback(&state, &headers, body).await {
-        Ok(answer) => (StatusCode::OK, Json(answer)).into_response(),
+    let (status, code, message) = match handle_callback(&state, &headers, body).await {
+        Ok(outcome) => (outcome.status(), outcome.code(), outcome.message()),
         Err(error) => {
             state.metrics.rejected(error.code());
             if error.status().is_client_error() {
                 tracing::info!(code = error.code(), %error, "callback refused");
             }
-            error.into_response()
+            return error.into_response();
         }
+    };
+    if status.is_client_error() {
+        state.metrics.rejected(code);
+        tracing::info!(code, message, "callback refused");
     }
+    let answer = Answer {
+        code,
+        message: message.to_owned(),
+    };
+    (status, Json(answer)).into_response()
 }
 
+/// The body, undone of its transfer encoding, through [`callback::receive`], then to the
+/// ingest path.
 async fn handle_callback(
     state: &AppState,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Answer, ApiError> {
+) -> Result<Outcome, ApiError> {
     let body = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge {
             limit: MAX_BODY_BYTES,
@@ -142,59 +156,16 @@ async fn handle_callback(
                 .ok_or_else(|| ApiError::UnsupportedContentType(text.into_owned()))?
         }
     };
-    let fields = Fields::parse(&body, encoding)?;
-    let envelope = Envelope::from_fields(&fields)?;
+    let origin = Origin::Network {
+        verifier: &state.verifier,
+        now: chrono::Utc::now().timestamp(),
+    };
+    let received = callback::receive(&body, encoding, origin)?;
     state
-        .verifier
-        .verify(&envelope, chrono::Utc::now().timestamp())?;
-    if state.verifier.is_insecure() {
-        tracing::warn!(
-            event = %envelope.event,
-            appid = envelope.appid,
-            "signature NOT verified (--insecure-skip-verify): this callback may be forged"
-        );
-    }
-
-    let mut received = Received::new(&envelope, &fields, encoding);
-    if !state.verifier.is_insecure() {
-        // Verified: the signature ledger makes this triple carry this body only.
-        received = received.signed_by(&envelope);
-    }
-    if let Payload::Refused(reason) = &received.payload {
-        tracing::warn!(event = %envelope.event, appid = envelope.appid, %reason, "authentic callback quarantined");
-    }
-    let ack = state
         .ingest
         .submit(received)
         .await
-        .map_err(ApiError::Unavailable)?;
-    let message = match ack {
-        Ack::Written(Outcome::SignatureReuse(Reuse::Rejected)) => {
-            return Err(ApiError::ReplayedSignature)
-        }
-        Ack::Written(Outcome::SignatureReuse(Reuse::Quarantined)) => {
-            "this signature came first with another body; kept for investigation, do not retry"
-        }
-        Ack::Written(Outcome::SignatureReuse(Reuse::OverBound)) => {
-            "this signature came first with another body; counted, not kept, do not retry"
-        }
-        Ack::Written(
-            Outcome::Stored | Outcome::SignatureReuse(Reuse::Accepted { stored: true }),
-        ) => "stored",
-        Ack::Written(
-            Outcome::Duplicate | Outcome::SignatureReuse(Reuse::Accepted { stored: false }),
-        ) => "already stored by an earlier delivery",
-        Ack::Written(Outcome::Quarantined) => {
-            "authentic but not usable; kept for investigation, do not retry"
-        }
-        Ack::Spooled => {
-            "the database is unavailable; kept in the durable spool, stored once it is back"
-        }
-    };
-    Ok(Answer {
-        code: ack.as_str(),
-        message: message.to_owned(),
-    })
+        .map_err(ApiError::Unavailable)
 }
 
 /// Undoes a `Content-Encoding` (none, `identity`, `gzip` or `x-gzip`; anything else is 415).

@@ -12,7 +12,7 @@ use indicatif::ProgressBar;
 use tokio::sync::mpsc;
 
 use super::{Batch, LISTED_LINES, MAX_LINE_BYTES};
-use crate::callback::{Encoding, Envelope, Fields, Received};
+use crate::callback::{self, Encoding, Origin, ReceiveError, Received};
 
 /// Where the callbacks come from.
 pub struct Input {
@@ -133,12 +133,12 @@ pub(super) fn read_batches(
     read
 }
 
-/// One line as live ingest takes a JSON body, without the signature check.
+/// One line as live ingest takes a JSON body, from the operator: without the signature check.
 fn parse_line(line: &[u8]) -> Result<Received, String> {
-    let fields = Fields::parse(line, Encoding::Json).map_err(|e| shorten(e.to_string()))?;
-    let envelope = Envelope::from_fields(&fields)
-        .map_err(|e| shorten(format!("not a callback envelope: {e}")))?;
-    Ok(Received::new(&envelope, &fields, Encoding::Json))
+    callback::receive(line, Encoding::Json, Origin::Operator).map_err(|e| match e {
+        ReceiveError::Envelope(e) => shorten(format!("not a callback envelope: {e}")),
+        other => shorten(other.to_string()),
+    })
 }
 
 /// A reason short enough for one line of the summary (a refused value may be long).

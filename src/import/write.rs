@@ -9,7 +9,8 @@ use tokio::task::JoinSet;
 
 use super::{Batch, ImportSummary, LISTED_LINES};
 use crate::callback::{Payload, Received};
-use crate::store::{Outcome, Store, StoreError};
+use crate::outcome::Outcome;
+use crate::store::{Store, StoreError};
 
 pub(super) struct Written {
     pub(super) batch: Batch,
@@ -35,7 +36,8 @@ pub(super) fn tally(summary: &mut ImportSummary, written: Result<Written, tokio:
                     Outcome::Stored => summary.stored += 1,
                     Outcome::Duplicate => summary.duplicate += 1,
                     // Imported callbacks carry no signed triple: never a signature reuse.
-                    Outcome::Quarantined | Outcome::SignatureReuse(_) => {
+                    // Nor spooled: import writes to the database only.
+                    Outcome::Quarantined | Outcome::SignatureReuse(_) | Outcome::Spooled => {
                         summary.quarantined += 1;
                         if summary.quarantined_lines.len() < LISTED_LINES {
                             summary.quarantined_lines.push(*line);

@@ -6,8 +6,8 @@
 //! callback is one row.
 //! This module knows SQL and nothing of HTTP.
 //!
-//! Here: the [`Store`] (connecting, migrating, the health ping) and what a write answers
-//! ([`Outcome`], [`Reuse`], [`ReusePolicy`]). Beside it, one file per concern: `write.rs`, the
+//! Here: the [`Store`] (connecting, migrating, the health ping); a write answers an
+//! [`crate::outcome::Outcome`] per callback. Beside it, one file per concern: `write.rs`, the
 //! batch write (its statement in `write_batch.sql`, with its comments); `quarantine.rs`, listing
 //! and releasing quarantined callbacks; `upkeep.rs`, rollup compaction, partitions and retention;
 //! `erase.rs`, erasing one user.
@@ -22,118 +22,12 @@ mod quarantine;
 mod upkeep;
 mod write;
 
+use crate::outcome::ReusePolicy;
+
 pub use erase::Removed;
 pub use quarantine::{QuarantinedBody, QuarantinedCallback};
 pub use upkeep::LEDGER_KEEP;
 pub use write::WriteStatement;
-
-/// What storing one callback did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// New: its rows were written.
-    Stored,
-    /// Already stored by an earlier delivery (or an earlier callback of the same batch).
-    Duplicate,
-    /// Authentic but unusable: archived with the reason in `callback_events.refused_reason`.
-    Quarantined,
-    /// Its (timestamp, nonce, signature) came first with another body: see [`Reuse`].
-    SignatureReuse(Reuse),
-}
-
-impl Outcome {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Stored | Self::SignatureReuse(Reuse::Accepted { stored: true }) => "stored",
-            Self::Duplicate | Self::SignatureReuse(Reuse::Accepted { stored: false }) => {
-                "duplicate"
-            }
-            Self::Quarantined | Self::SignatureReuse(Reuse::Quarantined | Reuse::OverBound) => {
-                "quarantined"
-            }
-            Self::SignatureReuse(Reuse::Rejected) => "replayed_signature",
-        }
-    }
-}
-
-/// What was done with a callback whose signed triple the ledger holds with another body.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reuse {
-    /// Kept in `callback_events` with the reuse and the first digest in `refused_reason`, in no
-    /// typed table and no rollup (policy `quarantine`, and every policy when draining the spool
-    /// would otherwise reject).
-    Quarantined,
-    /// Beyond [`QUARANTINE_PER_SIGNATURE`] bodies of its triple: counted only, nothing written.
-    OverBound,
-    /// Nothing written; the sender is answered 401 (policy `reject`).
-    Rejected,
-    /// Stored as usual (policy `accept`); `stored` tells new from duplicate.
-    Accepted { stored: bool },
-}
-
-impl Reuse {
-    /// The metrics label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Quarantined => "quarantined",
-            Self::OverBound => "over_bound",
-            Self::Rejected => "rejected",
-            Self::Accepted { .. } => "accepted",
-        }
-    }
-}
-
-/// What to do with another body under a signed triple already in the ledger (`zegolog serve
-/// --on-signature-reuse`). The same triple with the same body is a retry under every policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ReusePolicy {
-    /// Keep it out of the typed tables, in `callback_events` with the reason; answer 2xx.
-    #[default]
-    Quarantine,
-    /// Write nothing; answer 401 `replayed_signature`.
-    Reject,
-    /// Store it as usual; only count it.
-    Accept,
-}
-
-impl ReusePolicy {
-    pub const NAMES: [&'static str; 3] = ["quarantine", "reject", "accept"];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Quarantine => "quarantine",
-            Self::Reject => "reject",
-            Self::Accept => "accept",
-        }
-    }
-
-    /// The policy for a callback whose sender was already answered 2xx (drained from the
-    /// spool): it can no longer be refused, so `reject` quarantines.
-    pub fn acknowledged(self) -> Self {
-        match self {
-            Self::Reject => Self::Quarantine,
-            other => other,
-        }
-    }
-}
-
-impl std::str::FromStr for ReusePolicy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "quarantine" => Ok(Self::Quarantine),
-            "reject" => Ok(Self::Reject),
-            "accept" => Ok(Self::Accept),
-            other => Err(format!(
-                "`{other}` is not one of quarantine, reject, accept"
-            )),
-        }
-    }
-}
-
-/// Most bodies one signed triple can put in quarantine; later reuses of it are only counted
-/// (answered 2xx all the same), so that one captured triple cannot fill the disk.
-pub const QUARANTINE_PER_SIGNATURE: i32 = 10;
 
 /// The version of the first migration of the 0.1 baseline (`migrations/0100_*.sql`).
 pub const FIRST_BASELINE_VERSION: i64 = 100;

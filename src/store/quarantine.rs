@@ -7,8 +7,9 @@
 use chrono::{DateTime, Utc};
 
 use super::write::write_statement;
-use super::{Outcome, ReusePolicy, Store, StoreError};
+use super::{Store, StoreError};
 use crate::callback::{Payload, Received};
+use crate::outcome::{Outcome, ReusePolicy};
 
 /// One quarantined callback, as `zegolog quarantine list` shows it.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{Outcome, Reuse, ReusePolicy, Store, StoreError, QUARANTINE_PER_SIGNATURE};
+use super::{Store, StoreError};
 use crate::callback::{Payload, Received, RoomLifecycle, RoomLogin, RoomLogout};
+use crate::outcome::{Outcome, Reuse, ReusePolicy, QUARANTINE_PER_SIGNATURE};
 
 impl Store {
     /// Stores a batch of authenticated callbacks in one statement, hence one transaction, and
@@ -190,10 +191,10 @@ pub(super) async fn write_statement<'e, E: sqlx::PgExecutor<'e>>(
         match row {
             Written {
                 pos: Some(pos),
-                quarantined: Some(quarantined),
+                verdict: Some(verdict),
                 ..
             } => {
-                reuses.insert(pos, quarantined);
+                reuses.insert(pos, verdict);
             }
             Written {
                 appid: None,
@@ -210,7 +211,7 @@ pub(super) async fn write_statement<'e, E: sqlx::PgExecutor<'e>>(
                 room_id: Some(room_id),
                 user_account: Some(user_account),
                 pos: None,
-                quarantined: None,
+                verdict: None,
             } => {
                 new_logouts.insert((appid, session_id, logout_time, room_id, user_account));
             }
@@ -221,20 +222,15 @@ pub(super) async fn write_statement<'e, E: sqlx::PgExecutor<'e>>(
         .iter()
         .enumerate()
         .map(|(i, received)| {
-            let reuse = reuses.get(&(i as i64 + 1)).copied();
-            let reuse = match (policy, reuse) {
-                (_, None) => None,
-                (ReusePolicy::Quarantine, Some(true)) => {
-                    return Outcome::SignatureReuse(Reuse::Quarantined)
-                }
-                (ReusePolicy::Quarantine, Some(false)) => {
-                    return Outcome::SignatureReuse(Reuse::OverBound)
-                }
-                (ReusePolicy::Reject, Some(_)) => return Outcome::SignatureReuse(Reuse::Rejected),
-                (ReusePolicy::Accept, Some(_)) => Some(()),
+            let reuse = match reuses.get(&(i as i64 + 1)).map(String::as_str) {
+                None => None,
+                Some("quarantined") => return Outcome::SignatureReuse(Reuse::Quarantined),
+                Some("over_bound") => return Outcome::SignatureReuse(Reuse::OverBound),
+                Some("rejected") => return Outcome::SignatureReuse(Reuse::Rejected),
+                Some(_accepted) => Some(()),
             };
             let new = match &received.payload {
-                Payload::Refused(_) => return Outcome::Quarantined,
+                Payload::Unusable(_) => return Outcome::Quarantined,
                 Payload::Logout(l) => new_logouts.remove(&(
                     l.appid,
                     l.session_id.to_string(),
@@ -356,7 +352,9 @@ struct Written {
     room_id: Option<String>,
     user_account: Option<String>,
     pos: Option<i64>,
-    quarantined: Option<bool>,
+    /// The reuse policy's verdict on a signature reuse: `quarantined`, `over_bound`,
+    /// `rejected` or `accepted`.
+    verdict: Option<String>,
 }
 
 /// A batch turned inside out: one array per column, as UNNEST wants them.
@@ -434,22 +432,22 @@ impl<'a> Columns<'a> {
             let pos = i as i64 + 1;
             c.digest.push(received.digest.to_vec());
             let signed = received.signed.as_ref();
-            c.signed_at.push(signed.map(|s| signed_at(s.timestamp)));
-            c.nonce.push(signed.map(|s| s.nonce.clone()));
-            c.signature.push(signed.map(|s| s.signature.clone()));
+            c.signed_at.push(signed.map(|s| signed_at(s.timestamp())));
+            c.nonce.push(signed.map(|s| s.nonce().to_owned()));
+            c.signature.push(signed.map(|s| s.signature().to_owned()));
             c.event.push(received.event.clone());
             c.appid.push(received.appid);
             c.body.push(&received.body);
             c.content_type.push(received.encoding.mime());
             c.refused_reason.push(match &received.payload {
-                Payload::Refused(reason) => Some(reason.clone()),
+                Payload::Unusable(reason) => Some(reason.clone()),
                 _ => None,
             });
             match &received.payload {
                 Payload::Logout(l) => c.logout.push(pos, l),
                 Payload::Login(l) => c.login.push(pos, l),
                 Payload::Room(r) => c.room.push(pos, r),
-                Payload::Other | Payload::Refused(_) => {}
+                Payload::Other | Payload::Unusable(_) => {}
             }
         }
         c

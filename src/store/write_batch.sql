@@ -21,9 +21,10 @@
 -- would miss it). The batch's triples are grouped first, because `DO UPDATE` cannot touch one
 -- row twice in one statement, and inserted in key order, as every other table, so that
 -- concurrent batches lock in one order. A callback whose digest is not its triple's ledger
--- digest is a reuse (`reused`): under `quarantine` and `reject` its typed rows are left out
--- (`blocked`), hence its rollups too; under `quarantine` its body is archived with the reason
--- while the triple's count allows; under `reject` nothing of it is written. Callbacks are
+-- digest is a reuse (`reused`), and the reuse policy's `verdict` on it is decided in
+-- `verdicts`: under `quarantine` and `reject` its typed rows are left out (`blocked`), hence its
+-- rollups too; under `quarantine` its body is archived with the reason while the triple's
+-- count allows (`quarantined`, else `over_bound`); under `reject` nothing of it is written. Callbacks are
 -- numbered by their position in the batch (`pos`, 1-based), which the typed arrays carry too.
 --
 -- A logout without `login_time` (the 2022-2023 docs) is paired with its login, the latest of
@@ -86,10 +87,16 @@ WITH input AS (
     JOIN triples AS t USING (signed_at, nonce, signature)
     WHERE i.digest <> l.digest
 ), verdicts AS (
-    SELECT pos, first_digest, ($40 = 'quarantine' AND nth <= $41) AS quarantined
+    -- What the reuse policy makes of each reuse, decided here and nowhere else (the store
+    -- reads `verdict` back as its outcome).
+    SELECT pos, first_digest,
+           CASE WHEN $40 = 'accept' THEN 'accepted'
+                WHEN $40 = 'reject' THEN 'rejected'
+                WHEN nth <= $41 THEN 'quarantined'
+                ELSE 'over_bound' END AS verdict
     FROM reused
 ), blocked AS (
-    SELECT pos FROM verdicts WHERE $40 <> 'accept'
+    SELECT pos FROM verdicts WHERE verdict <> 'accepted'
 ), logout_input AS (
     -- Typed logouts, with their callback's digest and body.
     SELECT t.*, i.digest, i.body, i.content_type
@@ -176,7 +183,7 @@ WITH input AS (
     -- `reject` nothing of it is written.
     INSERT INTO callback_events (digest, event, appid, body, content_type, refused_reason)
     SELECT i.digest, i.event, i.appid, i.body, i.content_type,
-           CASE WHEN v.quarantined
+           CASE WHEN v.verdict = 'quarantined'
                 THEN format('signature reuse: this (timestamp, nonce, signature) came first with another body (digest %s); kept out of the typed tables',
                             encode(v.first_digest, 'hex'))
                 ELSE i.refused_reason END
@@ -184,7 +191,7 @@ WITH input AS (
     LEFT JOIN verdicts AS v USING (pos)
     LEFT JOIN logout_input AS t USING (pos)
     LEFT JOIN variants AS x USING (pos)
-    WHERE (v.pos IS NULL OR v.quarantined OR $40 = 'accept')
+    WHERE (v.pos IS NULL OR v.verdict IN ('quarantined', 'accepted'))
       AND (t.pos IS NULL OR x.pos IS NOT NULL)
     -- Key order; of two copies of one body, the genuine one first (it keeps the archive row).
     ORDER BY i.digest, v.pos IS NOT NULL, i.pos
@@ -288,9 +295,9 @@ WITH input AS (
     WHERE EXISTS (SELECT FROM changes)
 )
 SELECT NULL::bigint AS appid, digest AS key, NULL::timestamptz AS logout_time,
-       NULL AS room_id, NULL AS user_account, NULL::bigint AS pos, NULL::boolean AS quarantined
+       NULL AS room_id, NULL AS user_account, NULL::bigint AS pos, NULL::text AS verdict
 FROM events
 UNION ALL
 SELECT appid, session_id, logout_time, room_id, user_account, NULL, NULL FROM new_logouts
 UNION ALL
-SELECT NULL, encode(first_digest, 'hex'), NULL, NULL, NULL, pos, quarantined FROM verdicts
+SELECT NULL, encode(first_digest, 'hex'), NULL, NULL, NULL, pos, verdict FROM verdicts

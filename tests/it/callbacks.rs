@@ -499,9 +499,10 @@ async fn server_run_stores_a_signed_callback_once_and_returns_ok_on_shutdown() {
     use zegolog::database::Location;
     use zegolog::http::ClientLimits;
     use zegolog::ingest::BatchConfig;
+    use zegolog::outcome::ReusePolicy;
     use zegolog::server::{ServerConfig, SpoolConfig};
     use zegolog::spool::SpoolLimits;
-    use zegolog::store::{PoolConfig, ReusePolicy};
+    use zegolog::store::PoolConfig;
     use zegolog::upkeep::UpkeepConfig;
 
     const TOKEN: &str = "server-run-dashboard-token";

@@ -15,7 +15,7 @@ use rand::distributions::Alphanumeric;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
-use zegolog::callback::{Encoding, Envelope, Fields, Received};
+use zegolog::callback::{self, Encoding, Origin};
 use zegolog::http::AppState;
 use zegolog::ingest::{BatchConfig, Ingest};
 use zegolog::metrics::Metrics;
@@ -148,9 +148,8 @@ async fn a_callback_nested_127_deep_survives_the_spool() {
         "[".repeat(depth),
         "]".repeat(depth)
     );
-    let fields = Fields::parse(body.as_bytes(), Encoding::Json).expect("the parser accepts it");
-    let envelope = Envelope::from_fields(&fields).unwrap();
-    let received = Received::new(&envelope, &fields, Encoding::Json);
+    let received = callback::receive(body.as_bytes(), Encoding::Json, Origin::Operator)
+        .expect("the parser accepts it");
     let dir = temp_data_dir("zegolog-robustness-spool-");
     let spool = Spool::open(&dir.join("spool.redb"), 1 << 20).unwrap();
 

@@ -14,10 +14,11 @@ use tracing_subscriber::EnvFilter;
 use zegolog::database::DatabaseArgs;
 use zegolog::ingest::BatchConfig;
 use zegolog::notifier::{NotifierConfig, WebhookUrl};
+use zegolog::outcome::ReusePolicy;
 use zegolog::server::{ServerConfig, SpoolConfig};
 use zegolog::signature::{Secrets, Verifier};
 use zegolog::spool::SpoolLimits;
-use zegolog::store::{PoolConfig, ReusePolicy};
+use zegolog::store::PoolConfig;
 use zegolog::time_zone::TimeZoneArgs;
 use zegolog::upkeep::{Retention, UpkeepConfig};
 

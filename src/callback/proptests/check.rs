@@ -93,7 +93,7 @@ fn check_received(
     archive: &Value,
     had_nul: bool,
 ) -> Result<(), TestCaseError> {
-    let received = Received::new(envelope, fields, encoding);
+    let received = Received::new(envelope, fields, encoding, None);
     prop_assert_eq!(received.digest, digest);
     // The text the archive stores is the archive object's own serialisation.
     prop_assert_eq!(&received.body, &archive.to_string());
@@ -101,7 +101,7 @@ fn check_received(
     prop_assert_eq!(received.encoding, encoding);
     prop_assert_eq!(&received.event, &envelope.event.replace('\0', "\u{FFFD}"));
     match &received.payload {
-        Payload::Refused(reason) => {
+        Payload::Unusable(reason) => {
             prop_assert!(!reason.is_empty() && !reason.contains('\0'));
             if !had_nul && envelope.event == RoomLogout::EVENT {
                 let error = RoomLogout::from_fields(envelope.appid, fields).unwrap_err();

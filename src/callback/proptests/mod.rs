@@ -349,7 +349,7 @@ fn near_valid_strategies_reach_the_typed_logout() {
             if let Ok(envelope) = Envelope::from_fields(&fields) {
                 envelopes[i] += 1;
                 if matches!(
-                    Received::new(&envelope, &fields, *encoding).payload,
+                    Received::new(&envelope, &fields, *encoding, None).payload,
                     Payload::Logout(_)
                 ) {
                     logouts[i] += 1;

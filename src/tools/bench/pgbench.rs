@@ -107,7 +107,7 @@ fn write_batch_script() -> String {
                 "left(encode(sha256(convert_to({session}::text, 'UTF8')), 'hex'), 40)"
             )),
             40 => "'quarantine'".to_owned(),
-            41 => crate::store::QUARANTINE_PER_SIGNATURE.to_string(),
+            41 => crate::outcome::QUARANTINE_PER_SIGNATURE.to_string(),
             42 => array("g::bigint"),
             // No logins or room events in these batches: empty arrays of their casts' types.
             _ => "'{}'".to_owned(),

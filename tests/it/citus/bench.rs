@@ -13,7 +13,7 @@ use common::citus::citus_database;
 use common::{migrated_database_url, signed};
 use serde_json::json;
 use sqlx::PgPool;
-use zegolog::callback::{Encoding, Envelope, Fields, Received};
+use zegolog::callback::{receive, Encoding, Origin, Received};
 use zegolog::store::{Store, StoreError};
 
 const BATCH: usize = 100;
@@ -34,13 +34,11 @@ fn batches(first: usize, count: usize) -> Vec<Vec<Received>> {
                         "session_id": n.to_string(), "login_time": (now - 600_000).to_string(),
                         "logout_time": (now - (n % 600) as i64 * 1000).to_string(),
                         "reason": (n % 5).to_string(), "user_role": "2", "user_update_seq": "2"}));
-                    let fields =
-                        Fields::parse(callback.to_string().as_bytes(), Encoding::Json).unwrap();
-                    let envelope = Envelope::from_fields(&fields).unwrap();
-                    verifier
-                        .verify(&envelope, chrono::Utc::now().timestamp())
-                        .unwrap();
-                    Received::new(&envelope, &fields, Encoding::Json).signed_by(&envelope)
+                    let origin = Origin::Network {
+                        verifier: &verifier,
+                        now: chrono::Utc::now().timestamp(),
+                    };
+                    receive(callback.to_string().as_bytes(), Encoding::Json, origin).unwrap()
                 })
                 .collect()
         })

@@ -133,18 +133,13 @@ async fn old_docs_logout_and_its_login_in_one_batch_pair_once() {
     let store = zegolog::store::Store::from_pool(app.pool.clone());
     let verifier = common::test_verifier(600);
     let receive = |callback: Value| {
-        let callback = resign(callback);
-        let fields = zegolog::callback::Fields::parse(
-            callback.to_string().as_bytes(),
-            zegolog::callback::Encoding::Json,
-        )
-        .unwrap();
-        let envelope = zegolog::callback::Envelope::from_fields(&fields).unwrap();
-        verifier
-            .verify(&envelope, chrono::Utc::now().timestamp())
-            .unwrap();
-        zegolog::callback::Received::new(&envelope, &fields, zegolog::callback::Encoding::Json)
-            .signed_by(&envelope)
+        let origin = zegolog::callback::Origin::Network {
+            verifier: &verifier,
+            now: chrono::Utc::now().timestamp(),
+        };
+        let body = resign(callback).to_string();
+        zegolog::callback::receive(body.as_bytes(), zegolog::callback::Encoding::Json, origin)
+            .unwrap()
     };
     let batch = vec![
         receive(old_docs_logout("r", "u", now - MINUTE_MS, 1)),
