@@ -9,7 +9,7 @@
 //! - [`callback`]: the callback contract: body → fields → envelope → typed event. No HTTP, no SQL.
 //! - [`signature`]: the SHA-1 signature, secrets per appid, the timestamp window.
 //! - [`store`]: PostgreSQL: embedded migrations, idempotent batch writes, the signature ledger, upkeep queries. No HTTP.
-//! - [`spool`]: the durable local spool (redb) callbacks wait in during an outage.
+//! - [`spool`]: the durable local spool (redb) callbacks wait in during an outage; its entries are versioned records of their own (`spool::record`).
 //! - [`metrics`]: Prometheus counters.
 //! - [`embedded_pg`]: the private PostgreSQL zegolog runs when no database URL is given.
 //! - [`time_zone`]: the deployment's reporting time zone (and its `--time-zone` flag): the check at start, the change that rebuilds the rollups.
