@@ -1,5 +1,7 @@
-//! The durable spool in the running app: an outage is absorbed, drained in order once
-//! PostgreSQL is back, and bounded; a spool left by an earlier version drains.
+//! The durable spool itself, in the running app: what an outage sends to it drains in arrival
+//! order once PostgreSQL is back, its bound in bytes answers 503, and a spool file left by an
+//! earlier version drains. A disk filling under it is in `faults`, the process dying with
+//! callbacks in it in `durability`, outages as the sender sees them in `outage`.
 //!
 //! The tests that stop and start PostgreSQL each run their own private server.
 
