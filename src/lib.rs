@@ -10,7 +10,7 @@
 //! - [`callback`]: the callback contract: body → fields → envelope → signature check → typed event, through [`callback::receive`], the one way in. No HTTP, no SQL.
 //! - [`outcome`]: what became of a callback ([`outcome::Outcome`]: its code, message and HTTP status), and the signature reuse policy.
 //! - [`store`]: PostgreSQL: embedded migrations, idempotent batch writes, the signature ledger, upkeep queries. No HTTP.
-//! - [`spool`]: the durable local spool (redb) callbacks wait in during an outage.
+//! - [`spool`]: the durable local spool (redb) callbacks wait in during an outage; its entries are versioned records of their own (`spool::record`).
 //! - [`metrics`]: Prometheus counters.
 //! - [`embedded_pg`]: the private PostgreSQL zegolog runs when no database URL is given.
 //! - [`time_zone`]: the deployment's reporting time zone (and its `--time-zone` flag): the check at start, the change that rebuilds the rollups.

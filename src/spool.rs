@@ -16,6 +16,34 @@
 //! callers see [`SpoolError::Degraded`] at once and write around it. Nothing here needs a restart.
 //!
 //! Calls block on disk I/O: async callers run them on the blocking pool.
+//!
+//! # The file
+//! Table `callbacks` maps the sequence number (`u64`) to one entry (bytes); table
+//! `undecodable` holds, under the same keys, the entries that could not be read back.
+//!
+//! # The record
+//! An entry is a record of its own (`SpoolRecord`, in `src/spool/record.rs`), not the domain type
+//! [`Received`]: a spool outlives the zegolog that wrote it (an upgrade drains what the old
+//! version spooled), so what an entry holds is versioned and changes only with a new version.
+//! Every version ever written stays readable; writing always uses the newest.
+//!
+//! - **Version 1** (written now): a JSON object whose first key is `"version":1`, then `event`,
+//!   `appid`, `digest` (64 lower-case hex digits), `body` (the archived body, the text of a JSON
+//!   object, as a string), `encoding` (`"json"` or `"form"`), `payload` (`{"logout":{..}}`,
+//!   `{"login":{..}}`, `{"room":{..}}` holding the typed event's own serialised fields,
+//!   `"other"`, or `{"unusable":"reason"}`) and `signed` (`{"timestamp","nonce","signature"}`, or
+//!   `null` for a callback nobody signed).
+//! - **Version 0** (unversioned; written by every zegolog before version 1): `serde_json` of the
+//!   `Received` of that time: no `version` key, `digest` as 32 numbers, `encoding` `"Json"` or
+//!   `"Form"`, `payload` `{"Logout":{..}}`, `{"Login":{..}}`, `{"Room":{..}}`, `"Other"` or
+//!   `{"Refused":"reason"}`, and `signed` as in version 1, or missing in entries spooled before
+//!   the signature ledger existed. Examples in `tests/fixtures/spool-v0/`.
+//!
+//! An entry of an unknown version (written by a newer zegolog, then downgraded) or one that does
+//! not decode is set aside in `undecodable`, with an error in the log naming its version, and
+//! the entries behind it drain on.
+
+mod record;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -50,8 +78,10 @@ pub enum SpoolError {
     Storage(String),
     #[error("the spool is degraded after a storage error and not reopened yet: {0}")]
     Degraded(String),
-    #[error("a spooled entry could not be decoded: {0}")]
-    Corrupt(#[from] serde_json::Error),
+    /// Only on the way in: an entry that cannot be read back is set aside instead (see
+    /// [`Spool::oldest`]).
+    #[error("a callback could not be encoded as a spool record: {0}")]
+    Encode(#[from] serde_json::Error),
 }
 
 impl SpoolError {
@@ -223,12 +253,10 @@ impl Spool {
         Some((stat.blocks_available() as u64).saturating_mul(stat.fragment_size() as u64))
     }
 
-    /// Appends a batch in arrival order, durably (fsync) and all or nothing.
+    /// Appends a batch in arrival order, durably (fsync) and all or nothing, as records of the
+    /// current version.
     pub fn append(&self, batch: &[Received]) -> Result<(), SpoolError> {
-        let encoded: Vec<Vec<u8>> = batch
-            .iter()
-            .map(serde_json::to_vec)
-            .collect::<Result<_, _>>()?;
+        let encoded: Vec<Vec<u8>> = batch.iter().map(record::encode).collect::<Result<_, _>>()?;
         let added: u64 = encoded.iter().map(|e| e.len() as u64).sum();
         // One caller at a time: the level and the file must agree.
         let mut state = self.state.lock().unwrap();
@@ -262,9 +290,9 @@ impl Spool {
         Ok(())
     }
 
-    /// The oldest `limit` entries, with their keys. An entry that cannot be decoded (written
-    /// by an incompatible version, say) is moved to a table of its own and logged, rather than
-    /// blocking every entry behind it.
+    /// The oldest `limit` entries, with their keys. An entry that cannot be decoded (a record
+    /// version this zegolog does not know, or damaged bytes) is moved to a table of its own and
+    /// logged with the reason, rather than blocking every entry behind it.
     pub fn oldest(&self, limit: usize) -> Result<Vec<(u64, Received)>, SpoolError> {
         let mut state = self.state.lock().unwrap();
         let after = state.drained_through.map_or(0, |key| key + 1);
@@ -275,7 +303,7 @@ impl Spool {
             let table = txn.open_table(CALLBACKS)?;
             for entry in table.range(after..)?.take(limit) {
                 let (key, value) = entry?;
-                match serde_json::from_slice(value.value()) {
+                match record::decode(value.value()) {
                     Ok(received) => out.push((key.value(), received)),
                     Err(error) => {
                         tracing::error!(key = key.value(), %error, "spool entry cannot be decoded; set aside in table `undecodable`");
@@ -514,13 +542,107 @@ mod tests {
     #[test]
     fn refuses_appends_beyond_its_bound() {
         let dir = tempfile::tempdir().unwrap();
-        let one = serde_json::to_vec(&received(1)).unwrap().len() as u64;
+        let one = record::encode(&received(1)).unwrap().len() as u64;
         let spool = Spool::open(&dir.path().join("s.redb"), one * 2).unwrap();
         spool.append(&[received(1), received(2)]).unwrap();
         assert!(matches!(
             spool.append(&[received(3)]),
             Err(SpoolError::Full { .. })
         ));
+        assert_eq!(spool.depth(), 2);
+    }
+
+    /// Log lines written while `f` runs on this thread.
+    fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+        #[derive(Clone, Default)]
+        struct Lines(std::sync::Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let out = tracing::subscriber::with_default(subscriber, f);
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        (out, text)
+    }
+
+    #[test]
+    fn an_entry_of_an_unknown_version_is_set_aside_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.redb");
+        let mut future = serde_json::to_value(record::SpoolRecord::of(&received(2))).unwrap();
+        future["version"] = serde_json::json!(99);
+        let future = serde_json::to_vec(&future).unwrap();
+        {
+            let spool = Spool::open(&path, 1 << 20).unwrap();
+            spool.append(&[received(1)]).unwrap();
+        }
+        {
+            // As a newer zegolog would have left it, between two entries of this one.
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(CALLBACKS)
+                .unwrap()
+                .insert(1, future.as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let spool = Spool::open(&path, 1 << 20).unwrap();
+        spool.append(&[received(3)]).unwrap();
+        assert_eq!(spool.depth(), 3);
+
+        let (oldest, log) = logged(|| spool.oldest(10).unwrap());
+
+        let read: Vec<_> = oldest.into_iter().map(|(_, r)| r).collect();
+        assert_eq!(read, [received(1), received(3)]);
+        assert_eq!(spool.depth(), 2);
+        assert!(log.contains("key=1"), "{log}");
+        assert!(log.contains("spool record version 99 is unknown"), "{log}");
+        assert!(log.contains("set aside in table `undecodable`"), "{log}");
+        drop(spool);
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_read().unwrap();
+        let aside = txn.open_table(UNDECODABLE).unwrap();
+        assert_eq!(aside.get(1).unwrap().unwrap().value(), future.as_slice());
+        assert_eq!(aside.len().unwrap(), 1);
+    }
+
+    #[test]
+    fn entries_written_before_records_had_a_version_drain_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spool.redb");
+        let old = include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/spool-v0/other-unsigned.json"
+        ));
+        {
+            let db = Database::create(&path).unwrap();
+            let txn = db.begin_write().unwrap();
+            txn.open_table(CALLBACKS)
+                .unwrap()
+                .insert(0, old.as_slice())
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let spool = Spool::open(&path, 1 << 20).unwrap();
+        spool.append(&[received(1)]).unwrap();
+
+        let oldest = spool.oldest(10).unwrap();
+
+        assert_eq!(oldest.len(), 2);
+        assert_eq!(oldest[0].1.event, "stream_create");
+        assert_eq!(oldest[0].1.signed, None);
+        assert_eq!(oldest[1].1, received(1));
         assert_eq!(spool.depth(), 2);
     }
 }

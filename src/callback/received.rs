@@ -12,7 +12,7 @@ use crate::signature::Signed;
 
 /// An authenticated callback, ready to be stored: what the archive keeps and, for a logout,
 /// its typed row.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Received {
     pub event: String,
     pub appid: i64,
@@ -29,7 +29,6 @@ pub struct Received {
     /// `None` for callbacks nobody signed (`zegolog import`, a released quarantined callback,
     /// `--insecure-skip-verify`) and for spool entries written before the ledger existed.
     /// Only a [`Signed`] proof makes one (or the spool, which keeps what was proven).
-    #[serde(default)]
     pub signed: Option<SignedBy>,
 }
 
@@ -37,7 +36,7 @@ pub struct Received {
 /// sender knew the secret at `timestamp`, nothing about the body: the ledger makes one triple
 /// carry one body. Made from a [`Signed`] proof only (its fields are private); serde is for the
 /// spool, which keeps what was proven before it was spooled.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedBy {
     timestamp: i64,
     nonce: String,
@@ -62,6 +61,16 @@ impl SignedBy {
         }
     }
 
+    /// A triple the spool kept: proven by [`Signed`] before its callback was spooled. Nothing
+    /// but the spool's reader may call it.
+    pub(crate) fn restore(timestamp: i64, nonce: String, signature: String) -> Self {
+        Self {
+            timestamp,
+            nonce,
+            signature,
+        }
+    }
+
     /// The signed timestamp, unix seconds.
     pub fn timestamp(&self) -> i64 {
         self.timestamp
@@ -78,7 +87,7 @@ impl SignedBy {
 }
 
 /// What an authenticated callback holds beyond the archive row.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
     Logout(RoomLogout),
     Login(RoomLogin),

@@ -20,6 +20,7 @@ mod fuzz;
 mod grant;
 mod import;
 mod incident;
+mod instances;
 mod loadtest;
 mod modules;
 mod outage;

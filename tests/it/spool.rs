@@ -1,7 +1,9 @@
-//! The durable spool in the running app: an outage is absorbed, drained in order once
-//! PostgreSQL is back, and bounded.
+//! The durable spool itself, in the running app: what an outage sends to it drains in arrival
+//! order once PostgreSQL is back, its bound in bytes answers 503, and a spool file left by an
+//! earlier version drains. A disk filling under it is in `faults`, the process dying with
+//! callbacks in it in `durability`, outages as the sender sees them in `outage`.
 //!
-//! These tests stop and start PostgreSQL, so each runs its own private server.
+//! The tests that stop and start PostgreSQL each run their own private server.
 
 use crate::common;
 
@@ -144,4 +146,104 @@ async fn full_spool_answers_503_so_the_sender_retries() {
     );
     let spooled = codes.iter().filter(|(s, _)| *s == 200).count() as u64;
     assert_eq!(outage.readyz().await["spool_depth"], spooled);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_left_by_the_unversioned_spool_drains_into_postgres() {
+    // A spool file as zegolog wrote it before spool records had a version: one entry per
+    // fixture, keyed from 0 in arrival order.
+    let fixtures: [&[u8]; 5] = [
+        include_bytes!("../fixtures/spool-v0/logout-signed.json"),
+        include_bytes!("../fixtures/spool-v0/login-signed-form.json"),
+        include_bytes!("../fixtures/spool-v0/other-unsigned.json"),
+        include_bytes!("../fixtures/spool-v0/refused-signed.json"),
+        include_bytes!("../fixtures/spool-v0/room-create-signed.json"),
+    ];
+    let dir = common::temp_data_dir("zegolog-spool-v0-");
+    let spool_path = dir.join("spool.redb");
+    {
+        let callbacks: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("callbacks");
+        let db = redb::Database::create(&spool_path).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let mut table = txn.open_table(callbacks).unwrap();
+            for (key, entry) in fixtures.iter().enumerate() {
+                table.insert(key as u64, *entry).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+    let pool = common::migrated_pool().await;
+
+    let app =
+        TestApp::serve_with_spool(Store::from_pool(pool.clone()), pool, &spool_path, 1 << 20).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready: serde_json::Value = app
+            .client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if ready["spool_depth"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the spool did not drain: {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let logout: (String, String, bool) =
+        sqlx::query_as("SELECT session_id::text, user_account, body IS NOT NULL FROM room_logouts")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        logout,
+        ("792462300429684736".into(), "888120154".into(), true)
+    );
+    let login: (String, Option<i32>, Option<String>) =
+        sqlx::query_as("SELECT user_nickname, term_type, callback_data FROM room_logins")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(login, ("张 san".into(), Some(3), Some("hello".into())));
+    let room: (String, Option<String>) =
+        sqlx::query_as("SELECT event, creator FROM room_lifecycle_events")
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+    assert_eq!(room, ("room_create".into(), Some("host".into())));
+    // The five drain as one batch, which the store writes grouped by kind: compare by event.
+    let archived: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT event, content_type, refused_reason FROM callback_events ORDER BY event",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        archived,
+        [
+            ("room_create".into(), "application/json".into(), None),
+            (
+                "room_login".into(),
+                "application/x-www-form-urlencoded".into(),
+                None
+            ),
+            (
+                "room_logout".into(),
+                "application/json".into(),
+                Some("field `logout_time` is missing".into())
+            ),
+            ("stream_create".into(), "application/json".into(), None),
+        ]
+    );
+    // The four signed ones kept their triple.
+    assert_eq!(app.count("signature_ledger").await, 4);
+    assert_eq!(app.archived().await, 5);
 }

@@ -124,11 +124,6 @@ fn check_received(
             prop_assert_ne!(envelope.event.as_str(), RoomLogout::EVENT);
         }
     }
-    // The spool keeps callbacks as JSON: what goes in must come out whole, at any nesting (the
-    // body travels as a string, never parsed again).
-    let spooled = serde_json::to_vec(&received).unwrap();
-    let back: Received = serde_json::from_slice(&spooled).unwrap();
-    prop_assert_eq!(back, received);
     Ok(())
 }
 

@@ -27,6 +27,7 @@ use zegolog::store::Store;
 pub mod browser;
 pub mod citus;
 mod process;
+pub mod served;
 
 pub use process::*;
 
