@@ -17,12 +17,14 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 pub use error::{Answer, ApiError};
@@ -39,12 +41,15 @@ use crate::store::Store;
 /// Bodies above this size are refused with 413: real callbacks are well under 2 KiB.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// Everything a request handler needs, cheap to clone.
+/// Everything a request handler needs. One `Arc`: axum clones the state for every request.
 #[derive(Debug, Clone)]
-pub struct AppState {
-    pub verifier: Arc<Verifier>,
-    pub ingest: Ingest,
-    pub metrics: Arc<Metrics>,
+pub struct AppState(Arc<Shared>);
+
+#[derive(Debug)]
+struct Shared {
+    verifier: Verifier,
+    ingest: Ingest,
+    metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -59,16 +64,20 @@ impl AppState {
     /// State over running ingest tasks; the database is the one `ingest` writes to (which
     /// may not be ready yet).
     pub fn with_ingest(verifier: Verifier, ingest: Ingest, metrics: Arc<Metrics>) -> Self {
-        Self {
-            verifier: Arc::new(verifier),
+        Self(Arc::new(Shared {
+            verifier,
             ingest,
             metrics,
-        }
+        }))
     }
 
     /// The database, once it is ready, and the state of the way there.
     pub fn backend(&self) -> &Backend {
-        self.ingest.backend()
+        self.0.ingest.backend()
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.0.metrics
     }
 }
 
@@ -102,7 +111,23 @@ pub fn edge(routes: Router<AppState>, state: AppState) -> Router {
             }),
         )
         .layer(PropagateRequestIdLayer::new(x_request_id.clone()))
-        .layer(SetRequestIdLayer::new(x_request_id, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(x_request_id, RandomRequestId))
+}
+
+/// A random (version 4) UUID for each request without one, from the thread's random number
+/// generator: `tower_http`'s `MakeRequestUuid` asks the kernel for every one (a `getrandom`
+/// system call per request).
+#[derive(Debug, Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
+        let mut text = uuid::Uuid::encode_buffer();
+        HeaderValue::from_str(id.hyphenated().encode_lower(&mut text))
+            .ok()
+            .map(RequestId::new)
+    }
 }
 
 /// `POST /zego/callback`: every event type arrives here. What became of the callback is
@@ -116,7 +141,7 @@ async fn receive_callback(
     let (status, code, message) = match handle_callback(&state, &headers, body).await {
         Ok(outcome) => (outcome.status(), outcome.code(), outcome.message()),
         Err(error) => {
-            state.metrics.rejected(error.code());
+            state.metrics().rejected(error.code());
             if error.status().is_client_error() {
                 tracing::info!(code = error.code(), %error, "callback refused");
             }
@@ -124,7 +149,7 @@ async fn receive_callback(
         }
     };
     if status.is_client_error() {
-        state.metrics.rejected(code);
+        state.metrics().rejected(code);
         tracing::info!(code, message, "callback refused");
     }
     let answer = Answer {
@@ -157,11 +182,12 @@ async fn handle_callback(
         }
     };
     let origin = Origin::Network {
-        verifier: &state.verifier,
+        verifier: &state.0.verifier,
         now: chrono::Utc::now().timestamp(),
     };
     let received = callback::receive(&body, encoding, origin)?;
     state
+        .0
         .ingest
         .submit(received)
         .await
@@ -212,7 +238,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
         Some(store) => store.ping().await,
         None => false,
     };
-    let spool = state.ingest.spool();
+    let spool = state.0.ingest.spool();
     let spool_status = spool.map(|s| s.status());
     let spool_has_room = spool.is_some_and(|s| s.has_room());
     let status = if database || spool_has_room {
@@ -268,12 +294,12 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         Some(store) => store.ping().await,
         None => false,
     };
-    state.metrics.database_ready(ready);
+    state.metrics().database_ready(ready);
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.render(),
+        state.metrics().render(),
     )
 }

@@ -175,7 +175,7 @@ impl TestApp {
     async fn serve_app(state: AppState, dashboard: Option<DashboardToken>, pool: PgPool) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let metrics = state.metrics.clone();
+        let metrics = state.metrics().clone();
         let router = app(state, dashboard);
         // The binary's own accept loop, with its default client limits.
         tokio::spawn(async move {
