@@ -15,6 +15,7 @@ use tracing_subscriber::EnvFilter;
 mod erase;
 mod migrate;
 mod quarantine;
+mod report;
 mod retain;
 mod serve;
 mod time_zone;
@@ -76,7 +77,7 @@ pub enum Command {
     BenchQueries(zegolog::tools::bench_queries::BenchQueriesArgs),
     /// Print an app's daily sessions and duration percentiles, disconnect reasons and the rooms
     /// and users with the most abnormal disconnects, as a table, CSV or JSON.
-    Report(zegolog::report::ReportArgs),
+    Report(report::ReportArgs),
     /// Backfill callbacks from a JSON-lines file (one callback per line, as ZEGOCLOUD sent it),
     /// idempotently. Signatures are not verified: import only files you trust.
     Import(zegolog::import::ImportArgs),
@@ -116,11 +117,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Seed(args) => zegolog::tools::seed::run(&args).await,
         #[cfg(feature = "tools")]
         Command::BenchQueries(args) => zegolog::tools::bench_queries::run(&args).await,
-        Command::Report(args) => {
-            args.database
-                .with(async |database| zegolog::report::run(&args, &database.url).await)
-                .await
-        }
+        Command::Report(args) => report::run(args).await,
         Command::Import(args) => {
             args.database
                 .with(async |database| zegolog::import::run(&args, &database.url).await)
