@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 mod erase;
+mod import;
 mod migrate;
 mod quarantine;
 mod report;
@@ -80,7 +81,7 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Backfill callbacks from a JSON-lines file (one callback per line, as ZEGOCLOUD sent it),
     /// idempotently. Signatures are not verified: import only files you trust.
-    Import(zegolog::import::ImportArgs),
+    Import(import::ImportArgs),
     /// Create or update a PostgreSQL role that can log in and read the analytics views, and
     /// nothing else (no raw tables, no writes).
     GrantAnalyst(zegolog::grant::GrantAnalystArgs),
@@ -118,11 +119,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "tools")]
         Command::BenchQueries(args) => zegolog::tools::bench_queries::run(&args).await,
         Command::Report(args) => report::run(args).await,
-        Command::Import(args) => {
-            args.database
-                .with(async |database| zegolog::import::run(&args, &database.url).await)
-                .await
-        }
+        Command::Import(args) => import::run(args).await,
         Command::Quarantine(args) => quarantine::run(args).await,
         Command::Erase(args) => erase::run(args).await,
         Command::GrantAnalyst(args) => {
