@@ -19,9 +19,10 @@
 //! the password.
 //!
 //!
-//! Here: the command, [`grant_analyst`] (the grants, in order) and its [`GrantSummary`]. Beside
-//! it: `check.rs`, the check of the role's effective rights before committing, and the views it
-//! still cannot read; `scram.rs`, the password verifier.
+//! Here: the command ([`run`]; its flags are the binary's), [`grant_analyst`] (the grants, in
+//! order) and its [`GrantSummary`]. Beside it: `check.rs`, the check of the role's effective
+//! rights before committing, and the views it still cannot read; `scram.rs`, the password
+//! verifier.
 //!
 //! Errors are `anyhow`: this is command-line glue, like the binary's command line (`src/bin/zegolog`).
 
@@ -31,7 +32,7 @@ use anyhow::{bail, Context};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 
-use crate::database::{Database, DatabaseArgs};
+use crate::database::Database;
 
 mod check;
 mod scram;
@@ -39,39 +40,11 @@ mod scram;
 use check::{try_views, verify};
 pub use scram::scram_verifier;
 
-#[derive(Debug, clap::Args)]
-pub struct GrantAnalystArgs {
-    #[command(flatten)]
-    pub database: DatabaseArgs,
-
-    /// The role to create, or to update if it exists (it then loses every other right in this
-    /// database and its memberships in other roles). Case and characters are kept as given.
-    #[arg(value_name = "ROLE")]
-    pub role: String,
-
-    /// The name of an environment variable holding the role's password (printable ASCII). The
-    /// password itself is never a flag, since flags show in the process list. Without it a new
-    /// role gets no password (it cannot log in over a password-checked connection until one
-    /// is set) and an existing role keeps its own.
-    #[arg(long, value_name = "VAR")]
-    pub password_env: Option<String>,
-}
-
-/// `zegolog grant-analyst` on the database at `database_url` (migrated first, so that the
-/// views of this version exist); a summary on stdout.
-pub async fn run(args: &GrantAnalystArgs, database: &Database) -> anyhow::Result<()> {
+/// `zegolog grant-analyst`: `role` with `password` (none: a new role gets none, an existing one
+/// keeps its own) on `database` (migrated first, so that the views of this version exist); a
+/// summary on stdout.
+pub async fn run(database: &Database, role: &str, password: Option<&str>) -> anyhow::Result<()> {
     let database_url = database.url.as_str();
-    let password = match &args.password_env {
-        Some(var) => Some(std::env::var(var).map_err(|e| match e {
-            std::env::VarError::NotPresent => {
-                anyhow::anyhow!("--password-env {var}: the environment variable {var} is not set")
-            }
-            std::env::VarError::NotUnicode(_) => {
-                anyhow::anyhow!("--password-env {var}: the value of {var} is not valid Unicode")
-            }
-        })?),
-        None => None,
-    };
     database.migrated().await?.close().await;
 
     let options: PgConnectOptions = database_url.parse()?;
@@ -79,14 +52,14 @@ pub async fn run(args: &GrantAnalystArgs, database: &Database) -> anyhow::Result
         PgConnection::connect_with(&options.clone().application_name("zegolog grant-analyst"))
             .await
             .context("connecting to PostgreSQL")?;
-    let summary = grant_analyst(&mut conn, &args.role, password.as_deref()).await?;
+    let summary = grant_analyst(&mut conn, role, password).await?;
     let _ = conn.close().await;
     println!("{summary}");
     println!(
         "connect as it (while the database runs) with: psql -h {} -p {} -U {} {}",
         options.get_host(),
         options.get_port(),
-        shell_quote(&args.role),
+        shell_quote(role),
         shell_quote(options.get_database().unwrap_or("postgres")),
     );
     Ok(())

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 mod erase;
+mod grant;
 mod import;
 mod migrate;
 mod quarantine;
@@ -84,7 +85,7 @@ pub enum Command {
     Import(import::ImportArgs),
     /// Create or update a PostgreSQL role that can log in and read the analytics views, and
     /// nothing else (no raw tables, no writes).
-    GrantAnalyst(zegolog::grant::GrantAnalystArgs),
+    GrantAnalyst(grant::GrantAnalystArgs),
     /// Erase one user of one app (a deletion request): their logins and logouts, every archived
     /// callback body that names them and its signature ledger entries; rooms they created lose
     /// their creator; their sessions are taken out of every rollup. One transaction, safe while
@@ -122,11 +123,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(args) => import::run(args).await,
         Command::Quarantine(args) => quarantine::run(args).await,
         Command::Erase(args) => erase::run(args).await,
-        Command::GrantAnalyst(args) => {
-            args.database
-                .with(async |database| zegolog::grant::run(&args, database).await)
-                .await
-        }
+        Command::GrantAnalyst(args) => grant::run(args).await,
     }
 }
 
