@@ -19,6 +19,8 @@ mod migrate;
 mod quarantine;
 mod report;
 mod retain;
+#[cfg(feature = "tools")]
+mod seed;
 mod serve;
 mod time_zone;
 
@@ -72,7 +74,7 @@ pub enum Command {
     /// Fill a database with realistic synthetic traffic (logouts, logins, room lifecycles) by
     /// COPY, with the rollups, for trials and benchmarks.
     #[cfg(feature = "tools")]
-    Seed(zegolog::tools::seed::SeedArgs),
+    Seed(seed::SeedArgs),
     /// Seed N logouts into a fresh database and time each view's standard query (median of
     /// several runs), then every query in sql/.
     #[cfg(feature = "tools")]
@@ -116,7 +118,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "tools")]
         Command::Bench(args) => zegolog::tools::bench::run(&args).await,
         #[cfg(feature = "tools")]
-        Command::Seed(args) => zegolog::tools::seed::run(&args).await,
+        Command::Seed(args) => seed::run(args).await,
         #[cfg(feature = "tools")]
         Command::BenchQueries(args) => zegolog::tools::bench_queries::run(&args).await,
         Command::Report(args) => report::run(args).await,
