@@ -12,6 +12,8 @@ use anyhow::bail;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
+#[cfg(feature = "tools")]
+mod bench_queries;
 mod erase;
 mod grant;
 mod import;
@@ -78,7 +80,7 @@ pub enum Command {
     /// Seed N logouts into a fresh database and time each view's standard query (median of
     /// several runs), then every query in sql/.
     #[cfg(feature = "tools")]
-    BenchQueries(zegolog::tools::bench_queries::BenchQueriesArgs),
+    BenchQueries(bench_queries::BenchQueriesArgs),
     /// Print an app's daily sessions and duration percentiles, disconnect reasons and the rooms
     /// and users with the most abnormal disconnects, as a table, CSV or JSON.
     Report(report::ReportArgs),
@@ -120,7 +122,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "tools")]
         Command::Seed(args) => seed::run(args).await,
         #[cfg(feature = "tools")]
-        Command::BenchQueries(args) => zegolog::tools::bench_queries::run(&args).await,
+        Command::BenchQueries(args) => bench_queries::run(args).await,
         Command::Report(args) => report::run(args).await,
         Command::Import(args) => import::run(args).await,
         Command::Quarantine(args) => quarantine::run(args).await,
