@@ -10,7 +10,7 @@ use crate::common;
 use std::time::Duration;
 
 use common::{assert_nothing_lost, serve, OwnPostgres, Served, SECRET};
-use zegolog::tools::loadtest::{self, LoadtestArgs};
+use zegolog::tools::loadtest::{self, LoadtestConfig};
 
 /// A PostgreSQL and a data dir for zegolog, both this test's own.
 struct Rig {
@@ -50,8 +50,8 @@ impl Rig {
     }
 }
 
-fn load(served: &Served, rig: &Rig, connections: usize, secs: u64) -> LoadtestArgs {
-    let mut args = LoadtestArgs::for_bench(
+fn load(served: &Served, rig: &Rig, connections: usize, secs: u64) -> LoadtestConfig {
+    let mut args = LoadtestConfig::for_bench(
         served.url("/zego/callback"),
         SECRET.into(),
         connections,

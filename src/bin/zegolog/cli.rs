@@ -7,8 +7,6 @@
 
 use std::io::IsTerminal;
 
-#[cfg(feature = "tools")]
-use anyhow::bail;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
@@ -17,6 +15,8 @@ mod bench_queries;
 mod erase;
 mod grant;
 mod import;
+#[cfg(feature = "tools")]
+mod loadtest;
 mod migrate;
 mod quarantine;
 mod report;
@@ -68,7 +68,7 @@ pub enum Command {
     Retain(retain::RetainArgs),
     /// Send realistic signed callbacks to a zegolog deployment and report throughput and latency.
     #[cfg(feature = "tools")]
-    Loadtest(zegolog::tools::loadtest::LoadtestArgs),
+    Loadtest(loadtest::LoadtestArgs),
     /// Benchmark ingest on this machine: PostgreSQL's own ceiling (pgbench), then zegolog under
     /// load, side by side.
     #[cfg(feature = "tools")]
@@ -109,14 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::TimeZone(args) => time_zone::run(args).await,
         Command::Retain(args) => retain::run(args).await,
         #[cfg(feature = "tools")]
-        Command::Loadtest(args) => {
-            let report = zegolog::tools::loadtest::run(&args).await?;
-            println!("{report}");
-            if !report.verified_ok() {
-                bail!("verification failed: the database does not hold exactly the acknowledged callbacks");
-            }
-            Ok(())
-        }
+        Command::Loadtest(args) => loadtest::run(args).await,
         #[cfg(feature = "tools")]
         Command::Bench(args) => zegolog::tools::bench::run(&args).await,
         #[cfg(feature = "tools")]

@@ -18,7 +18,7 @@ use anyhow::{bail, Context};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
-use super::loadtest::{self, LoadtestArgs, Report};
+use super::loadtest::{self, LoadtestConfig, Report};
 use super::scratch::{self, private_postgres};
 use crate::database::migrate_url;
 
@@ -199,14 +199,14 @@ async fn load(
         if !wait_ready(&format!("{url}/readyz")).await {
             bail!("zegolog serve did not become ready");
         }
-        let mut load = LoadtestArgs::for_bench(
+        let mut load = LoadtestConfig::for_bench(
             format!("{url}/zego/callback"),
             secret.clone(),
             connections,
             Duration::from_secs(args.duration_secs),
             db_url.to_owned(),
         );
-        load.verify = false;
+        load.verify_database_url = None;
         let processes = Processes {
             zegolog: Some(serve.id()),
             postmaster,
