@@ -11,6 +11,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 #[cfg(feature = "tools")]
+mod bench;
+#[cfg(feature = "tools")]
 mod bench_queries;
 mod erase;
 mod grant;
@@ -72,7 +74,7 @@ pub enum Command {
     /// Benchmark ingest on this machine: PostgreSQL's own ceiling (pgbench), then zegolog under
     /// load, side by side.
     #[cfg(feature = "tools")]
-    Bench(zegolog::tools::bench::BenchArgs),
+    Bench(bench::BenchArgs),
     /// Fill a database with realistic synthetic traffic (logouts, logins, room lifecycles) by
     /// COPY, with the rollups, for trials and benchmarks.
     #[cfg(feature = "tools")]
@@ -111,7 +113,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "tools")]
         Command::Loadtest(args) => loadtest::run(args).await,
         #[cfg(feature = "tools")]
-        Command::Bench(args) => zegolog::tools::bench::run(&args).await,
+        Command::Bench(args) => bench::run(args).await,
         #[cfg(feature = "tools")]
         Command::Seed(args) => seed::run(args).await,
         #[cfg(feature = "tools")]
