@@ -168,3 +168,17 @@ fn loadtest_refuses_nonsense_flags_before_sending() {
         "{stderr}"
     );
 }
+
+#[test]
+fn serve_refuses_a_short_dashboard_token_as_a_flag_error() {
+    for token in ["short", ""] {
+        let (code, stderr) = run(&[
+            "serve",
+            "--insecure-skip-verify",
+            "--dashboard-token",
+            token,
+        ]);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains("at least 16"), "{stderr}");
+    }
+}
