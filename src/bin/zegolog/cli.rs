@@ -14,6 +14,7 @@ use tracing_subscriber::EnvFilter;
 mod bench;
 #[cfg(feature = "tools")]
 mod bench_queries;
+mod database;
 mod erase;
 mod grant;
 mod import;

@@ -2,7 +2,7 @@
 
 use clap::Args;
 
-use zegolog::database::DatabaseArgs;
+use super::database::DatabaseArgs;
 
 #[derive(Debug, Args)]
 pub struct EraseArgs {

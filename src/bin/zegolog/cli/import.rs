@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use zegolog::database::DatabaseArgs;
 use zegolog::import::ImportOptions;
+
+use super::database::DatabaseArgs;
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {

@@ -2,8 +2,7 @@
 
 use clap::Args;
 
-use zegolog::database::DatabaseArgs;
-use zegolog::time_zone::TimeZoneArgs;
+use super::database::{DatabaseArgs, TimeZoneArgs};
 
 #[derive(Debug, Args)]
 pub struct MigrateArgs {

@@ -3,7 +3,7 @@
 use anyhow::bail;
 use clap::{Args, Subcommand};
 
-use zegolog::database::DatabaseArgs;
+use super::database::DatabaseArgs;
 
 #[derive(Debug, Args)]
 pub struct QuarantineArgs {

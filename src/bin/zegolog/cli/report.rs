@@ -5,10 +5,10 @@ use anyhow::bail;
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, ValueEnum};
 
-use zegolog::database::DatabaseArgs;
 use zegolog::report::{IncidentQuery, ReportConfig, ReportKind};
-use zegolog::time_zone::TimeZoneArgs;
 use zegolog::views::incident::Bucket;
+
+use super::database::{DatabaseArgs, TimeZoneArgs};
 
 #[derive(Debug, Args)]
 pub struct ReportArgs {

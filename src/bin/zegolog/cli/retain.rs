@@ -3,9 +3,9 @@
 
 use clap::Args;
 
-use zegolog::database::DatabaseArgs;
-use zegolog::time_zone::TimeZoneArgs;
 use zegolog::upkeep::Retention;
+
+use super::database::{DatabaseArgs, TimeZoneArgs};
 
 #[derive(Debug, Args)]
 pub struct RetainArgs {

@@ -2,11 +2,12 @@
 
 use clap::Args;
 
-use zegolog::database::DatabaseArgs;
 use zegolog::tools::seed::{
     self, SeedOptions, APPS_RANGE, DAYS_RANGE, DEFAULT_APPS, DEFAULT_CHUNK_ROWS, DEFAULT_DAYS,
     DEFAULT_EVENTS, EVENTS_RANGE,
 };
+
+use super::database::DatabaseArgs;
 
 #[derive(Debug, Args)]
 pub struct SeedArgs {

@@ -10,15 +10,15 @@ use clap::builder::TypedValueParser as _;
 use clap::Args;
 use tokio::net::TcpListener;
 
-use zegolog::database::DatabaseArgs;
 use zegolog::ingest::BatchConfig;
 use zegolog::notifier::{NotifierConfig, WebhookUrl};
 use zegolog::server::{ServerConfig, SpoolConfig};
 use zegolog::signature::{Secrets, Verifier};
 use zegolog::spool::SpoolLimits;
 use zegolog::store::{PoolConfig, ReusePolicy};
-use zegolog::time_zone::TimeZoneArgs;
 use zegolog::upkeep::{Retention, UpkeepConfig};
+
+use super::database::{DatabaseArgs, TimeZoneArgs};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {

@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 
 use clap::{Args, Subcommand};
 
-use zegolog::database::DatabaseArgs;
+use super::database::DatabaseArgs;
 
 #[derive(Debug, Args)]
 pub struct TimeZoneCommandArgs {
