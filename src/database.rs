@@ -48,7 +48,7 @@ pub enum DatabaseError {
 impl DatabaseError {
     /// An error that no retry can fix: the instance must stop (a time zone mismatch, a
     /// database from before the 0.1 baseline).
-    pub fn is_fatal(&self) -> bool {
+    pub(crate) fn is_fatal(&self) -> bool {
         matches!(
             self,
             Self::TimeZone(ZoneError::Mismatch { .. } | ZoneError::Unknown(_))
@@ -141,7 +141,8 @@ impl Database {
 
 /// Applies the migrations the database at `url` lacks ([`Database::migrated`]) and closes the
 /// connection again: for the tools that make databases of their own.
-pub async fn migrate_url(url: &str) -> Result<(), DatabaseError> {
+#[cfg(feature = "tools")]
+pub(crate) async fn migrate_url(url: &str) -> Result<(), DatabaseError> {
     let database = Database::open(&Location::Url(url.to_owned())).await?;
     database.migrated().await?.close().await;
     Ok(())
@@ -173,7 +174,7 @@ pub async fn reporting_time_zone(store: &Store) -> Result<String, DatabaseError>
 }
 
 /// Checks that the database cuts its days in `time_zone` (a new database takes it).
-pub async fn check_time_zone(store: &Store, time_zone: &str) -> Result<(), DatabaseError> {
+pub(crate) async fn check_time_zone(store: &Store, time_zone: &str) -> Result<(), DatabaseError> {
     time_zone::check(store.pool(), time_zone)
         .await
         .map_err(DatabaseError::TimeZone)

@@ -25,7 +25,7 @@ pub struct Erasure {
 
 impl Erasure {
     /// Whether nothing was left to remove (a second run, or an unknown user).
-    pub fn nothing_removed(&self) -> bool {
+    pub(crate) fn nothing_removed(&self) -> bool {
         self.removed.iter().all(|r| r.removed == 0)
     }
 

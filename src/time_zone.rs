@@ -31,7 +31,9 @@ pub enum ZoneError {
 }
 
 /// The zone the database cuts its days in: `zegolog_time_zone()`.
-pub async fn database_zone<'e>(db: impl sqlx::PgExecutor<'e>) -> Result<String, sqlx::Error> {
+pub(crate) async fn database_zone<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+) -> Result<String, sqlx::Error> {
     sqlx::query_scalar("SELECT zegolog_time_zone()")
         .fetch_one(db)
         .await

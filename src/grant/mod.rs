@@ -38,7 +38,7 @@ mod check;
 mod scram;
 
 use check::{try_views, verify};
-pub use scram::scram_verifier;
+use scram::scram_verifier;
 
 /// `zegolog grant-analyst`: `role` with `password` (none: a new role gets none, an existing one
 /// keeps its own) on `database` (migrated first, so that the views of this version exist); a

@@ -21,7 +21,7 @@
 //!   binary's).
 //! - `body.rs`: the body generator, each worker's stream of signed callbacks, new and retried;
 //!   `fields.rs` writes their fields as JSON or a form. The traffic model itself (rooms, users,
-//!   roles, session lengths, nicknames) is [`crate::tools::traffic`], shared with `seed`.
+//!   roles, session lengths, nicknames) is `tools/traffic.rs`, shared with `seed`.
 //! - `sender.rs`: the workers, one per connection, and their tallies merged into the [`Report`];
 //!   `connection.rs` is the minimal kept-alive HTTP/1.1 client each worker posts through.
 //! - `ledger.rs`: which session ids were sent and acknowledged ([`Ledger`]).

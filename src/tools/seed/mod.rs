@@ -34,7 +34,7 @@
 //!   written ([`SeedReport`]).
 //! - `plan.rs`: what is fixed before the first row: apps, rooms, users, logouts per minute
 //!   (the daily cycle, the incident hour). The traffic model itself (popularity, roles, session
-//!   lengths, accounts, nicknames) is [`crate::tools::traffic`], shared with `loadtest`.
+//!   lengths, accounts, nicknames) is `tools/traffic.rs`, shared with `loadtest`.
 //! - `generator.rs`: the row generator, on its own thread: sessions, logins, open sessions;
 //!   `lifecycles.rs`: the room lifecycles they make, and their create and close events.
 //! - `copy_text.rs`: COPY's text format; `copy.rs`: chunks of it streamed into `COPY ... FROM STDIN`.

@@ -97,7 +97,7 @@ pub struct SeedReport {
 
 impl SeedReport {
     /// Logouts per second over the whole seed, rollups and ANALYZE included.
-    pub fn logouts_per_sec(&self) -> f64 {
+    pub(crate) fn logouts_per_sec(&self) -> f64 {
         self.logouts as f64 / self.total.as_secs_f64().max(1e-9)
     }
 }
