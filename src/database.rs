@@ -1,8 +1,9 @@
 //! The database zegolog writes to, and the way `serve` reaches it.
 //!
-//! [`Database`] opens what the configuration names ([`DatabaseArgs`], the same flags on every
-//! command): a PostgreSQL URL, or else the private PostgreSQL under the data dir. Commands open
-//! it, run, and close it, and fail fast with a clear message when it cannot be reached.
+//! [`Database`] opens the [`Location`] the configuration names (the binary makes it of the same
+//! flags on every command): a PostgreSQL URL, or else the private PostgreSQL under the data dir.
+//! Commands open it, run, and close it, and fail fast with a clear message when it cannot be
+//! reached.
 //!
 //! `serve` must not wait for it: a restart during a database outage would refuse every callback
 //! until PostgreSQL is back, although the spool exists for exactly that. So `serve` starts with a
@@ -16,7 +17,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use anyhow::Context;
 use tokio::sync::watch;
 
 use crate::embedded_pg::{EmbeddedError, EmbeddedPostgres};
@@ -30,50 +30,6 @@ use crate::time_zone::{self, ZoneError};
 pub enum Location {
     Url(String),
     Private(PathBuf),
-}
-
-/// The database of a command, as flags and environment variables name it.
-#[derive(Debug, clap::Args)]
-pub struct DatabaseArgs {
-    /// PostgreSQL connection URL. Without one, zegolog runs its own private PostgreSQL under
-    /// the data directory, using the PostgreSQL server binaries installed on this machine.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    pub database_url: Option<String>,
-
-    /// Where zegolog keeps its files (the private PostgreSQL among them).
-    #[arg(long, env = "ZEGOLOG_DATA_DIR", default_value = "./zegolog-data")]
-    pub data_dir: PathBuf,
-}
-
-impl DatabaseArgs {
-    /// Where the database is. A URL is checked here, so that a typo fails at start.
-    pub fn location(&self) -> anyhow::Result<Location> {
-        match &self.database_url {
-            Some(url) => {
-                url.parse::<sqlx::postgres::PgConnectOptions>()
-                    .context("the database URL is not valid")?;
-                Ok(Location::Url(url.clone()))
-            }
-            None => Ok(Location::Private(self.data_dir.clone())),
-        }
-    }
-
-    /// Opens the database these arguments name ([`Database::open`]).
-    pub async fn open(&self) -> anyhow::Result<Database> {
-        Ok(Database::open(&self.location()?).await?)
-    }
-
-    /// Opens the database, runs `command` on it, then closes it (stopping the private
-    /// PostgreSQL) whatever `command` returned: how every command but `serve` uses a database.
-    pub async fn with<T>(
-        &self,
-        command: impl AsyncFnOnce(&Database) -> anyhow::Result<T>,
-    ) -> anyhow::Result<T> {
-        let database = self.open().await?;
-        let result = command(&database).await;
-        database.close().await;
-        result
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,7 +49,7 @@ pub enum DatabaseError {
 impl DatabaseError {
     /// An error that no retry can fix: the instance must stop (a time zone mismatch, a
     /// database from before the 0.1 baseline).
-    pub fn is_fatal(&self) -> bool {
+    pub(crate) fn is_fatal(&self) -> bool {
         matches!(
             self,
             Self::TimeZone(ZoneError::Mismatch { .. } | ZoneError::Unknown(_))
@@ -186,7 +142,8 @@ impl Database {
 
 /// Applies the migrations the database at `url` lacks ([`Database::migrated`]) and closes the
 /// connection again: for the tools that make databases of their own.
-pub async fn migrate_url(url: &str) -> Result<(), DatabaseError> {
+#[cfg(feature = "tools")]
+pub(crate) async fn migrate_url(url: &str) -> Result<(), DatabaseError> {
     let database = Database::open(&Location::Url(url.to_owned())).await?;
     database.migrated().await?.close().await;
     Ok(())
@@ -218,7 +175,7 @@ pub async fn reporting_time_zone(store: &Store) -> Result<String, DatabaseError>
 }
 
 /// Checks that the database cuts its days in `time_zone` (a new database takes it).
-pub async fn check_time_zone(store: &Store, time_zone: &str) -> Result<(), DatabaseError> {
+pub(crate) async fn check_time_zone(store: &Store, time_zone: &str) -> Result<(), DatabaseError> {
     time_zone::check(store.pool(), time_zone)
         .await
         .map_err(DatabaseError::TimeZone)

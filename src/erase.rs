@@ -6,7 +6,8 @@
 //! The work is one SQL function, `zegolog_erase_user()` (migration 0023, which says what each
 //! table holds of a user and how the rollups are corrected), in one transaction: all or
 //! nothing, safe while `serve` runs, idempotent (a second run removes nothing and reports
-//! zeros). This module runs it and presents what it removed; `cli` holds the clap glue.
+//! zeros). This module runs it and presents what it removed; the binary (`cli/erase.rs`) holds
+//! the clap glue.
 //!
 //! The account is never logged: logs outlive an erasure.
 
@@ -24,7 +25,7 @@ pub struct Erasure {
 
 impl Erasure {
     /// Whether nothing was left to remove (a second run, or an unknown user).
-    pub fn nothing_removed(&self) -> bool {
+    pub(crate) fn nothing_removed(&self) -> bool {
         self.removed.iter().all(|r| r.removed == 0)
     }
 

@@ -13,8 +13,8 @@
 //! - [`spool`]: the durable local spool (redb) callbacks wait in during an outage; its entries are versioned records of their own (`spool::record`).
 //! - [`metrics`]: Prometheus counters.
 //! - [`embedded_pg`]: the private PostgreSQL zegolog runs when no database URL is given.
-//! - [`time_zone`]: the deployment's reporting time zone (and its `--time-zone` flag): the check at start, the change that rebuilds the rollups.
-//! - [`database`]: the one way to open, migrate and close a database (`--database-url` / `--data-dir`) for every command; bringing it up in the background for the server.
+//! - [`time_zone`]: the deployment's reporting time zone: the check at start, the change that rebuilds the rollups.
+//! - [`database`]: the one way to open, migrate and close a database (a URL or the private PostgreSQL's data dir) for every command; bringing it up in the background for the server.
 //! - [`ingest`]: group commit, and the way to the spool while PostgreSQL is down.
 //! - [`upkeep`]: the background loop while serving: rollup compaction, partitions ahead, ledger pruning, retention.
 //! - [`views`]: the read side: every query the dashboard and the report run over the views, typed functions returning typed rows. No HTTP, no terminal.
@@ -31,14 +31,16 @@
 //! - [`erase`]: `zegolog erase`, a user's rows, archived bodies and sessions out of every table and rollup.
 //! - [`tools`] (cargo feature `tools`, on by default): `loadtest`, `bench`, `seed`, `bench-queries`; dev and operator tools apart from the service.
 //!
-//! The command line (flags and environment into each command's configuration, and the
-//! commands) is the binary's, in `src/bin/zegolog/`: it uses this library's public API and
-//! nothing here imports it.
+//! The command line is the binary's, in `src/bin/zegolog/`: every clap flag, their checks and
+//! the environment variables they read, turned into the plain configuration each command's
+//! engine here takes ([`server::ServerConfig`], [`report::ReportConfig`],
+//! [`database::Location`], ...), and the commands. It uses this library's public API; nothing
+//! here imports it, and nothing here knows clap.
 //!
 //! # Errors
 //! Library modules return their own `thiserror` types ([`server::run`] too); `anyhow` is used
-//! only for start-up and command-line glue: the binary's command line, the commands' engines (`report`,
-//! `import`, `grant`, the [`tools`], ...) and the flag structs' checks ([`database::DatabaseArgs`]), where an
+//! only for start-up and command-line glue: the binary's command line (the flags' checks among
+//! it) and the commands' engines (`report`, `import`, `grant`, the [`tools`], ...), where an
 //! error is printed and the process exits.
 
 pub mod callback;

@@ -15,17 +15,6 @@ use sqlx::{Connection, PgConnection, PgPool};
 /// The zone of a database that never chose one, and of an instance started without one.
 pub const DEFAULT: &str = "UTC";
 
-/// The reporting time zone an instance expects the database to cut its days in.
-#[derive(Debug, Clone, clap::Args)]
-pub struct TimeZoneArgs {
-    /// The deployment's reporting time zone, an IANA name (Asia/Shanghai, America/New_York):
-    /// days of every daily view, rollup, report and the dashboard are its days. It is kept in
-    /// the database; an instance started with another one than the database's refuses to start
-    /// (change it with `zegolog time-zone set NAME`). A new, empty database takes it.
-    #[arg(long, env = "ZEGOLOG_TIME_ZONE", default_value = DEFAULT)]
-    pub time_zone: String,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ZoneError {
     #[error(
@@ -42,7 +31,9 @@ pub enum ZoneError {
 }
 
 /// The zone the database cuts its days in: `zegolog_time_zone()`.
-pub async fn database_zone<'e>(db: impl sqlx::PgExecutor<'e>) -> Result<String, sqlx::Error> {
+pub(crate) async fn database_zone<'e>(
+    db: impl sqlx::PgExecutor<'e>,
+) -> Result<String, sqlx::Error> {
     sqlx::query_scalar("SELECT zegolog_time_zone()")
         .fetch_one(db)
         .await

@@ -19,9 +19,10 @@
 //! the password.
 //!
 //!
-//! Here: the command, [`grant_analyst`] (the grants, in order) and its [`GrantSummary`]. Beside
-//! it: `check.rs`, the check of the role's effective rights before committing, and the views it
-//! still cannot read; `scram.rs`, the password verifier.
+//! Here: the command ([`run`]; its flags are the binary's), [`grant_analyst`] (the grants, in
+//! order) and its [`GrantSummary`]. Beside it: `check.rs`, the check of the role's effective
+//! rights before committing, and the views it still cannot read; `scram.rs`, the password
+//! verifier.
 //!
 //! Errors are `anyhow`: this is command-line glue, like the binary's command line (`src/bin/zegolog`).
 
@@ -31,47 +32,19 @@ use anyhow::{bail, Context};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 
-use crate::database::{Database, DatabaseArgs};
+use crate::database::Database;
 
 mod check;
 mod scram;
 
 use check::{try_views, verify};
-pub use scram::scram_verifier;
+use scram::scram_verifier;
 
-#[derive(Debug, clap::Args)]
-pub struct GrantAnalystArgs {
-    #[command(flatten)]
-    pub database: DatabaseArgs,
-
-    /// The role to create, or to update if it exists (it then loses every other right in this
-    /// database and its memberships in other roles). Case and characters are kept as given.
-    #[arg(value_name = "ROLE")]
-    pub role: String,
-
-    /// The name of an environment variable holding the role's password (printable ASCII). The
-    /// password itself is never a flag, since flags show in the process list. Without it a new
-    /// role gets no password (it cannot log in over a password-checked connection until one
-    /// is set) and an existing role keeps its own.
-    #[arg(long, value_name = "VAR")]
-    pub password_env: Option<String>,
-}
-
-/// `zegolog grant-analyst` on the database at `database_url` (migrated first, so that the
-/// views of this version exist); a summary on stdout.
-pub async fn run(args: &GrantAnalystArgs, database: &Database) -> anyhow::Result<()> {
+/// `zegolog grant-analyst`: `role` with `password` (none: a new role gets none, an existing one
+/// keeps its own) on `database` (migrated first, so that the views of this version exist); a
+/// summary on stdout.
+pub async fn run(database: &Database, role: &str, password: Option<&str>) -> anyhow::Result<()> {
     let database_url = database.url.as_str();
-    let password = match &args.password_env {
-        Some(var) => Some(std::env::var(var).map_err(|e| match e {
-            std::env::VarError::NotPresent => {
-                anyhow::anyhow!("--password-env {var}: the environment variable {var} is not set")
-            }
-            std::env::VarError::NotUnicode(_) => {
-                anyhow::anyhow!("--password-env {var}: the value of {var} is not valid Unicode")
-            }
-        })?),
-        None => None,
-    };
     database.migrated().await?.close().await;
 
     let options: PgConnectOptions = database_url.parse()?;
@@ -79,14 +52,14 @@ pub async fn run(args: &GrantAnalystArgs, database: &Database) -> anyhow::Result
         PgConnection::connect_with(&options.clone().application_name("zegolog grant-analyst"))
             .await
             .context("connecting to PostgreSQL")?;
-    let summary = grant_analyst(&mut conn, &args.role, password.as_deref()).await?;
+    let summary = grant_analyst(&mut conn, role, password).await?;
     let _ = conn.close().await;
     println!("{summary}");
     println!(
         "connect as it (while the database runs) with: psql -h {} -p {} -U {} {}",
         options.get_host(),
         options.get_port(),
-        shell_quote(&args.role),
+        shell_quote(role),
         shell_quote(options.get_database().unwrap_or("postgres")),
     );
     Ok(())
@@ -179,11 +152,51 @@ pub async fn grant_analyst(
     let verifier = password.map(scram_verifier).transpose()?;
     let mut tx = conn.begin().await?;
 
+    let exists = check_existing_role(&mut tx, role).await?;
+    if exists {
+        refuse_owner(&mut tx, role).await?;
+        drop_attributes(&mut tx, role).await?;
+    } else {
+        create_login_role(&mut tx, role).await?;
+    }
+    if let Some(verifier) = &verifier {
+        set_password(&mut tx, role, verifier).await?;
+    }
+    let left_roles = leave_other_roles(&mut tx, role).await?;
+    let database = allow_connect_only(&mut tx, role).await?;
+    revoke_schema_rights(&mut tx, role).await?;
+    revoke_public_rights(&mut tx).await?;
+    let views = grant_views(&mut tx, role).await?;
+    let analyst_schema = grant_analyst_schema(&mut tx, role, &database).await?;
+    grant_read_only_functions(&mut tx, role).await?;
+
+    // Before committing: nothing beyond the views may be readable or writable (else nothing is
+    // committed), and which views the role still cannot read.
+    verify(&mut tx, role, &database).await?;
+    let unreadable_views = try_views(&mut tx, role, analyst_schema.as_deref(), &views).await?;
+    tx.commit().await?;
+    Ok(GrantSummary {
+        role: role.to_owned(),
+        database,
+        created: !exists,
+        password_set: verifier.is_some(),
+        views,
+        analyst_schema,
+        left_roles,
+        unreadable_views,
+    })
+}
+
+/// Whether `role` exists already. It may not be the role running this command, nor a superuser.
+async fn check_existing_role(
+    tx: &mut Transaction<'_, Postgres>,
+    role: &str,
+) -> anyhow::Result<bool> {
     let existing: Option<(bool, bool)> = sqlx::query_as(
         "SELECT rolsuper, rolname IN (current_user, session_user) FROM pg_roles WHERE rolname = $1",
     )
     .bind(role)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut **tx)
     .await?;
     match existing {
         Some((_, true)) => {
@@ -195,69 +208,94 @@ pub async fn grant_analyst(
         ),
         _ => {}
     }
-    let created = existing.is_none();
-    if created {
-        exec(&mut tx, "CREATE ROLE %I LOGIN", &[role]).await?;
-    } else {
-        let owned: Vec<String> = sqlx::query_scalar(
-            "SELECT format('%s %s', kind, name) FROM (
-                 SELECT 'relation' AS kind, c.oid::regclass::text AS name
-                 FROM pg_class AS c JOIN pg_roles AS r ON r.oid = c.relowner WHERE r.rolname = $1
-                 UNION ALL
-                 SELECT 'schema', n.nspname::text
-                 FROM pg_namespace AS n JOIN pg_roles AS r ON r.oid = n.nspowner WHERE r.rolname = $1
-                 UNION ALL
-                 SELECT 'function', p.oid::regprocedure::text
-                 FROM pg_proc AS p JOIN pg_roles AS r ON r.oid = p.proowner WHERE r.rolname = $1
-                 UNION ALL
-                 SELECT 'database', d.datname::text
-                 FROM pg_database AS d JOIN pg_roles AS r ON r.oid = d.datdba
-                 WHERE r.rolname = $1 AND d.datname = current_database()
-             ) AS o ORDER BY 1 LIMIT 5",
-        )
-        .bind(role)
-        .fetch_all(&mut *tx)
-        .await?;
-        if !owned.is_empty() {
-            bail!(
-                "{role:?} owns objects in this database ({}): an owner keeps every right on what it \
-                 owns, so it cannot be made read-only; choose another name",
-                owned.join(", ")
-            );
-        }
-        // Only the attributes that must change: changing some of them at all needs a superuser.
-        let attributes: (bool, bool, bool, bool, bool) = sqlx::query_as(
-            "SELECT rolcanlogin, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls
-             FROM pg_roles WHERE rolname = $1",
-        )
-        .bind(role)
-        .fetch_one(&mut *tx)
-        .await?;
-        let (login, createdb, createrole, replication, bypassrls) = attributes;
-        let changes: Vec<&str> = [
-            (!login, "LOGIN"),
-            (createdb, "NOCREATEDB"),
-            (createrole, "NOCREATEROLE"),
-            (replication, "NOREPLICATION"),
-            (bypassrls, "NOBYPASSRLS"),
-        ]
-        .into_iter()
-        .filter_map(|(change, attribute)| change.then_some(attribute))
-        .collect();
-        if !changes.is_empty() {
-            exec(
-                &mut tx,
-                &format!("ALTER ROLE %I WITH {}", changes.join(" ")),
-                &[role],
-            )
-            .await?;
-        }
-    }
-    if let Some(verifier) = &verifier {
-        exec(&mut tx, "ALTER ROLE %I PASSWORD %L", &[role, verifier]).await?;
-    }
+    Ok(existing.is_some())
+}
 
-    // Out of every other role: a membership would lend it that role's rights.
+/// A new role that can log in, and has no other attribute.
+async fn create_login_role(tx: &mut Transaction<'_, Postgres>, role: &str) -> anyhow::Result<()> {
+    exec(tx, "CREATE ROLE %I LOGIN", &[role]).await
+}
+
+/// Refuses an existing role that owns objects in this database: an owner keeps every right on
+/// what it owns.
+async fn refuse_owner(tx: &mut Transaction<'_, Postgres>, role: &str) -> anyhow::Result<()> {
+    let owned: Vec<String> = sqlx::query_scalar(
+        "SELECT format('%s %s', kind, name) FROM (
+             SELECT 'relation' AS kind, c.oid::regclass::text AS name
+             FROM pg_class AS c JOIN pg_roles AS r ON r.oid = c.relowner WHERE r.rolname = $1
+             UNION ALL
+             SELECT 'schema', n.nspname::text
+             FROM pg_namespace AS n JOIN pg_roles AS r ON r.oid = n.nspowner WHERE r.rolname = $1
+             UNION ALL
+             SELECT 'function', p.oid::regprocedure::text
+             FROM pg_proc AS p JOIN pg_roles AS r ON r.oid = p.proowner WHERE r.rolname = $1
+             UNION ALL
+             SELECT 'database', d.datname::text
+             FROM pg_database AS d JOIN pg_roles AS r ON r.oid = d.datdba
+             WHERE r.rolname = $1 AND d.datname = current_database()
+         ) AS o ORDER BY 1 LIMIT 5",
+    )
+    .bind(role)
+    .fetch_all(&mut **tx)
+    .await?;
+    if !owned.is_empty() {
+        bail!(
+            "{role:?} owns objects in this database ({}): an owner keeps every right on what it \
+             owns, so it cannot be made read-only; choose another name",
+            owned.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// Makes an existing role able to log in and takes away CREATEDB, CREATEROLE, REPLICATION and
+/// BYPASSRLS. Only the attributes that must change: changing some of them at all needs a
+/// superuser.
+async fn drop_attributes(tx: &mut Transaction<'_, Postgres>, role: &str) -> anyhow::Result<()> {
+    let attributes: (bool, bool, bool, bool, bool) = sqlx::query_as(
+        "SELECT rolcanlogin, rolcreatedb, rolcreaterole, rolreplication, rolbypassrls
+         FROM pg_roles WHERE rolname = $1",
+    )
+    .bind(role)
+    .fetch_one(&mut **tx)
+    .await?;
+    let (login, createdb, createrole, replication, bypassrls) = attributes;
+    let changes: Vec<&str> = [
+        (!login, "LOGIN"),
+        (createdb, "NOCREATEDB"),
+        (createrole, "NOCREATEROLE"),
+        (replication, "NOREPLICATION"),
+        (bypassrls, "NOBYPASSRLS"),
+    ]
+    .into_iter()
+    .filter_map(|(change, attribute)| change.then_some(attribute))
+    .collect();
+    if !changes.is_empty() {
+        exec(
+            tx,
+            &format!("ALTER ROLE %I WITH {}", changes.join(" ")),
+            &[role],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// The role's password, as its SCRAM verifier.
+async fn set_password(
+    tx: &mut Transaction<'_, Postgres>,
+    role: &str,
+    verifier: &str,
+) -> anyhow::Result<()> {
+    exec(tx, "ALTER ROLE %I PASSWORD %L", &[role, verifier]).await
+}
+
+/// Takes the role out of every other role (a membership would lend it that role's rights);
+/// the roles it left.
+async fn leave_other_roles(
+    tx: &mut Transaction<'_, Postgres>,
+    role: &str,
+) -> anyhow::Result<Vec<String>> {
     let left_roles: Vec<String> = sqlx::query_scalar(
         "SELECT g.rolname::text FROM pg_auth_members AS m
          JOIN pg_roles AS g ON g.oid = m.roleid
@@ -265,34 +303,37 @@ pub async fn grant_analyst(
          WHERE r.rolname = $1 ORDER BY 1",
     )
     .bind(role)
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut **tx)
     .await?;
     for group in &left_roles {
-        exec(&mut tx, "REVOKE %I FROM %I", &[group, role]).await?;
+        exec(tx, "REVOKE %I FROM %I", &[group, role]).await?;
     }
+    Ok(left_roles)
+}
 
-    // Nothing on the database but CONNECT; nothing in any schema (an update may hold old
-    // grants); then USAGE on public and SELECT on its views.
+/// Nothing on the connected database but CONNECT; the database's name.
+async fn allow_connect_only(
+    tx: &mut Transaction<'_, Postgres>,
+    role: &str,
+) -> anyhow::Result<String> {
     let database: String = sqlx::query_scalar("SELECT current_database()::text")
-        .fetch_one(&mut *tx)
+        .fetch_one(&mut **tx)
         .await?;
-    exec(
-        &mut tx,
-        "REVOKE ALL ON DATABASE %I FROM %I",
-        &[&database, role],
-    )
-    .await?;
-    exec(
-        &mut tx,
-        "GRANT CONNECT ON DATABASE %I TO %I",
-        &[&database, role],
-    )
-    .await?;
+    exec(tx, "REVOKE ALL ON DATABASE %I FROM %I", &[&database, role]).await?;
+    exec(tx, "GRANT CONNECT ON DATABASE %I TO %I", &[&database, role]).await?;
+    Ok(database)
+}
+
+/// Nothing in any schema, nor on anything in one: an update may hold old grants.
+async fn revoke_schema_rights(
+    tx: &mut Transaction<'_, Postgres>,
+    role: &str,
+) -> anyhow::Result<()> {
     let schemas: Vec<String> = sqlx::query_scalar(
         "SELECT nspname::text FROM pg_namespace
          WHERE nspname NOT LIKE 'pg\\_%' AND nspname <> 'information_schema' ORDER BY 1",
     )
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut **tx)
     .await?;
     for schema in &schemas {
         for statement in [
@@ -301,106 +342,115 @@ pub async fn grant_analyst(
             "REVOKE ALL ON ALL SEQUENCES IN SCHEMA %I FROM %I",
             "REVOKE ALL ON ALL ROUTINES IN SCHEMA %I FROM %I",
         ] {
-            exec(&mut tx, statement, &[schema, role]).await?;
+            exec(tx, statement, &[schema, role]).await?;
         }
     }
-    // PUBLIC (every role, this one included): nothing on zegolog's tables, and no CREATE in
-    // public (PostgreSQL 15 no longer grants it, but a cluster upgraded from 14 keeps it).
+    Ok(())
+}
+
+/// PUBLIC (every role, this one included): nothing on zegolog's tables, and no CREATE in public
+/// (PostgreSQL 15 no longer grants it, but a cluster upgraded from 14 keeps it).
+async fn revoke_public_rights(tx: &mut Transaction<'_, Postgres>) -> anyhow::Result<()> {
     for statement in [
         "REVOKE ALL ON ALL TABLES IN SCHEMA public FROM PUBLIC",
         "REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM PUBLIC",
         "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
     ] {
-        sqlx::query(statement).execute(&mut *tx).await?;
+        sqlx::query(statement).execute(&mut **tx).await?;
     }
-    exec(&mut tx, "GRANT USAGE ON SCHEMA public TO %I", &[role]).await?;
+    Ok(())
+}
 
+/// USAGE on schema public and SELECT on each of its views; the views, by name.
+async fn grant_views(
+    tx: &mut Transaction<'_, Postgres>,
+    role: &str,
+) -> anyhow::Result<Vec<String>> {
+    exec(tx, "GRANT USAGE ON SCHEMA public TO %I", &[role]).await?;
     let views: Vec<String> = sqlx::query_scalar(
         "SELECT c.relname::text FROM pg_class AS c
          JOIN pg_namespace AS n ON n.oid = c.relnamespace
          WHERE n.nspname = 'public' AND c.relkind IN ('v', 'm')
          ORDER BY 1",
     )
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut **tx)
     .await?;
     for view in &views {
-        exec(&mut tx, "GRANT SELECT ON public.%I TO %I", &[view, role]).await?;
+        exec(tx, "GRANT SELECT ON public.%I TO %I", &[view, role]).await?;
     }
-    // On Citus, the role reads the views through schema zegolog_analyst (schema/citus.sql: a
-    // view per view of public, over a function that returns its rows as their owner), first in
-    // its search_path: Citus runs a view's queries on the shards as the querying role, who may
-    // read none of the tables under it.
+    Ok(views)
+}
+
+/// On Citus, the role reads the views through schema zegolog_analyst (schema/citus.sql: a view
+/// per view of public, over a function that returns its rows as their owner), first in its
+/// search_path: Citus runs a view's queries on the shards as the querying role, who may read
+/// none of the tables under it. That schema, if there is one; without it the role's
+/// search_path in `database` is reset.
+async fn grant_analyst_schema(
+    tx: &mut Transaction<'_, Postgres>,
+    role: &str,
+    database: &str,
+) -> anyhow::Result<Option<String>> {
     let analyst_schema: Option<String> = sqlx::query_scalar(
         "SELECT nspname::text FROM pg_namespace WHERE nspname = 'zegolog_analyst'",
     )
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut **tx)
     .await?;
     match &analyst_schema {
         Some(schema) => {
-            exec(&mut tx, "GRANT USAGE ON SCHEMA %I TO %I", &[schema, role]).await?;
+            exec(tx, "GRANT USAGE ON SCHEMA %I TO %I", &[schema, role]).await?;
             exec(
-                &mut tx,
+                tx,
                 "GRANT SELECT ON ALL TABLES IN SCHEMA %I TO %I",
                 &[schema, role],
             )
             .await?;
             exec(
-                &mut tx,
+                tx,
                 "GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA %I TO %I",
                 &[schema, role],
             )
             .await?;
             exec(
-                &mut tx,
+                tx,
                 "ALTER ROLE %I IN DATABASE %I SET search_path = %I, public",
-                &[role, &database, schema],
+                &[role, database, schema],
             )
             .await?;
         }
         None => {
             exec(
-                &mut tx,
+                tx,
                 "ALTER ROLE %I IN DATABASE %I RESET search_path",
-                &[role, &database],
+                &[role, database],
             )
             .await?
         }
     }
-    // The views' windowed forms (`users_online`, `*_between`) read tables as their owner
-    // (SECURITY DEFINER) and are not executable by PUBLIC; read-only ones (not VOLATILE) are
-    // part of what an analyst may read. Functions that write, such as the rollup compaction,
-    // are volatile and stay out of reach.
+    Ok(analyst_schema)
+}
+
+/// EXECUTE on the views' windowed forms (`users_online`, `*_between`): they read tables as their
+/// owner (SECURITY DEFINER) and are not executable by PUBLIC; read-only ones (not VOLATILE) are
+/// part of what an analyst may read. Functions that write, such as the rollup compaction, are
+/// volatile and stay out of reach.
+async fn grant_read_only_functions(
+    tx: &mut Transaction<'_, Postgres>,
+    role: &str,
+) -> anyhow::Result<()> {
     let functions: Vec<String> = sqlx::query_scalar(
         "SELECT p.oid::regprocedure::text FROM pg_proc AS p
          JOIN pg_namespace AS n ON n.oid = p.pronamespace
          WHERE n.nspname = 'public' AND p.prosecdef AND p.provolatile <> 'v'
          ORDER BY 1",
     )
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut **tx)
     .await?;
     for function in &functions {
         // regprocedure's text is already a quoted, schema-qualified signature.
-        exec(
-            &mut tx,
-            "GRANT EXECUTE ON FUNCTION %s TO %I",
-            &[function, role],
-        )
-        .await?;
+        exec(tx, "GRANT EXECUTE ON FUNCTION %s TO %I", &[function, role]).await?;
     }
-
-    verify(&mut tx, role, &database).await?;
-    let unreadable_views = try_views(&mut tx, role, analyst_schema.as_deref(), &views).await?;
-    tx.commit().await?;
-    Ok(GrantSummary {
-        role: role.to_owned(),
-        database,
-        created,
-        password_set: verifier.is_some(),
-        views,
-        analyst_schema,
-        left_roles,
-        unreadable_views,
-    })
+    Ok(())
 }
 
 /// Runs a statement built by PostgreSQL's own `format()`: `%I` quotes an identifier, `%L` a

@@ -16,7 +16,7 @@ const SCRAM_ITERATIONS: u32 = 4096;
 ///
 /// PostgreSQL normalises a password with SASLprep before hashing; printable ASCII is left as
 /// it is, so only printable ASCII is accepted here rather than reimplementing SASLprep.
-pub fn scram_verifier(password: &str) -> anyhow::Result<String> {
+pub(crate) fn scram_verifier(password: &str) -> anyhow::Result<String> {
     let mut salt = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut salt);
     scram_verifier_with(password, &salt, SCRAM_ITERATIONS)

@@ -17,15 +17,15 @@
 //! written is committed; running the same import again resumes it.
 //!
 //!
-//! Here: the command's arguments and options, [`import`] (the reader thread, the writers, the
-//! progress bar) and its [`ImportSummary`]. Beside it: `read.rs`, the input's lines into
+//! Here: the command ([`run`]; its flags are the binary's) and its options, [`import`] (the
+//! reader thread, the writers, the progress bar) and its [`ImportSummary`]. Beside it: `read.rs`, the input's lines into
 //! callbacks; `write.rs`, batches into the store and their outcomes into the summary.
 //!
 //! Errors are `anyhow`: this is command-line glue, like the binary's command line (`src/bin/zegolog`).
 
 use std::fmt;
 use std::io::BufReader;
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -34,7 +34,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::callback::Received;
-use crate::database::DatabaseArgs;
 use crate::store::{PoolConfig, Store};
 
 mod read;
@@ -43,26 +42,6 @@ mod write;
 use read::read_batches;
 pub use read::Input;
 use write::{tally, write_splitting, Months, Written};
-
-#[derive(Debug, clap::Args)]
-pub struct ImportArgs {
-    #[command(flatten)]
-    pub database: DatabaseArgs,
-
-    /// The JSON-lines file: one callback per line, the JSON object ZEGOCLOUD sent. `-` reads
-    /// standard input. Signatures are NOT verified: import only files you trust. Lines without
-    /// the envelope fields (event, appid, timestamp, nonce, signature) are refused.
-    #[arg(value_name = "FILE")]
-    pub file: PathBuf,
-
-    /// Callbacks written in one statement and transaction.
-    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub batch_size: u32,
-
-    /// Batches written concurrently (each holds one database connection).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub writers: u32,
-}
 
 /// How an import runs.
 #[derive(Debug, Clone)]
@@ -89,18 +68,16 @@ pub const MAX_LINE_BYTES: usize = crate::http::MAX_BODY_BYTES;
 /// How many refused (and quarantined) lines the summary lists by number.
 const LISTED_LINES: usize = 10;
 
-/// `zegolog import` on the database at `database_url` (migrated first); the summary on stdout.
-pub async fn run(args: &ImportArgs, database_url: &str) -> anyhow::Result<()> {
-    let input = Input::open(&args.file)?;
-    let options = ImportOptions {
-        batch_size: args.batch_size as usize,
-        writers: args.writers as usize,
-        progress: true,
-    };
+/// `zegolog import` of `file` (`-`: standard input) on the database at `database_url`
+/// (migrated first); the summary on stdout.
+pub async fn run(file: &Path, options: &ImportOptions, database_url: &str) -> anyhow::Result<()> {
+    let input = Input::open(file)?;
     let store = Store::connect_lazy(
         database_url,
         &PoolConfig {
-            max_connections: args.writers + 1,
+            max_connections: u32::try_from(options.writers)
+                .unwrap_or(u32::MAX)
+                .saturating_add(1),
             acquire_timeout: Duration::from_secs(10),
         },
     )
@@ -109,7 +86,7 @@ pub async fn run(args: &ImportArgs, database_url: &str) -> anyhow::Result<()> {
         .migrate()
         .await
         .context("applying database migrations")?;
-    let summary = import(&store, input, &options).await?;
+    let summary = import(&store, input, options).await?;
     println!("{summary}");
     if let Some(reason) = &summary.stopped {
         bail!(

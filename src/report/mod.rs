@@ -14,7 +14,8 @@
 //!
 //! Errors are `anyhow`: this is command-line glue, like the binary's command line (`src/bin/zegolog`).
 //!
-//! Here: the command's arguments, the range it covers ([`ReportQuery`]) and [`run`]. Beside it:
+//! Here: the command's configuration ([`ReportConfig`]; its flags are the binary's), the range
+//! it covers ([`ReportQuery`]) and [`run`]. Beside it:
 //! `days.rs`, the daily report's sections from [`views::days`] ([`Report`]); `incident.rs`, the
 //! incident view of `--last` ([`IncidentReport`]); `grid.rs`, the [`Grid`] both are made of and
 //! its three renderings.
@@ -22,11 +23,10 @@
 use std::io::Write;
 
 use anyhow::{bail, Context};
-use chrono::{DateTime, Days, NaiveDate, Utc};
+use chrono::{Days, NaiveDate};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
-use crate::database::DatabaseArgs;
 use crate::views;
 
 mod days;
@@ -37,61 +37,32 @@ pub use days::Report;
 pub use grid::{Cell, Column, Grid};
 pub use incident::{IncidentQuery, IncidentReport};
 
-#[derive(Debug, clap::Args)]
-pub struct ReportArgs {
-    #[command(flatten)]
-    pub database: DatabaseArgs,
-
-    #[command(flatten)]
-    pub zone: crate::time_zone::TimeZoneArgs,
-
-    /// Only this application (ZEGOCLOUD appid). Without it: every app, each on its own rows.
-    #[arg(long)]
-    pub appid: Option<i64>,
-
-    /// First day of the report (in the reporting time zone), included (YYYY-MM-DD). Default:
-    /// six days before --to (seven days in all).
-    #[arg(long, value_name = "YYYY-MM-DD")]
-    pub from: Option<NaiveDate>,
-
-    /// Last day of the report (in the reporting time zone), included (YYYY-MM-DD). Default:
-    /// today there.
-    #[arg(long, value_name = "YYYY-MM-DD")]
-    pub to: Option<NaiveDate>,
-
-    /// `table` for a terminal; `csv` (RFC 4180; without --section every section is its own
-    /// CSV block, introduced by a `# section: NAME` line and followed by an empty line); `json`
-    /// (one object with an array per section).
-    #[arg(long, value_enum, default_value_t = Format::Table)]
+/// What `zegolog report` prints, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportConfig {
+    pub kind: ReportKind,
     pub format: Format,
-
-    /// Only this section (with --format csv: one plain CSV table, ready for a spreadsheet).
-    #[arg(long, value_enum)]
+    /// Only this section; one of the kind's ([`SectionName::ALL`] or [`SectionName::INCIDENT`]).
     pub section: Option<SectionName>,
-
-    /// How many rooms and how many users to list.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub top: u32,
-
-    /// The incident view instead of days: the last hours up to --until (`1h`, `6h`, `24h`, or
-    /// minutes such as `90m`; at most 24h), per bucket: logouts by reason with each reason's lift
-    /// against its usual share, users online, and the worst rooms and users. Sections
-    /// buckets, lift, online, rooms, users.
-    #[arg(long, value_name = "DURATION", value_parser = crate::views::incident::parse_last,
-          conflicts_with_all = ["from", "to"])]
-    pub last: Option<std::time::Duration>,
-
-    /// Bucket width with --last: `1m` or `5m`.
-    #[arg(long, value_parser = crate::views::incident::Bucket::parse, default_value = "5m", requires = "last")]
-    pub bucket: crate::views::incident::Bucket,
-
-    /// End of the --last window (RFC 3339, e.g. 2024-05-01T10:00:00Z), rounded up to a bucket
-    /// boundary. Default: now.
-    #[arg(long, value_name = "TIME", requires = "last")]
-    pub until: Option<DateTime<chrono::FixedOffset>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// The daily report or the incident view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReportKind {
+    /// Days of the reporting time zone, which the database must cut its days in: the range
+    /// [`ReportQuery::new`] makes of `from` and `to`.
+    Days {
+        time_zone: String,
+        appid: Option<i64>,
+        from: Option<NaiveDate>,
+        to: Option<NaiveDate>,
+        top: u32,
+    },
+    /// The last hours, per bucket.
+    Incident(IncidentQuery),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Table,
     Csv,
@@ -99,7 +70,7 @@ pub enum Format {
 }
 
 /// The sections of a report, in the order they are printed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SectionName {
     /// Per UTC day and app: sessions and duration percentiles.
     Daily,
@@ -199,53 +170,42 @@ impl ReportQuery {
 }
 
 /// `zegolog report` on the database at `database_url`, printed on standard output.
-pub async fn run(args: &ReportArgs, database_url: &str) -> anyhow::Result<()> {
-    if let Some(last) = args.last {
-        let query = IncidentQuery {
-            appid: args.appid,
-            last,
-            bucket: args.bucket,
-            until: args.until.map_or_else(Utc::now, |t| t.with_timezone(&Utc)),
-            top: args.top,
-        };
-        if let Some(section) = args.section.filter(|s| !SectionName::INCIDENT.contains(s)) {
-            bail!(
-                "--section {} is a section of the daily report; with --last the sections are \
-                 buckets, lift, online, rooms and users",
-                section.as_str()
-            );
+pub async fn run(config: &ReportConfig, database_url: &str) -> anyhow::Result<()> {
+    let (time_zone, appid, from, to, top) = match &config.kind {
+        ReportKind::Incident(query) => {
+            let mut conn = connect(database_url).await?;
+            let report = IncidentReport::load(&mut conn, query).await?;
+            let _ = conn.close().await;
+            let mut out = std::io::stdout().lock();
+            report.render(config.format, config.section, &mut out)?;
+            out.flush()?;
+            return Ok(());
         }
-        let mut conn = connect(database_url).await?;
-        let report = IncidentReport::load(&mut conn, &query).await?;
-        let _ = conn.close().await;
-        let mut out = std::io::stdout().lock();
-        report.render(args.format, args.section, &mut out)?;
-        out.flush()?;
-        return Ok(());
-    }
-    if let Some(section) = args.section.filter(|s| !SectionName::ALL.contains(s)) {
-        bail!(
-            "--section {} is a section of the incident report: add --last (say --last 6h)",
-            section.as_str()
-        );
-    }
+        ReportKind::Days {
+            time_zone,
+            appid,
+            from,
+            to,
+            top,
+        } => (time_zone, *appid, *from, *to, *top),
+    };
     let mut conn = connect(database_url).await?;
     // Days are the deployment's: refuse to report another zone's under its name.
     let (zone, today) = views::today(&mut conn)
         .await
         .context("reading the reporting time zone (is the database migrated?)")?;
-    if zone != args.zone.time_zone {
+    if zone != *time_zone {
         return Err(crate::time_zone::ZoneError::Mismatch {
             database: zone,
-            wanted: args.zone.time_zone.clone(),
+            wanted: time_zone.clone(),
         }
         .into());
     }
-    let query = ReportQuery::new(args.appid, args.from, args.to, args.top, today)?;
+    let query = ReportQuery::new(appid, from, to, top, today)?;
     let report = Report::load(&mut conn, &query).await?;
     let _ = conn.close().await;
     let mut out = std::io::stdout().lock();
-    report.render(args.format, args.section, &mut out)?;
+    report.render(config.format, config.section, &mut out)?;
     out.flush()?;
     Ok(())
 }

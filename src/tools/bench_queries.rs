@@ -42,59 +42,27 @@ const DAILY_TARGET: Duration = Duration::from_millis(100);
 /// The response time each query of the incident view must meet, over 24 hours too.
 const INCIDENT_TARGET: Duration = Duration::from_millis(100);
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct BenchQueriesArgs {
-    /// Logouts to seed.
-    #[arg(long, default_value_t = seed::DEFAULT_EVENTS,
-          value_parser = clap::value_parser!(u64).range(seed::EVENTS_RANGE))]
+/// What `zegolog bench-queries` seeds and times, and where (its flags are the binary's).
+#[derive(Debug, Clone)]
+pub struct BenchQueriesConfig {
+    /// Logouts, apps and days to seed, and the generator's seed (see [`SeedOptions::from_flags`]).
     pub events: u64,
-
-    /// Apps to seed (appid 1 is the busiest; the queries ask about the busiest app).
-    #[arg(long, default_value_t = seed::DEFAULT_APPS,
-          value_parser = clap::value_parser!(u32).range(seed::APPS_RANGE))]
     pub apps: u32,
-
-    /// Days of traffic to seed, ending now.
-    #[arg(long, default_value_t = seed::DEFAULT_DAYS,
-          value_parser = clap::value_parser!(u32).range(seed::DAYS_RANGE))]
     pub days: u32,
-
-    /// Seed of the traffic generator, for the same rooms, users and mix on every run.
-    #[arg(long)]
     pub seed: Option<u64>,
-
     /// Timed runs of each query (after one warm-up run).
-    #[arg(long, default_value_t = 7, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub runs: u32,
-
     /// Leave the database (and a temporary private PostgreSQL's directory) in place.
-    #[arg(long)]
     pub keep: bool,
-
-    /// The reporting time zone to cut days in (an IANA name). A fresh database takes it before
-    /// seeding; with --no-seed a database in another zone is moved to it first (its rollups
-    /// rebuilt, with the time it took).
-    #[arg(long, default_value = crate::time_zone::DEFAULT)]
+    /// The reporting time zone to cut days in.
     pub time_zone: String,
-
-    /// Do not seed: time the queries on the database `zegolog_bench_queries` as it is (from an
-    /// earlier `--keep` run). Needs DATABASE_URL or --data-dir.
-    #[arg(long)]
+    /// Time the database of an earlier `keep` run as it is: needs `database_url` or `data_dir`.
     pub no_seed: bool,
-
-    /// A PostgreSQL server to benchmark on (the database `zegolog_bench_queries` is created on it).
-    /// Without one, a private PostgreSQL runs under --data-dir or in a temporary directory.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    /// The PostgreSQL server to benchmark on; without it a private PostgreSQL under `data_dir`,
+    /// or in a temporary directory.
     pub database_url: Option<String>,
-
-    /// Where the private PostgreSQL keeps its files when no DATABASE_URL is given
-    /// [default: a temporary directory, removed at the end unless --keep].
-    #[arg(long)]
     pub data_dir: Option<PathBuf>,
-
-    /// A directory of documented queries (`*.sql`) to time instead of the `sql/` files built into
-    /// the binary, read at run time.
-    #[arg(long)]
+    /// Documented queries to time instead of [`EMBEDDED_SQL`].
     pub sql_dir: Option<PathBuf>,
 }
 
@@ -367,13 +335,7 @@ pub fn sql_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 /// `zegolog bench-queries`.
-pub async fn run(args: &BenchQueriesArgs) -> anyhow::Result<()> {
-    if args.no_seed && args.database_url.is_none() && args.data_dir.is_none() {
-        bail!(
-            "--no-seed reuses the database of an earlier --keep run: give its DATABASE_URL \
-             or --data-dir"
-        );
-    }
+pub async fn run(args: &BenchQueriesConfig) -> anyhow::Result<()> {
     // Before seeding, which takes minutes: a --sql-dir that cannot be read fails at once.
     let queries = documented_queries(args.sql_dir.as_deref())?;
     let mut temp_dir = None;
@@ -420,7 +382,7 @@ pub async fn run(args: &BenchQueriesArgs) -> anyhow::Result<()> {
 }
 
 async fn bench(
-    args: &BenchQueriesArgs,
+    args: &BenchQueriesConfig,
     server_url: &str,
     db_url: &str,
     queries: Vec<(String, String)>,
@@ -472,7 +434,7 @@ async fn set_time_zone(db_url: &str, zone: &str) -> anyhow::Result<()> {
 }
 
 async fn measure(
-    args: &BenchQueriesArgs,
+    args: &BenchQueriesConfig,
     db_url: &str,
     seeded: Option<&SeedReport>,
     queries: Vec<(String, String)>,

@@ -61,7 +61,7 @@ fn pkglibdir(bindir: &Path) -> PathBuf {
 }
 
 /// Fails with [`not_installed_hint`] when Citus is not installed for the local PostgreSQL.
-pub fn check_installed() -> anyhow::Result<()> {
+pub(crate) fn check_installed() -> anyhow::Result<()> {
     let bindir = find_bindir()?;
     let libdir = pkglibdir(&bindir);
     if !libdir.join("citus.so").is_file() {

@@ -10,7 +10,7 @@
 //! - [`bench_queries`]: `zegolog bench-queries`, the views' standard queries timed on N seeded logouts.
 //! - [`citus`]: a local Citus cluster (a coordinator and workers) for the Citus tests and benchmark.
 //! - `scratch`: the throwaway PostgreSQL and databases `bench` and `bench-queries` measure on.
-//! - [`traffic`]: the traffic model `loadtest` and `seed` share: room popularity, roles,
+//! - `traffic`: the traffic model `loadtest` and `seed` share: room popularity, roles,
 //!   session lengths, accounts and nicknames.
 
 pub mod bench;
@@ -19,4 +19,4 @@ pub mod citus;
 pub mod loadtest;
 mod scratch;
 pub mod seed;
-pub mod traffic;
+mod traffic;

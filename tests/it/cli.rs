@@ -137,3 +137,48 @@ fn migrate_fails_fast_with_the_cause_when_the_database_is_down() {
         "{stderr}"
     );
 }
+
+/// `zegolog ARGS` with no database or secret in its environment: exit code and standard error.
+fn run(args: &[&str]) -> (Option<i32>, String) {
+    let output = zegolog().args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code(), stderr)
+}
+
+#[test]
+fn loadtest_refuses_nonsense_flags_before_sending() {
+    for bad in [
+        &["loadtest", "--count", "5", "--duration-secs", "1"][..],
+        &["loadtest", "--duplicates", "1.5"],
+        &["loadtest", "--connections", "0"],
+        &["loadtest", "--encoding", "xml"],
+    ] {
+        let (code, stderr) = run(bad);
+        assert_eq!(code, Some(2), "{bad:?}: {stderr}");
+    }
+
+    // Flags it takes, then the checks of what they add up to.
+    let (code, stderr) = run(&["loadtest", "--encoding", "form", "--duplicates", "0.25"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("no callback secret"), "{stderr}");
+    let (code, stderr) = run(&["loadtest", "--secret", SECRET, "--count", "1", "--verify"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--verify needs the database") && stderr.contains("DATABASE_URL"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_refuses_a_short_dashboard_token_as_a_flag_error() {
+    for token in ["short", ""] {
+        let (code, stderr) = run(&[
+            "serve",
+            "--insecure-skip-verify",
+            "--dashboard-token",
+            token,
+        ]);
+        assert_eq!(code, Some(2), "{stderr}");
+        assert!(stderr.contains("at least 16"), "{stderr}");
+    }
+}

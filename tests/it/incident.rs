@@ -388,29 +388,6 @@ async fn report_last_shows_buckets_lift_online_and_worst_rooms() {
     }
 }
 
-#[test]
-fn report_last_parses_on_the_command_line() {
-    use clap::Parser;
-    #[derive(Parser)]
-    struct Cli {
-        #[command(flatten)]
-        report: zegolog::report::ReportArgs,
-    }
-    let cli = Cli::try_parse_from(["report", "--last", "6h", "--bucket", "1m"]).unwrap();
-    assert_eq!(cli.report.last, Some(Duration::from_secs(6 * 3600)));
-    assert_eq!(cli.report.bucket, Bucket::OneMinute);
-    let cli = Cli::try_parse_from(["report", "--last", "24h"]).unwrap();
-    assert_eq!(cli.report.bucket, Bucket::FiveMinutes, "5m by default");
-    for bad in [
-        &["report", "--last", "48h"][..],
-        &["report", "--last", "6h", "--bucket", "10m"],
-        &["report", "--bucket", "1m"],
-        &["report", "--last", "6h", "--from", "2024-01-01"],
-    ] {
-        assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
-    }
-}
-
 // ---- in a real browser --------------------------------------------------------------------
 
 #[tokio::test]

@@ -458,3 +458,52 @@ async fn the_command_prints_one_section_as_csv() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("is after --to"));
 }
+
+#[tokio::test]
+async fn the_command_takes_the_incident_window_from_last_bucket_and_until() {
+    let (url, _pool) = common::migrated_database_url().await;
+    let report = |flags: &[&str]| {
+        common::zegolog()
+            .arg("report")
+            .args(flags)
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap()
+    };
+    let json = |output: std::process::Output| -> Value {
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+
+    let until = [
+        "--until",
+        "2024-05-01T10:00:00Z",
+        "--format",
+        "json",
+        "--appid",
+        "1",
+    ];
+    let one_minute = json(report(
+        &[&until[..], &["--last", "6h", "--bucket", "1m"]].concat(),
+    ));
+    assert_eq!(
+        (&one_minute["from"], &one_minute["bucket"]),
+        (&json!("2024-05-01T04:00:00.000Z"), &json!("1m"))
+    );
+    let default_bucket = json(report(&[&until[..], &["--last", "24h"]].concat()));
+    assert_eq!(default_bucket["bucket"], "5m", "5m by default");
+
+    for bad in [
+        &["--last", "48h"][..],
+        &["--last", "6h", "--bucket", "10m"],
+        &["--bucket", "1m"],
+        &["--last", "6h", "--from", "2024-01-01"],
+    ] {
+        let output = report(bad);
+        assert_eq!(output.status.code(), Some(2), "{bad:?}");
+    }
+}

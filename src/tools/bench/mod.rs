@@ -18,7 +18,7 @@ use anyhow::{bail, Context};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
-use super::loadtest::{self, LoadtestArgs, Report};
+use super::loadtest::{self, LoadtestConfig, Report};
 use super::scratch::{self, private_postgres};
 use crate::database::migrate_url;
 
@@ -28,39 +28,28 @@ mod pgbench;
 use cpu::{Processes, Times};
 pub use pgbench::Ceiling;
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct BenchArgs {
+/// What `zegolog bench` measures, and where (its flags are the binary's).
+#[derive(Debug, Clone)]
+pub struct BenchConfig {
     /// Concurrent HTTP connections of the load generator: one run per value.
-    #[arg(long, value_delimiter = ',', default_value = "64,256")]
     pub connections: Vec<usize>,
-
     /// How long each load runs, in seconds.
-    #[arg(long, default_value_t = 15)]
     pub duration_secs: u64,
-
     /// How long pgbench measures each of PostgreSQL's ceilings, in seconds.
-    #[arg(long, default_value_t = 10)]
     pub pgbench_secs: u64,
-
     /// pgbench clients (each running batches of 100 rows).
-    #[arg(long, default_value_t = 8)]
     pub pgbench_clients: usize,
-
-    /// A PostgreSQL server to benchmark on (a database `zegolog_bench` is created and dropped).
-    /// Without one, a private PostgreSQL is started in a temporary directory. PostgreSQL's CPU
-    /// is measured when its data directory is on this machine and readable.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    /// The PostgreSQL server to benchmark on (a database `zegolog_bench` is created and
+    /// dropped); without it a private PostgreSQL in a temporary directory.
     pub database_url: Option<String>,
-
-    /// Print the pgbench script of one ceiling and exit, to run or EXPLAIN it by hand
-    /// (`pgbench -f FILE`; its `:base` is the only variable).
-    #[arg(long, value_enum)]
+    /// Only print this ceiling's pgbench script.
     pub print_script: Option<Ceiling>,
 }
 
 const BENCH_DB: &str = "zegolog_bench";
 
-pub async fn run(args: &BenchArgs) -> anyhow::Result<()> {
+/// `zegolog bench`: the figures on stdout.
+pub async fn run(args: &BenchConfig) -> anyhow::Result<()> {
     if let Some(ceiling) = args.print_script {
         print!("{}", ceiling.script());
         return Ok(());
@@ -97,7 +86,7 @@ struct LoadRun {
     spooled: Option<u64>,
 }
 
-async fn bench(args: &BenchArgs, server_url: &str) -> anyhow::Result<()> {
+async fn bench(args: &BenchConfig, server_url: &str) -> anyhow::Result<()> {
     let server: PgConnectOptions = server_url
         .parse()
         .context("DATABASE_URL is not a PostgreSQL URL")?;
@@ -172,7 +161,7 @@ async fn bench(args: &BenchArgs, server_url: &str) -> anyhow::Result<()> {
 /// `zegolog serve` over the bench database and the load test against it, with the CPU each
 /// process used while the load ran; then the check of what was stored.
 async fn load(
-    args: &BenchArgs,
+    args: &BenchConfig,
     db_url: &str,
     connections: usize,
     postmaster: Option<u32>,
@@ -199,14 +188,14 @@ async fn load(
         if !wait_ready(&format!("{url}/readyz")).await {
             bail!("zegolog serve did not become ready");
         }
-        let mut load = LoadtestArgs::for_bench(
+        let mut load = LoadtestConfig::for_bench(
             format!("{url}/zego/callback"),
             secret.clone(),
             connections,
             Duration::from_secs(args.duration_secs),
             db_url.to_owned(),
         );
-        load.verify = false;
+        load.verify_database_url = None;
         let processes = Processes {
             zegolog: Some(serve.id()),
             postmaster,
@@ -235,7 +224,7 @@ async fn load(
     result
 }
 
-fn print_summary(args: &BenchArgs, ceilings: &[CeilingRun], loads: &[LoadRun]) {
+fn print_summary(args: &BenchConfig, ceilings: &[CeilingRun], loads: &[LoadRun]) {
     let us = |used: Option<Duration>, n: f64| match used {
         Some(d) if n > 0.0 => format!("{:.1}", d.as_secs_f64() * 1e6 / n),
         _ => "-".to_owned(),

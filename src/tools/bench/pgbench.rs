@@ -21,7 +21,7 @@ use crate::embedded_pg::find_bindir;
 pub(super) const BATCH: u32 = 100;
 
 /// Which statement pgbench runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ceiling {
     /// 100-row batches into a table with one unique key.
     Plain,

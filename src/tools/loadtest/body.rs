@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use super::args::BodyEncoding;
+use super::config::BodyEncoding;
 use super::fields::FieldWriter;
 use super::ledger::LaneIds;
 use crate::signature::sign;

@@ -5,7 +5,7 @@ use std::io::Write as _;
 
 use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 
-use super::args::BodyEncoding;
+use super::config::BodyEncoding;
 
 /// Writes `name: value` pairs as JSON string members or form pairs, each after its separator.
 pub(super) struct FieldWriter<'a> {

@@ -78,12 +78,12 @@ impl Ledger {
         })
     }
 
-    pub fn was_sent(&self, session_id: u64) -> bool {
+    pub(crate) fn was_sent(&self, session_id: u64) -> bool {
         self.locate(session_id)
             .is_some_and(|(lane, k)| k < self.lanes[lane].generated)
     }
 
-    pub fn was_acknowledged(&self, session_id: u64) -> bool {
+    pub(crate) fn was_acknowledged(&self, session_id: u64) -> bool {
         self.locate(session_id)
             .is_some_and(|(lane, k)| self.lanes[lane].is_acked(k))
     }

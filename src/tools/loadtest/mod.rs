@@ -17,10 +17,11 @@
 //! Errors are `anyhow`: this is command-line glue, like the binary's command line (`src/bin/zegolog`).
 //!
 //! # Layout
-//! - `args.rs`: the flags ([`LoadtestArgs`]).
+//! - `config.rs`: what to send, where, and what to check ([`LoadtestConfig`]; the flags are the
+//!   binary's).
 //! - `body.rs`: the body generator, each worker's stream of signed callbacks, new and retried;
 //!   `fields.rs` writes their fields as JSON or a form. The traffic model itself (rooms, users,
-//!   roles, session lengths, nicknames) is [`crate::tools::traffic`], shared with `seed`.
+//!   roles, session lengths, nicknames) is `tools/traffic.rs`, shared with `seed`.
 //! - `sender.rs`: the workers, one per connection, and their tallies merged into the [`Report`];
 //!   `connection.rs` is the minimal kept-alive HTTP/1.1 client each worker posts through.
 //! - `ledger.rs`: which session ids were sent and acknowledged ([`Ledger`]).
@@ -29,10 +30,8 @@
 
 use std::time::Duration;
 
-use anyhow::bail;
-
-mod args;
 mod body;
+mod config;
 mod connection;
 mod fields;
 mod ledger;
@@ -40,34 +39,20 @@ mod report;
 mod sender;
 mod verify;
 
-pub use args::{BodyEncoding, LoadtestArgs};
+pub use config::{BodyEncoding, LoadtestConfig};
 pub use ledger::{Ledger, SESSION_SPAN};
 pub use report::Report;
 pub use verify::{verify, Verification};
 
-/// Sends the load, then (with `--verify`) checks the database.
-pub async fn run(args: &LoadtestArgs) -> anyhow::Result<Report> {
-    let Some(secret) = args.secret.as_deref().filter(|s| !s.is_empty()) else {
-        bail!(
-            "no callback secret: set ZEGOLOG_SECRET (or --secret) to the secret zegolog \
-             verifies appid {} with",
-            args.appid
-        );
-    };
-    let database_url = match (args.verify, args.database_url.as_deref()) {
-        (true, None) => bail!(
-            "--verify needs the database zegolog writes to: set DATABASE_URL or --database-url"
-        ),
-        (true, Some(url)) => Some(url),
-        (false, _) => None,
-    };
-    let target = connection::Target::parse(&args.url)?;
+/// Sends the load, then (with [`LoadtestConfig::verify_database_url`]) checks the database.
+pub async fn run(config: &LoadtestConfig) -> anyhow::Result<Report> {
+    let target = connection::Target::parse(&config.url)?;
 
-    let mut report = sender::send(args, secret, target).await?;
-    if let Some(database_url) = database_url {
-        let timeout = Duration::from_secs(args.verify_timeout_secs);
+    let mut report = sender::send(config, target).await?;
+    if let Some(database_url) = &config.verify_database_url {
+        let timeout = Duration::from_secs(config.verify_timeout_secs);
         report.verification =
-            Some(verify(database_url, args.appid, &report.ledger, timeout).await?);
+            Some(verify(database_url, config.appid, &report.ledger, timeout).await?);
     }
     Ok(report)
 }

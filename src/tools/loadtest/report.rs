@@ -53,11 +53,11 @@ impl Report {
             .sum()
     }
 
-    pub fn requests_per_sec(&self) -> f64 {
+    pub(crate) fn requests_per_sec(&self) -> f64 {
         per_sec(self.requests, self.elapsed)
     }
 
-    pub fn acknowledged_unique_per_sec(&self) -> f64 {
+    pub(crate) fn acknowledged_unique_per_sec(&self) -> f64 {
         per_sec(self.acknowledged_unique, self.elapsed)
     }
 }

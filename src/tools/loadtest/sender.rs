@@ -11,8 +11,8 @@ use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::args::LoadtestArgs;
 use super::body::{Clock, Shape, Traffic};
+use super::config::LoadtestConfig;
 use super::connection::{Connection, Target};
 use super::ledger::{Lane, LaneIds, Ledger};
 use super::report::{percentile, Report};
@@ -46,32 +46,28 @@ struct Tally {
     first_error: Option<String>,
 }
 
-pub(super) async fn send(
-    args: &LoadtestArgs,
-    secret: &str,
-    target: Target,
-) -> anyhow::Result<Report> {
-    let connections = args.connections as usize;
-    let timeout = Duration::from_secs(args.request_timeout_secs);
-    let content_type = args.encoding.mime();
-    let mut seeds = match args.seed {
+pub(super) async fn send(config: &LoadtestConfig, target: Target) -> anyhow::Result<Report> {
+    let connections = config.connections as usize;
+    let timeout = Duration::from_secs(config.request_timeout_secs);
+    let content_type = config.encoding.mime();
+    let mut seeds = match config.seed {
         Some(seed) => StdRng::seed_from_u64(seed),
         None => StdRng::from_entropy(),
     };
     // Not from the seed: a rerun with the same seed must not collide with the first run.
     let base = u64::from(rand::random::<u32>()) << 32;
-    let shape = Shape::new(&mut seeds, args.appid, args.encoding);
-    let secret: Arc<str> = secret.into();
+    let shape = Shape::new(&mut seeds, config.appid, config.encoding);
+    let secret: Arc<str> = config.secret.as_str().into();
 
     let started = Instant::now();
-    let budget = match (args.count, args.duration_secs) {
+    let budget = match (config.count, config.duration_secs) {
         (Some(limit), _) => Budget::Count {
             sent: Arc::new(AtomicU64::new(0)),
             limit,
         },
         (None, secs) => Budget::Until(started + Duration::from_secs_f64(secs.unwrap_or(10.0))),
     };
-    tracing::info!(url = %args.url, connections, encoding = ?args.encoding, duplicates = args.duplicates,
+    tracing::info!(url = %config.url, connections, encoding = ?config.encoding, duplicates = config.duplicates,
         "loadtest: sending signed room_logout callbacks");
     let mut workers = tokio::task::JoinSet::new();
     for lane in 0..connections {
@@ -83,7 +79,7 @@ pub(super) async fn send(
                 lanes: connections as u64,
                 lane: lane as u64,
             },
-            args.duplicates,
+            config.duplicates,
             secret.clone(),
         );
         let worker = Worker {
@@ -124,8 +120,8 @@ pub(super) async fn send(
     let ledger = Ledger::new(base, lanes);
     let requests = statuses.values().sum::<u64>() + transport_errors;
     Ok(Report {
-        url: args.url.clone(),
-        connections: args.connections,
+        url: config.url.clone(),
+        connections: config.connections,
         requests,
         unique_sent: ledger.unique_sent(),
         retries_sent: retries,

@@ -30,11 +30,11 @@
 //! Errors are `anyhow`: this is command-line glue, like the binary's command line (`src/bin/zegolog`).
 //!
 //! # Layout
-//! - `options.rs`: the flags ([`SeedArgs`]), what to seed ([`SeedOptions`]) and what was
+//! - `options.rs`: what to seed ([`SeedOptions`]; the flags are the binary's) and what was
 //!   written ([`SeedReport`]).
 //! - `plan.rs`: what is fixed before the first row: apps, rooms, users, logouts per minute
 //!   (the daily cycle, the incident hour). The traffic model itself (popularity, roles, session
-//!   lengths, accounts, nicknames) is [`crate::tools::traffic`], shared with `loadtest`.
+//!   lengths, accounts, nicknames) is `tools/traffic.rs`, shared with `loadtest`.
 //! - `generator.rs`: the row generator, on its own thread: sessions, logins, open sessions;
 //!   `lifecycles.rs`: the room lifecycles they make, and their create and close events.
 //! - `copy_text.rs`: COPY's text format; `copy.rs`: chunks of it streamed into `COPY ... FROM STDIN`.
@@ -65,26 +65,9 @@ mod progress;
 mod rollups;
 
 pub use options::{
-    SeedArgs, SeedOptions, SeedReport, APPS_RANGE, DAYS_RANGE, DEFAULT_APPS, DEFAULT_DAYS,
-    DEFAULT_EVENTS, EVENTS_RANGE,
+    SeedOptions, SeedReport, APPS_RANGE, DAYS_RANGE, DEFAULT_APPS, DEFAULT_CHUNK_ROWS,
+    DEFAULT_DAYS, DEFAULT_EVENTS, EVENTS_RANGE,
 };
-
-/// `zegolog seed`: the database of `args` (migrated first), seeded, and a summary on stdout.
-pub async fn run(args: &SeedArgs) -> anyhow::Result<()> {
-    args.database
-        .with(async |database| {
-            database.migrated().await?.close().await;
-            let mut options = SeedOptions::from_flags(args.events, args.apps, args.days, args.seed);
-            options.chunk_rows = args.chunk_rows as usize;
-            let report = seed(&database.url, &options).await?;
-            println!("{report}");
-            if let Some(psql) = database.psql_command() {
-                println!("connect with: {psql}");
-            }
-            Ok(())
-        })
-        .await
-}
 
 /// Seeds the (migrated) database at `url`.
 pub async fn seed(url: &str, options: &SeedOptions) -> anyhow::Result<SeedReport> {

@@ -1,4 +1,4 @@
-//! What to seed ([`SeedArgs`], [`SeedOptions`]) and what a seed wrote ([`SeedReport`]).
+//! What to seed ([`SeedOptions`]) and what a seed wrote ([`SeedReport`]).
 
 use std::fmt;
 use std::ops::RangeInclusive;
@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 
-use crate::database::DatabaseArgs;
 use crate::tools::traffic::MINUTE_MS;
 
 // The defaults and bounds of `--events`, `--apps` and `--days`, here once: `zegolog seed` and
@@ -18,37 +17,8 @@ pub const DEFAULT_APPS: u32 = 3;
 pub const APPS_RANGE: RangeInclusive<i64> = 1..=1000;
 pub const DEFAULT_DAYS: u32 = 30;
 pub const DAYS_RANGE: RangeInclusive<i64> = 1..=3650;
-const DEFAULT_CHUNK_ROWS: u64 = 100_000;
-
-#[derive(Debug, clap::Args)]
-pub struct SeedArgs {
-    #[command(flatten)]
-    pub database: DatabaseArgs,
-
-    /// Logouts (user sessions) to write. Logins, open sessions and room lifecycle events come
-    /// on top.
-    #[arg(long, default_value_t = DEFAULT_EVENTS,
-          value_parser = clap::value_parser!(u64).range(EVENTS_RANGE))]
-    pub events: u64,
-
-    /// Apps, with appids 1, 2, ...; app k gets 1/k of the traffic of app 1.
-    #[arg(long, default_value_t = DEFAULT_APPS, value_parser = clap::value_parser!(u32).range(APPS_RANGE))]
-    pub apps: u32,
-
-    /// Days of traffic, ending now.
-    #[arg(long, default_value_t = DEFAULT_DAYS, value_parser = clap::value_parser!(u32).range(DAYS_RANGE))]
-    pub days: u32,
-
-    /// Seed of the random generator, for the same rooms, users and mix. Session ids are new on
-    /// every run (so that a second seed adds to the first), and times end at the current minute.
-    #[arg(long)]
-    pub seed: Option<u64>,
-
-    /// Rows per chunk streamed to PostgreSQL.
-    #[arg(long, default_value_t = DEFAULT_CHUNK_ROWS,
-          value_parser = clap::value_parser!(u64).range(1_000..=10_000_000))]
-    pub chunk_rows: u64,
-}
+/// The default of `--chunk-rows`, and of [`SeedOptions::new`].
+pub const DEFAULT_CHUNK_ROWS: u64 = 100_000;
 
 /// What to seed; [`SeedOptions::new`] gives the command's defaults.
 #[derive(Debug, Clone)]
@@ -127,7 +97,7 @@ pub struct SeedReport {
 
 impl SeedReport {
     /// Logouts per second over the whole seed, rollups and ANALYZE included.
-    pub fn logouts_per_sec(&self) -> f64 {
+    pub(crate) fn logouts_per_sec(&self) -> f64 {
         self.logouts as f64 / self.total.as_secs_f64().max(1e-9)
     }
 }

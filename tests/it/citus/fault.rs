@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::citus::{empty_database_on, OwnCluster};
 use common::{assert_nothing_lost, serve, SECRET};
-use zegolog::tools::loadtest::{self, LoadtestArgs};
+use zegolog::tools::loadtest::{self, LoadtestConfig};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_worker_under_load_loses_nothing_and_the_spool_drains_when_it_is_back() {
@@ -25,7 +25,7 @@ async fn a_stopped_worker_under_load_loses_nothing_and_the_spool_drains_when_it_
             ("ZEGOLOG_LOG", "info,zegolog::http=warn"),
         ],
     );
-    let mut args = LoadtestArgs::for_bench(
+    let mut args = LoadtestConfig::for_bench(
         served.url("/zego/callback"),
         SECRET.into(),
         8,

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sqlx::PgPool;
-use zegolog::tools::loadtest::LoadtestArgs;
+use zegolog::tools::loadtest::LoadtestConfig;
 
 use super::{serve, signed, vendor_sample, OwnPostgres, Served, SECRET};
 
@@ -49,8 +49,8 @@ impl Rig {
     }
 }
 
-pub fn load(served: &Served, rig: &Rig, connections: usize, secs: u64) -> LoadtestArgs {
-    let mut args = LoadtestArgs::for_bench(
+pub fn load(served: &Served, rig: &Rig, connections: usize, secs: u64) -> LoadtestConfig {
+    let mut args = LoadtestConfig::for_bench(
         served.url("/zego/callback"),
         SECRET.into(),
         connections,

@@ -1,8 +1,12 @@
-//! `zegolog loadtest`'s flags.
+//! `zegolog loadtest`: its flags, checked into a [`LoadtestConfig`] for
+//! [`zegolog::tools::loadtest::run`], and the report it prints.
 
-use std::time::Duration;
+use anyhow::bail;
+use clap::{Args, ValueEnum};
 
-#[derive(Debug, Clone, clap::Args)]
+use zegolog::tools::loadtest::LoadtestConfig;
+
+#[derive(Debug, Args)]
 pub struct LoadtestArgs {
     /// The callback URL of the zegolog deployment to load.
     #[arg(
@@ -67,35 +71,8 @@ pub struct LoadtestArgs {
     pub seed: Option<u64>,
 }
 
-impl LoadtestArgs {
-    /// The flags `zegolog bench` runs the load with: unique JSON logouts (no retries) for
-    /// `duration` over `connections`, then `--verify` against `database_url`.
-    pub fn for_bench(
-        url: String,
-        secret: String,
-        connections: usize,
-        duration: Duration,
-        database_url: String,
-    ) -> Self {
-        Self {
-            url,
-            secret: Some(secret),
-            appid: 1,
-            connections: u32::try_from(connections).unwrap_or(u32::MAX).max(1),
-            duration_secs: Some(duration.as_secs_f64()),
-            count: None,
-            duplicates: 0.0,
-            encoding: BodyEncoding::Json,
-            verify: true,
-            database_url: Some(database_url),
-            verify_timeout_secs: 120,
-            request_timeout_secs: 30,
-            seed: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// [`zegolog::tools::loadtest::BodyEncoding`] as a flag value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BodyEncoding {
     /// `application/json`, every value a JSON string.
     Json,
@@ -103,11 +80,11 @@ pub enum BodyEncoding {
     Form,
 }
 
-impl BodyEncoding {
-    pub(super) fn mime(self) -> &'static str {
-        match self {
-            BodyEncoding::Json => "application/json",
-            BodyEncoding::Form => "application/x-www-form-urlencoded",
+impl From<BodyEncoding> for zegolog::tools::loadtest::BodyEncoding {
+    fn from(encoding: BodyEncoding) -> Self {
+        match encoding {
+            BodyEncoding::Json => Self::Json,
+            BodyEncoding::Form => Self::Form,
         }
     }
 }
@@ -126,34 +103,46 @@ fn positive_secs(s: &str) -> Result<f64, String> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use clap::{CommandFactory, Parser};
-
-    use super::*;
-
-    #[derive(Debug, Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: LoadtestArgs,
+impl LoadtestArgs {
+    /// The load to send: a secret is needed, and `--verify` needs the database.
+    fn config(self) -> anyhow::Result<LoadtestConfig> {
+        let Some(secret) = self.secret.filter(|s| !s.is_empty()) else {
+            bail!(
+                "no callback secret: set ZEGOLOG_SECRET (or --secret) to the secret zegolog \
+                 verifies appid {} with",
+                self.appid
+            );
+        };
+        let verify_database_url = match (self.verify, self.database_url) {
+            (true, None) => bail!(
+                "--verify needs the database zegolog writes to: set DATABASE_URL or --database-url"
+            ),
+            (true, Some(url)) => Some(url),
+            (false, _) => None,
+        };
+        Ok(LoadtestConfig {
+            url: self.url,
+            secret,
+            appid: self.appid,
+            connections: self.connections,
+            duration_secs: self.duration_secs,
+            count: self.count,
+            duplicates: self.duplicates,
+            encoding: self.encoding.into(),
+            verify_database_url,
+            verify_timeout_secs: self.verify_timeout_secs,
+            request_timeout_secs: self.request_timeout_secs,
+            seed: self.seed,
+        })
     }
+}
 
-    #[test]
-    fn flags_parse_with_defaults_and_refuse_nonsense() {
-        Cli::command().debug_assert();
-        let args = Cli::try_parse_from(["loadtest", "--secret", "s"])
-            .unwrap()
-            .args;
-        assert_eq!(args.connections, 64);
-        assert_eq!((args.count, args.duration_secs), (None, None));
-        assert_eq!(args.encoding, BodyEncoding::Json);
-        assert_eq!(args.duplicates, 0.0);
-        assert!(Cli::try_parse_from(["loadtest", "--count", "5", "--duration-secs", "1"]).is_err());
-        assert!(Cli::try_parse_from(["loadtest", "--duplicates", "1.5"]).is_err());
-        assert!(Cli::try_parse_from(["loadtest", "--connections", "0"]).is_err());
-        let args = Cli::try_parse_from(["loadtest", "--encoding", "form", "--duplicates", "0.25"])
-            .unwrap()
-            .args;
-        assert_eq!((args.encoding, args.duplicates), (BodyEncoding::Form, 0.25));
+/// `zegolog loadtest`: the report on stdout; a failed `--verify` fails the command.
+pub async fn run(args: LoadtestArgs) -> anyhow::Result<()> {
+    let report = zegolog::tools::loadtest::run(&args.config()?).await?;
+    println!("{report}");
+    if !report.verified_ok() {
+        bail!("verification failed: the database does not hold exactly the acknowledged callbacks");
     }
+    Ok(())
 }
