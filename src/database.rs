@@ -7,10 +7,15 @@
 //!
 //! `serve` must not wait for it: a restart during a database outage would refuse every callback
 //! until PostgreSQL is back, although the spool exists for exactly that. So `serve` starts with a
-//! [`Backend`] that is not ready yet, and [`bring_up`] runs in the background: it starts the
+//! [`LiveStore`] that is not ready yet, and [`bring_up`] runs in the background: it starts the
 //! private PostgreSQL (if any), connects, applies the pending migrations and then publishes the
-//! [`Store`], retrying with backoff and logging one line per change of state. Until then the
-//! writers spool (or answer 503 without a spool), and `/readyz` says which state it is in.
+//! [`Store`], retrying with backoff and logging one line per change of state ([`StoreState`]).
+//! Until then the writers spool (or answer 503 without a spool), and `/readyz` says which state
+//! it is in.
+//!
+//! Three names, three things: a [`Database`] is the PostgreSQL a command opened (a URL, or the
+//! private server it started and must stop); a [`Store`] is zegolog's SQL over a connection pool
+//! to it; a [`LiveStore`] is `serve`'s shared handle on the store that is not there yet.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -183,7 +188,7 @@ pub(crate) async fn check_time_zone(store: &Store, time_zone: &str) -> Result<()
 
 /// Where [`bring_up`] is on its way to a usable database.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BackendState {
+pub enum StoreState {
     /// Starting the private PostgreSQL.
     Starting,
     /// Connecting and applying migrations.
@@ -196,7 +201,7 @@ pub enum BackendState {
     Failed { error: String },
 }
 
-impl BackendState {
+impl StoreState {
     /// A stable name for `/readyz` and logs.
     pub fn name(&self) -> &'static str {
         match self {
@@ -211,32 +216,32 @@ impl BackendState {
 
 /// The store, once it is migrated, and the state of the way there; cheap to clone.
 #[derive(Debug, Clone)]
-pub struct Backend {
+pub struct LiveStore {
     inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
 struct Inner {
     store: OnceLock<Store>,
-    state: watch::Sender<BackendState>,
+    state: watch::Sender<StoreState>,
 }
 
-impl Backend {
-    /// A backend whose store is not there yet: [`bring_up`] provides it.
+impl LiveStore {
+    /// A live store that is not there yet: [`bring_up`] provides it.
     pub fn pending() -> Self {
         Self {
             inner: Arc::new(Inner {
                 store: OnceLock::new(),
-                state: watch::Sender::new(BackendState::Connecting),
+                state: watch::Sender::new(StoreState::Connecting),
             }),
         }
     }
 
-    /// A backend that is ready with this (migrated) store.
+    /// A live store that is ready with this (migrated) store.
     pub fn ready(store: Store) -> Self {
-        let backend = Self::pending();
-        backend.publish(store);
-        backend
+        let live = Self::pending();
+        live.publish(store);
+        live
     }
 
     /// The store, once the database is migrated.
@@ -244,7 +249,7 @@ impl Backend {
         self.inner.store.get()
     }
 
-    pub fn state(&self) -> BackendState {
+    pub fn state(&self) -> StoreState {
         self.inner.state.borrow().clone()
     }
 
@@ -252,18 +257,18 @@ impl Backend {
     pub async fn wait_ready(&self) -> &Store {
         let mut state = self.inner.state.subscribe();
         // The sender lives in `self`, so the channel cannot close while we wait.
-        let _ = state.wait_for(|s| *s == BackendState::Ready).await;
+        let _ = state.wait_for(|s| *s == StoreState::Ready).await;
         self.store()
             .expect("the store is published before the Ready state")
     }
 
     fn publish(&self, store: Store) {
         let _ = self.inner.store.set(store);
-        self.set_state(BackendState::Ready);
+        self.set_state(StoreState::Ready);
     }
 
     /// Moves to `state`; says so in the log when it is a change.
-    fn set_state(&self, state: BackendState) {
+    fn set_state(&self, state: StoreState) {
         let changed = self.inner.state.send_if_modified(|current| {
             if *current == state {
                 return false;
@@ -275,25 +280,25 @@ impl Backend {
             return;
         }
         match &state {
-            BackendState::Starting => tracing::info!("starting the private PostgreSQL"),
-            BackendState::Connecting => {
+            StoreState::Starting => tracing::info!("starting the private PostgreSQL"),
+            StoreState::Connecting => {
                 tracing::info!("connecting to PostgreSQL and applying pending migrations")
             }
-            BackendState::Retrying { error } => tracing::warn!(
+            StoreState::Retrying { error } => tracing::warn!(
                 %error,
                 "the database cannot be used yet; callbacks go to the spool (or get 503 without one) while zegolog keeps trying"
             ),
-            BackendState::Ready => {
+            StoreState::Ready => {
                 tracing::info!("the database is ready: writing callbacks to PostgreSQL")
             }
-            BackendState::Failed { error } => {
+            StoreState::Failed { error } => {
                 tracing::error!(%error, "the database cannot be used as configured; stopping")
             }
         }
     }
 }
 
-impl From<Store> for Backend {
+impl From<Store> for LiveStore {
     fn from(store: Store) -> Self {
         Self::ready(store)
     }
@@ -315,30 +320,83 @@ impl Default for Backoff {
     }
 }
 
-/// Brings the database up in the background and publishes the store (writing with
-/// `reuse_policy`) in `backend`: starts the private PostgreSQL if that is the location,
-/// connects, applies pending migrations and checks the reporting time zone, retrying
-/// with backoff until it works. The opened [`Database`] is put in `opened` as soon as it is
-/// open, so that the caller can close it (stop the private PostgreSQL) at shutdown.
-///
-/// Returns an error only when no retry can help (the database cuts its days in another time
-/// zone than `time_zone`): the caller must stop, since every instance has to agree.
-pub async fn bring_up(
-    location: Location,
-    pool: PoolConfig,
-    reuse_policy: ReusePolicy,
-    time_zone: String,
-    backend: Backend,
+/// What [`bring_up`] needs to reach the database.
+#[derive(Debug, Clone)]
+pub struct BringUpConfig {
+    pub location: Location,
+    pub pool: PoolConfig,
+    /// What the store does with a signature reuse.
+    pub reuse_policy: ReusePolicy,
+    /// The reporting time zone the database must cut its days in.
+    pub time_zone: String,
+    pub backoff: Backoff,
+}
+
+/// The background task of [`bring_up`], and the database it opened (which must be closed, to
+/// stop the private PostgreSQL, however far the task got).
+#[derive(Debug)]
+pub struct BringUp {
+    task: tokio::task::JoinHandle<()>,
     opened: Arc<Mutex<Option<Database>>>,
-    backoff: Backoff,
+}
+
+impl BringUp {
+    /// Stops trying (if it still is) and closes the database it opened, if any.
+    pub async fn close(self) {
+        self.task.abort();
+        let _ = self.task.await;
+        let database = self.opened.lock().unwrap().take();
+        if let Some(database) = database {
+            database.close().await;
+        }
+    }
+}
+
+/// Brings the database up in a background task and publishes the store in `live`: starts the
+/// private PostgreSQL if that is the location, connects, applies pending migrations and checks
+/// the reporting time zone, retrying with backoff until it works.
+///
+/// Returns the task, and a receiver that gets the error when no retry can help (the database
+/// cuts its days in another time zone than the configured one): then the caller must stop,
+/// since every instance has to agree.
+pub fn bring_up(
+    config: BringUpConfig,
+    live: LiveStore,
+) -> (BringUp, tokio::sync::oneshot::Receiver<DatabaseError>) {
+    let opened = Arc::new(Mutex::new(None));
+    let (fatal_tx, fatal) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn({
+        let opened = opened.clone();
+        async move {
+            if let Err(error) = keep_trying(config, &live, &opened).await {
+                let _ = fatal_tx.send(error);
+            }
+        }
+    });
+    (BringUp { task, opened }, fatal)
+}
+
+/// [`bring_up`]'s loop: one attempt after another until the store is published, or an error
+/// no retry can help. The database is put in `opened` as soon as it is open.
+async fn keep_trying(
+    config: BringUpConfig,
+    live: &LiveStore,
+    opened: &Mutex<Option<Database>>,
 ) -> Result<(), DatabaseError> {
+    let BringUpConfig {
+        location,
+        pool,
+        reuse_policy,
+        time_zone,
+        backoff,
+    } = config;
     let mut wait = backoff.first;
     let mut store: Option<Store> = None;
     loop {
         let attempt = async {
             if store.is_none() {
                 if matches!(location, Location::Private(_)) {
-                    backend.set_state(BackendState::Starting);
+                    live.set_state(StoreState::Starting);
                 }
                 let database = Database::open(&location).await?;
                 let connected = Store::connect_lazy(&database.url, &pool)
@@ -347,24 +405,24 @@ pub async fn bring_up(
                 *opened.lock().unwrap() = Some(database);
                 store = Some(connected?);
             }
-            backend.set_state(BackendState::Connecting);
+            live.set_state(StoreState::Connecting);
             let connected = store.as_ref().expect("connected above");
             migrate(connected).await?;
             check_time_zone(connected, &time_zone).await
         };
         match attempt.await {
             Ok(()) => {
-                backend.publish(store.take().expect("connected above"));
+                live.publish(store.take().expect("connected above"));
                 return Ok(());
             }
             Err(error) if error.is_fatal() => {
-                backend.set_state(BackendState::Failed {
+                live.set_state(StoreState::Failed {
                     error: error_chain(&error),
                 });
                 return Err(error);
             }
             Err(error) => {
-                backend.set_state(BackendState::Retrying {
+                live.set_state(StoreState::Retrying {
                     error: error_chain(&error),
                 });
                 tracing::debug!(error = %error_chain(&error), retry_in = ?wait, "database not ready");

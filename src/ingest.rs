@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, Mutex, Notify};
 use tokio::task::JoinHandle;
 
 use crate::callback::{Payload, Received};
-use crate::database::Backend;
+use crate::database::LiveStore;
 use crate::error_chain;
 use crate::metrics::Metrics;
 use crate::outcome::Outcome;
@@ -72,7 +72,7 @@ struct Job {
 pub struct Ingest {
     jobs: mpsc::Sender<Job>,
     spool: Option<Arc<Spool>>,
-    backend: Backend,
+    live: LiveStore,
 }
 
 impl std::fmt::Debug for Job {
@@ -93,17 +93,17 @@ pub struct IngestTasks {
 }
 
 struct Shared {
-    backend: Backend,
+    live: LiveStore,
     spool: Option<Arc<Spool>>,
     metrics: Arc<Metrics>,
     spooled: Arc<Notify>,
 }
 
 impl Ingest {
-    /// Starts the writers (and the drainer, with a spool). `backend` may not be ready yet:
+    /// Starts the writers (and the drainer, with a spool). `live` may not be ready yet:
     /// until it is, callbacks are spooled (or refused without a spool).
     pub fn start(
-        backend: impl Into<Backend>,
+        live: impl Into<LiveStore>,
         spool: Option<Arc<Spool>>,
         config: BatchConfig,
         metrics: Arc<Metrics>,
@@ -111,7 +111,7 @@ impl Ingest {
         let (jobs, queue) = mpsc::channel(config.batch_size * config.writers.max(1) * 4);
         let queue = Arc::new(Mutex::new(queue));
         let shared = Arc::new(Shared {
-            backend: backend.into(),
+            live: live.into(),
             spool: spool.clone(),
             metrics,
             spooled: Arc::new(Notify::new()),
@@ -128,15 +128,8 @@ impl Ingest {
             let handle = tokio::spawn(drain(shared.clone(), config.batch_size, stop.clone()));
             (handle, shared.spooled.clone(), stop)
         });
-        let backend = shared.backend.clone();
-        (
-            Self {
-                jobs,
-                spool,
-                backend,
-            },
-            IngestTasks { writers, drainer },
-        )
+        let live = shared.live.clone();
+        (Self { jobs, spool, live }, IngestTasks { writers, drainer })
     }
 
     /// Hands a callback over and waits until it is committed ([`Outcome::Spooled`]: or spooled).
@@ -155,8 +148,8 @@ impl Ingest {
         self.spool.as_deref()
     }
 
-    pub fn backend(&self) -> &Backend {
-        &self.backend
+    pub fn live(&self) -> &LiveStore {
+        &self.live
     }
 }
 
@@ -212,9 +205,9 @@ async fn write_batch(shared: &Shared, batch: Vec<Job>) {
     let (receiveds, replies): (Vec<Received>, Vec<_>) =
         batch.into_iter().map(|j| (j.received, j.reply)).unzip();
     shared.metrics.batch_size(receiveds.len());
-    let result = match (shared.backend.store(), &shared.spool) {
+    let result = match (shared.live.store(), &shared.spool) {
         (None, Some(_)) => to_spool(shared, &receiveds).await,
-        (None, None) => Err(IngestError::NotReady(shared.backend.state().name())),
+        (None, None) => Err(IngestError::NotReady(shared.live.state().name())),
         (Some(_), Some(spool)) if spool.depth() > 0 && spool.has_room() => {
             // Keep arrival order: nothing overtakes what already waits in the spool, unless
             // the spool cannot take it (then PostgreSQL, while it is up, gets it at once).
@@ -250,9 +243,9 @@ async fn write_batch(shared: &Shared, batch: Vec<Job>) {
 
 async fn to_database(shared: &Shared, receiveds: &[Received]) -> Result<Vec<Outcome>, IngestError> {
     let store = shared
-        .backend
+        .live
         .store()
-        .ok_or_else(|| IngestError::NotReady(shared.backend.state().name()))?;
+        .ok_or_else(|| IngestError::NotReady(shared.live.state().name()))?;
     let started = Instant::now();
     let outcomes = store.write(receiveds).await.map_err(|error| {
         shared.metrics.write_error("live");
@@ -344,7 +337,7 @@ async fn drain(shared: Arc<Shared>, batch_size: usize, stop: Arc<std::sync::atom
             let _ = tokio::time::timeout(Duration::from_secs(1), shared.spooled.notified()).await;
             continue;
         }
-        let Some(store) = shared.backend.store() else {
+        let Some(store) = shared.live.store() else {
             if stop.load(std::sync::atomic::Ordering::SeqCst) {
                 return;
             }

@@ -9,12 +9,12 @@
 //! - [`signature`]: the SHA-1 signature, secrets per appid, the timestamp window; [`signature::Signed`], the proof only [`signature::Verifier::verify`] makes.
 //! - [`callback`]: the callback contract: body → fields → envelope → signature check → typed event, through [`callback::receive`], the one way in. No HTTP, no SQL.
 //! - [`outcome`]: what became of a callback ([`outcome::Outcome`]: its code, message and HTTP status), and the signature reuse policy.
-//! - [`store`]: PostgreSQL: embedded migrations, idempotent batch writes, the signature ledger, upkeep queries. No HTTP.
+//! - [`store`]: PostgreSQL: the [`store::Store`] (a pool), embedded migrations, the idempotent batch write and the signature ledger. No HTTP. Each other concern's SQL lives with it (`upkeep`, `quarantine`, `erase`: an `impl Store` in their `sql.rs`).
 //! - [`spool`]: the durable local spool (redb) callbacks wait in during an outage; its entries are versioned records of their own (`spool::record`).
 //! - [`metrics`]: Prometheus counters.
 //! - [`embedded_pg`]: the private PostgreSQL zegolog runs when no database URL is given.
 //! - [`time_zone`]: the deployment's reporting time zone: the check at start, the change that rebuilds the rollups.
-//! - [`database`]: the one way to open, migrate and close a database (a URL or the private PostgreSQL's data dir) for every command; bringing it up in the background for the server.
+//! - [`database`]: the one way to open, migrate and close a [`database::Database`] (a URL or the private PostgreSQL's data dir) for every command; bringing it up in the background for the server ([`database::bring_up`]), published in a [`database::LiveStore`].
 //! - [`ingest`]: group commit, and the way to the spool while PostgreSQL is down.
 //! - [`upkeep`]: the background loop while serving: rollup compaction, partitions ahead, ledger pruning, retention.
 //! - [`views`]: the read side: every query the dashboard and the report run over the views, typed functions returning typed rows. No HTTP, no terminal.

@@ -17,7 +17,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::dashboard::{self, DashboardToken};
-use crate::database::{self, Backend, Backoff, Database, DatabaseError, Location};
+use crate::database::{self, Backoff, BringUpConfig, DatabaseError, LiveStore, Location};
 use crate::error_chain;
 use crate::http::{self, AppState, ClientLimits};
 use crate::ingest::{BatchConfig, Ingest};
@@ -125,27 +125,19 @@ pub async fn run(
 
     // The database comes up in the background: callbacks are spooled (or refused without a
     // spool) until it is migrated and ready.
-    let backend = Backend::pending();
-    let opened = Arc::new(Mutex::new(None::<Database>));
+    let live = LiveStore::pending();
     tracing::info!(policy = reuse_policy.as_str(), "signature reuse policy");
     // A database this instance must not use (another reporting time zone) stops the server.
-    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<DatabaseError>();
-    let bring_up = tokio::spawn({
-        let up = database::bring_up(
-            database,
+    let (bring_up, fatal_rx) = database::bring_up(
+        BringUpConfig {
+            location: database,
             pool,
             reuse_policy,
             time_zone,
-            backend.clone(),
-            opened.clone(),
-            Backoff::default(),
-        );
-        async move {
-            if let Err(error) = up.await {
-                let _ = fatal_tx.send(error);
-            }
-        }
-    });
+            backoff: Backoff::default(),
+        },
+        live.clone(),
+    );
     let fatal = Arc::new(Mutex::new(None::<DatabaseError>));
     let shutdown = {
         let fatal = fatal.clone();
@@ -171,16 +163,16 @@ pub async fn run(
         Arc::new(spool)
     });
     let metrics = Arc::new(Metrics::new(metrics_max_appids));
-    let (ingest, tasks) = Ingest::start(backend.clone(), spool, batching, metrics.clone());
+    let (ingest, tasks) = Ingest::start(live.clone(), spool, batching, metrics.clone());
     let notifier = alerts.map(|config| {
-        let backend = backend.clone();
+        let live = live.clone();
         tokio::spawn(async move {
-            let store = backend.wait_ready().await.clone();
+            let store = live.wait_ready().await.clone();
             Notifier::new(store, config).run().await
         })
     });
     let upkeep = tokio::spawn(async move {
-        let store = backend.wait_ready().await.clone();
+        let store = live.wait_ready().await.clone();
         upkeep::run(store, upkeep).await
     });
     let state = AppState::with_ingest(verifier, ingest, metrics.clone());
@@ -197,11 +189,7 @@ pub async fn run(
     if let Some(notifier) = notifier {
         notifier.abort();
     }
-    bring_up.abort();
-    let database = opened.lock().unwrap().take();
-    if let Some(database) = database {
-        database.close().await;
-    }
+    bring_up.close().await;
     if let Some(error) = fatal.lock().unwrap().take() {
         return Err(ServerError::Database(error));
     }

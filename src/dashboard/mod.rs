@@ -67,7 +67,7 @@ const DASHBOARD_CSS: &str = include_str!("dashboard.css");
 /// The database the dashboard reads, once it is ready.
 fn pool(state: &AppState) -> Result<&sqlx::PgPool, ApiError> {
     state
-        .backend()
+        .live()
         .store()
         .map(|store| store.pool())
         .ok_or(ApiError::NotReady)

@@ -31,7 +31,7 @@ pub use error::{Answer, ApiError};
 pub use serve::{serve, ClientLimits};
 
 use crate::callback::{self, Encoding, Origin};
-use crate::database::{Backend, BackendState};
+use crate::database::{LiveStore, StoreState};
 use crate::ingest::{BatchConfig, Ingest};
 use crate::metrics::Metrics;
 use crate::outcome::Outcome;
@@ -72,8 +72,8 @@ impl AppState {
     }
 
     /// The database, once it is ready, and the state of the way there.
-    pub fn backend(&self) -> &Backend {
-        self.0.ingest.backend()
+    pub fn live(&self) -> &LiveStore {
+        self.0.ingest.live()
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
@@ -233,8 +233,8 @@ async fn healthz() -> Json<Answer> {
 /// `GET /readyz`: 200 while callbacks can be acknowledged now (written to the database, or
 /// else spooled), 503 when they cannot; the body says which state each part is in.
 async fn readyz(State(state): State<AppState>) -> Response {
-    let backend = state.backend().state();
-    let database = match state.backend().store() {
+    let live = state.live().state();
+    let database = match state.live().store() {
         Some(store) => store.ping().await,
         None => false,
     };
@@ -253,9 +253,9 @@ async fn readyz(State(state): State<AppState>) -> Response {
         (Some(_), true) => "ok",
         (Some(_), false) => "full",
     };
-    let database_state = match (&backend, database) {
-        (BackendState::Ready, true) => "ready",
-        (BackendState::Ready, false) => "unreachable",
+    let database_state = match (&live, database) {
+        (StoreState::Ready, true) => "ready",
+        (StoreState::Ready, false) => "unreachable",
         (other, _) => other.name(),
     };
     let message = match (database, spool_has_room) {
@@ -263,7 +263,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
             "the database takes writes; the spool is degraded (its file failed) and written around"
         }
         (true, _) => "the database takes writes",
-        (false, true) if backend != BackendState::Ready => {
+        (false, true) if live != StoreState::Ready => {
             "the database is not ready yet (connecting, migrating); callbacks go to the spool"
         }
         (false, true) => "the database does not answer; callbacks go to the spool",
@@ -274,8 +274,8 @@ async fn readyz(State(state): State<AppState>) -> Response {
         "message": message,
         "database": database,
         "database_state": database_state,
-        "database_error": match &backend {
-            BackendState::Retrying { error } => Some(error.as_str()),
+        "database_error": match &live {
+            StoreState::Retrying { error } => Some(error.as_str()),
             _ => None,
         },
         "spool": spool_state,
@@ -290,7 +290,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
 /// `GET /metrics`: Prometheus text format. `zegolog_database_ready` is measured now, as
 /// `/readyz` measures it.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let ready = match state.backend().store() {
+    let ready = match state.live().store() {
         Some(store) => store.ping().await,
         None => false,
     };

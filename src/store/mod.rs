@@ -6,27 +6,22 @@
 //! callback is one row.
 //! This module knows SQL and nothing of HTTP.
 //!
-//! Here: the [`Store`] (connecting, migrating, the health ping); a write answers an
-//! [`crate::outcome::Outcome`] per callback. Beside it, one file per concern: `write.rs`, the
-//! batch write (its statement in `write_batch.sql`, with its comments); `quarantine.rs`, listing
-//! and releasing quarantined callbacks; `upkeep.rs`, rollup compaction, partitions and retention;
-//! `erase.rs`, erasing one user.
+//! Here: the [`Store`] (connecting, migrating, the health ping); beside it, `write.rs`, the
+//! batch write (its statement in `write_batch.sql`, with its comments), which answers an
+//! [`crate::outcome::Outcome`] per callback. The SQL of each other concern lives with it, as
+//! `impl Store` blocks in its own `sql.rs`: `crate::upkeep` (compaction, partitions,
+//! retention), `crate::quarantine` (listing and releasing), `crate::erase` (one user).
 
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-mod erase;
-mod quarantine;
-mod upkeep;
 mod write;
 
 use crate::outcome::ReusePolicy;
 
-pub use erase::Removed;
-pub use quarantine::{QuarantinedBody, QuarantinedCallback};
-pub use upkeep::LEDGER_KEEP;
+pub(crate) use write::write_statement;
 pub use write::WriteStatement;
 
 /// The version of the first migration of the 0.1 baseline (`migrations/0100_*.sql`).

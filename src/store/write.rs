@@ -124,7 +124,7 @@ fn is_transient_conflict(error: &sqlx::Error) -> bool {
 
 /// Runs the batch write statement ([`WriteStatement`]) for a batch on a pool or inside a transaction, and says for each
 /// callback what happened.
-pub(super) async fn write_statement<'e, E: sqlx::PgExecutor<'e>>(
+pub(crate) async fn write_statement<'e, E: sqlx::PgExecutor<'e>>(
     executor: E,
     batch: &[Received],
     policy: ReusePolicy,

@@ -122,7 +122,8 @@ async fn three_instances_receiving_the_same_callbacks_never_deadlock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upkeep_run_by_several_instances_at_once_neither_fails_nor_deadlocks() {
-    use zegolog::store::{Store, LEDGER_KEEP};
+    use zegolog::store::Store;
+    use zegolog::upkeep::LEDGER_KEEP;
     let (_url, db) = migrated_database_url().await;
     let store = Store::from_pool(db.clone());
     // Rows for the compaction to fold, some in the default partition (far past) for retention

@@ -15,7 +15,8 @@ use common::{
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use zegolog::outcome::{ReusePolicy, QUARANTINE_PER_SIGNATURE};
-use zegolog::store::{PoolConfig, Store, LEDGER_KEEP};
+use zegolog::store::{PoolConfig, Store};
+use zegolog::upkeep::LEDGER_KEEP;
 
 /// A genuine, signed logout of session `n`.
 fn logout(n: u64) -> Value {

@@ -16,7 +16,11 @@ use std::fmt;
 
 use crate::callback::{self, Encoding, Origin, Payload, ReceiveError, Received};
 use crate::outcome::Outcome;
-use crate::store::{QuarantinedBody, QuarantinedCallback, Store, StoreError};
+use crate::store::{Store, StoreError};
+
+mod sql;
+
+pub use sql::{QuarantinedBody, QuarantinedCallback};
 
 /// The quarantined callbacks, newest first (at most `limit`).
 pub async fn list(store: &Store, limit: i64) -> Result<Listing, StoreError> {

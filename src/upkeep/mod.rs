@@ -3,7 +3,7 @@
 //! retention hourly. [`retain`] is also `zegolog retain`.
 //!
 //! Retention keeps every number from the cutoff on what it was: the sessions online at the
-//! start of the cutoff's day are kept in that day's row (migration 0021) before older rows go.
+//! start of the cutoff's day are kept in that day's row (`zegolog_retain_rollups`) before older rows go.
 //!
 //! Failures are logged and retried at the next tick: the database may be down, and the spool
 //! absorbs the writes meanwhile.
@@ -16,7 +16,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::error_chain;
-use crate::store::{Store, StoreError, LEDGER_KEEP};
+use crate::store::{Store, StoreError};
+
+mod sql;
+
+pub use sql::LEDGER_KEEP;
 
 /// How often the upkeep does what.
 #[derive(Debug, Clone, Copy)]

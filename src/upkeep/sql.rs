@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// How long the signature ledger remembers a triple, at least: far beyond the default skew
 /// window (600 s) plus the sender's retries (~62 s). Daily partitions older go whole.
@@ -21,10 +21,10 @@ impl Store {
     /// `migrations/0102_rollups.sql`).
     pub async fn compact_rollups(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT zegolog_pair_recent_logouts()")
-            .execute(&self.pool)
+            .execute(self.pool())
             .await?;
         sqlx::query("SELECT zegolog_compact_rollups()")
-            .execute(&self.pool)
+            .execute(self.pool())
             .await?;
         Ok(())
     }
@@ -33,10 +33,10 @@ impl Store {
     /// and the daily partitions of the signature ledger from yesterday to two days ahead.
     pub async fn ensure_partitions(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT zegolog_ensure_partitions()")
-            .execute(&self.pool)
+            .execute(self.pool())
             .await?;
         sqlx::query("SELECT zegolog_ensure_ledger_partitions()")
-            .execute(&self.pool)
+            .execute(self.pool())
             .await?;
         Ok(())
     }
@@ -49,7 +49,7 @@ impl Store {
             "SELECT zegolog_prune_signature_ledger(make_interval(secs => $1::double precision))",
         )
         .bind(keep_secs as f64)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?)
     }
 
@@ -63,7 +63,7 @@ impl Store {
         Ok(
             sqlx::query_scalar("SELECT zegolog_drop_partitions_before($1)")
                 .bind(cutoff)
-                .fetch_all(&self.pool)
+                .fetch_all(self.pool())
                 .await?,
         )
     }
@@ -78,7 +78,7 @@ impl Store {
         Ok(
             sqlx::query_as("SELECT tbl, deleted FROM zegolog_retain_rollups($1)")
                 .bind(cutoff)
-                .fetch_all(&self.pool)
+                .fetch_all(self.pool())
                 .await?,
         )
     }
@@ -98,7 +98,7 @@ impl Store {
                 .bind(cutoff)
                 .bind(raw_cutoff)
                 .bind(batch)
-                .fetch_all(&self.pool)
+                .fetch_all(self.pool())
                 .await?,
         )
     }

@@ -3,7 +3,7 @@
 //! rooms they created keep their lifecycle without a creator; their sessions are taken out of
 //! every rollup, so that the views equal a recomputation from the rows that remain.
 //!
-//! The work is one SQL function, `zegolog_erase_user()` (migration 0023, which says what each
+//! The work is one SQL function, `zegolog_erase_user()` (`migrations/0104_upkeep.sql`, which says what each
 //! table holds of a user and how the rollups are corrected), in one transaction: all or
 //! nothing, safe while `serve` runs, idempotent (a second run removes nothing and reports
 //! zeros). This module runs it and presents what it removed; the binary (`cli/erase.rs`) holds
@@ -13,7 +13,11 @@
 
 use std::fmt;
 
-use crate::store::{Removed, Store, StoreError};
+use crate::store::{Store, StoreError};
+
+mod sql;
+
+pub use sql::Removed;
 
 /// What erasing one user removed, per table.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -6,10 +6,10 @@
 
 use chrono::{DateTime, Utc};
 
-use super::write::write_statement;
-use super::{Store, StoreError};
 use crate::callback::{Payload, Received};
 use crate::outcome::{Outcome, ReusePolicy};
+use crate::store::write_statement;
+use crate::store::{Store, StoreError};
 
 /// One quarantined callback, as `zegolog quarantine list` shows it.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -42,7 +42,7 @@ impl Store {
              LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?)
     }
 
@@ -60,7 +60,7 @@ impl Store {
     where
         F: FnOnce(&QuarantinedBody) -> Result<Received, String>,
     {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         // The row is locked by its digest too: on Citus, where callback_events is distributed
         // by digest, FOR UPDATE is allowed on one shard only, and the digest names it.
         let digest: Option<Vec<u8>> = sqlx::query_scalar(

@@ -1,7 +1,7 @@
 //! Erasing one user: `zegolog_erase_user()` (`migrations/0104_upkeep.sql`), where the work is
 //! done, in one transaction.
 
-use super::{Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// One line of what an erasure removed: a table (or the concurrency rollups), how many, and
 /// what that number counts.
@@ -25,7 +25,7 @@ impl Store {
             sqlx::query_as("SELECT name, removed, what FROM zegolog_erase_user($1, $2)")
                 .bind(appid)
                 .bind(user_account)
-                .fetch_all(&self.pool)
+                .fetch_all(self.pool())
                 .await?,
         )
     }
