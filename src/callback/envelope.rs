@@ -31,7 +31,7 @@ impl Envelope {
     /// RTC's `appid`, cloud recording's `app_id` and the PascalCase `AppId` / `AppID` of other
     /// products are one field, and so are `timestamp` / `Timestamp`, `nonce` / `Nonce`,
     /// `signature` / `Signature`. The event is `event` under any spelling, else `event_type`
-    /// under any spelling (see [`Envelope::event_name`]). A timestamp in milliseconds is
+    /// under any spelling (see `Envelope::event_name`). A timestamp in milliseconds is
     /// recognised by its magnitude: `timestamp` keeps the text as sent (the signature covers
     /// it), `timestamp_secs` is in seconds.
     pub fn from_fields(fields: &Fields) -> Result<Self, FieldError> {

@@ -2,14 +2,15 @@
 //! ZEGOCLOUD sent it (a JSON object), through the same normalisation and the same idempotent
 //! writes as live ingest.
 //!
-//! Each line goes [`Fields::parse`] → [`Envelope::from_fields`] → [`Received::new`] and then, in
-//! batches, [`Store::write`]: the same digest and natural keys as a callback received over HTTP,
-//! so importing a file twice, or a file that overlaps what `serve` received, stores nothing
-//! twice. Signatures are not verified (the file is trusted), but a line without the envelope
-//! fields (`event`, `appid`, `timestamp`, `nonce`, `signature`) is refused, like a request.
+//! Each line goes through [`callback::receive`] as the operator's ([`Origin::Operator`]), as
+//! a request goes through it, and then, in batches, [`Store::write`]: the same digest and natural
+//! keys as a callback received over HTTP, so importing a file twice, or a file that overlaps
+//! what `serve` received, stores nothing twice. Signatures are not verified (the file is
+//! trusted), but a line without the envelope fields (`event`, `appid`, `timestamp`, `nonce`,
+//! `signature`, under any spelling) is refused, like a request.
 //!
-//! [`Fields::parse`]: crate::callback::Fields::parse
-//! [`Envelope::from_fields`]: crate::callback::Envelope::from_fields
+//! [`callback::receive`]: crate::callback::receive
+//! [`Origin::Operator`]: crate::callback::Origin::Operator
 //!
 //! A thread reads and parses (bounded lines, so a file without line breaks cannot exhaust
 //! memory) while a few batches are written concurrently. A bad line never stops the import: it
