@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::callback::RoomLogout;
@@ -81,8 +81,10 @@ pub struct Metrics {
     client_connections: Gauge,
     client_timeouts: Family<TimeoutLabels, Counter>,
     logouts: Family<LogoutLabels, Counter>,
-    /// Appids labelled on their own so far, at most `max_appids`.
-    labelled_appids: Mutex<HashSet<i64>>,
+    /// The reason series of each appid labelled on its own so far (at most `max_appids`), and
+    /// of the `other` apps (`None`), in the order of [`RoomLogout::REASONS`] then unknown: made
+    /// once per app, so that counting a logout takes no allocation.
+    logout_series: Mutex<HashMap<Option<i64>, Vec<Counter>>>,
     max_appids: usize,
     write_errors: Family<WriteErrorLabels, Counter>,
     database_ready: Gauge,
@@ -201,7 +203,7 @@ impl Metrics {
             client_connections,
             client_timeouts,
             logouts,
-            labelled_appids: Mutex::new(HashSet::new()),
+            logout_series: Mutex::new(HashMap::new()),
             max_appids,
             write_errors,
             database_ready,
@@ -213,27 +215,31 @@ impl Metrics {
     /// An app's first logout creates its six reason series at zero, so that a reason's rate
     /// and share exist (as 0) before it first occurs.
     pub fn logout_stored(&self, logout: &RoomLogout) {
-        let appid = {
-            let mut labelled = self.labelled_appids.lock().unwrap();
-            if labelled.contains(&logout.appid)
-                || (labelled.len() < self.max_appids && labelled.insert(logout.appid))
-            {
-                logout.appid.to_string()
-            } else {
-                OTHER_APPS.to_owned()
-            }
+        let reasons = || {
+            RoomLogout::REASONS
+                .iter()
+                .chain([&RoomLogout::UNKNOWN_REASON])
         };
-        for reason in RoomLogout::REASONS
-            .iter()
-            .chain([&RoomLogout::UNKNOWN_REASON])
-        {
-            let series = self.logouts.get_or_create(&LogoutLabels {
-                appid: appid.clone(),
-                reason: (*reason).to_owned(),
-            });
-            if *reason == logout.reason_name() {
-                series.inc();
-            }
+        let mut series = self.logout_series.lock().unwrap();
+        let labelled = series.len() - usize::from(series.contains_key(&None));
+        let app = Some(logout.appid)
+            .filter(|appid| series.contains_key(&Some(*appid)) || labelled < self.max_appids);
+        let counters = series.entry(app).or_insert_with(|| {
+            let appid = app.map_or_else(|| OTHER_APPS.to_owned(), |appid| appid.to_string());
+            reasons()
+                .map(|reason| {
+                    self.logouts
+                        .get_or_create(&LogoutLabels {
+                            appid: appid.clone(),
+                            reason: (*reason).to_owned(),
+                        })
+                        .clone()
+                })
+                .collect()
+        });
+        let reason = logout.reason_name();
+        if let Some(i) = reasons().position(|name| *name == reason) {
+            counters[i].inc();
         }
     }
 
