@@ -10,7 +10,8 @@
 //! any callback, then clears `refused_reason`, all in one transaction per callback
 //! ([`Store::release`]). Releasing again finds nothing quarantined under that id: stored once.
 //!
-//! Engines with plain arguments; `cli` holds the clap glue. The SQL is in [`crate::store`].
+//! Engines with plain arguments; the binary (`cli/quarantine.rs`) holds the clap glue. The SQL
+//! is in `sql.rs` beside this file.
 
 use std::fmt;
 
