@@ -34,8 +34,8 @@ pub struct Received {
 
 /// The triple a callback's signature covers, as the ledger keys it. The signature proves the
 /// sender knew the secret at `timestamp`, nothing about the body: the ledger makes one triple
-/// carry one body. Made from a [`Signed`] proof only (its fields are private); serde is for the
-/// spool, which keeps what was proven before it was spooled.
+/// carry one body. Made from a [`Signed`] proof only (its fields are private), or restored by
+/// the spool's reader from a record of one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SignedBy {
     timestamp: i64,
