@@ -553,6 +553,18 @@ mod tests {
     }
 
     /// Log lines written while `f` runs on this thread.
+    /// Puts `bytes` in the spool file at `path` under `key`, as another version of zegolog
+    /// would have left it.
+    fn put_raw_entry(path: &std::path::Path, key: u64, bytes: &[u8]) {
+        let db = Database::create(path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(CALLBACKS)
+            .unwrap()
+            .insert(key, bytes)
+            .unwrap();
+        txn.commit().unwrap();
+    }
+
     fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
         #[derive(Clone, Default)]
         struct Lines(std::sync::Arc<Mutex<Vec<u8>>>);
@@ -587,16 +599,8 @@ mod tests {
             let spool = Spool::open(&path, 1 << 20).unwrap();
             spool.append(&[received(1)]).unwrap();
         }
-        {
-            // As a newer zegolog would have left it, between two entries of this one.
-            let db = Database::create(&path).unwrap();
-            let txn = db.begin_write().unwrap();
-            txn.open_table(CALLBACKS)
-                .unwrap()
-                .insert(1, future.as_slice())
-                .unwrap();
-            txn.commit().unwrap();
-        }
+        // As a newer zegolog would have left it, between two entries of this one.
+        put_raw_entry(&path, 1, &future);
         let spool = Spool::open(&path, 1 << 20).unwrap();
         spool.append(&[received(3)]).unwrap();
         assert_eq!(spool.depth(), 3);
@@ -625,15 +629,7 @@ mod tests {
             env!("CARGO_MANIFEST_DIR"),
             "/tests/fixtures/spool-v0/other-unsigned.json"
         ));
-        {
-            let db = Database::create(&path).unwrap();
-            let txn = db.begin_write().unwrap();
-            txn.open_table(CALLBACKS)
-                .unwrap()
-                .insert(0, old.as_slice())
-                .unwrap();
-            txn.commit().unwrap();
-        }
+        put_raw_entry(&path, 0, old);
         let spool = Spool::open(&path, 1 << 20).unwrap();
         spool.append(&[received(1)]).unwrap();
 
