@@ -350,16 +350,7 @@ async fn app_with_spool(policy: ReusePolicy) -> Outage {
 }
 
 async fn spool_depth(app: &TestApp) -> Value {
-    let readyz: Value = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    readyz["spool_depth"].clone()
+    app.readyz().await["spool_depth"].clone()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -43,14 +43,7 @@ impl Outage {
     }
 
     async fn readyz(&self) -> serde_json::Value {
-        let response = self
-            .app
-            .client
-            .get(self.app.url("/readyz"))
-            .send()
-            .await
-            .unwrap();
-        response.json().await.unwrap()
+        self.app.readyz().await
     }
 }
 
@@ -179,15 +172,7 @@ async fn a_spool_left_by_the_unversioned_spool_drains_into_postgres() {
         TestApp::serve_with_spool(Store::from_pool(pool.clone()), pool, &spool_path, 1 << 20).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let ready: serde_json::Value = app
-            .client
-            .get(app.url("/readyz"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let ready = app.readyz().await;
         if ready["spool_depth"] == 0 {
             break;
         }

@@ -218,6 +218,12 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    /// The JSON answer of `GET /readyz`.
+    pub async fn readyz(&self) -> Value {
+        let response = self.client.get(self.url("/readyz")).send().await.unwrap();
+        response.json().await.unwrap()
+    }
+
     /// Posts raw bytes with a content type; returns the status and the JSON answer.
     pub async fn post(
         &self,
