@@ -32,20 +32,26 @@ const ON_THE_COORDINATOR: [&str; 5] = [
     "logout_reason_day",
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn migrate_distributes_every_table_and_a_second_run_changes_nothing() {
-    let (_url, pool) = citus_database().await;
-
-    let layout: Vec<(String, String, Option<String>, i64, String)> = sqlx::query_as(
+/// Every distributed table but partitions: name, method, distribution column, colocation group
+/// and replication model.
+async fn distribution(pool: &sqlx::PgPool) -> Vec<(String, String, Option<String>, i64, String)> {
+    sqlx::query_as(
         "SELECT logicalrelid::text, partmethod::text,
                 column_to_column_name(logicalrelid, partkey), colocationid::bigint,
                 repmodel::text
          FROM pg_dist_partition AS p JOIN pg_class AS c ON c.oid = p.logicalrelid
          WHERE NOT c.relispartition ORDER BY 1",
     )
-    .fetch_all(&pool)
+    .fetch_all(pool)
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_distributes_every_table_and_a_second_run_changes_nothing() {
+    let (_url, pool) = citus_database().await;
+
+    let layout = distribution(&pool).await;
     let of = |table: &str| {
         layout
             .iter()
@@ -122,17 +128,7 @@ async fn migrate_distributes_every_table_and_a_second_run_changes_nothing() {
         .migrate()
         .await
         .unwrap();
-    let again: Vec<(String, String, Option<String>, i64, String)> = sqlx::query_as(
-        "SELECT logicalrelid::text, partmethod::text,
-                column_to_column_name(logicalrelid, partkey), colocationid::bigint,
-                repmodel::text
-         FROM pg_dist_partition AS p JOIN pg_class AS c ON c.oid = p.logicalrelid
-         WHERE NOT c.relispartition ORDER BY 1",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
-    assert_eq!(again, layout);
+    assert_eq!(distribution(&pool).await, layout);
 }
 
 /// Leaves per-room concurrency deltas for appid 1 pending, as the write path does (`n`
