@@ -97,8 +97,15 @@ async fn concurrency_from(
 /// must leave every minute and day from the cutoff's day on as it was.
 pub async fn retention_keeps_concurrency_after_the_cutoff(app: &TestApp, zone: &str) {
     let now = Utc::now();
-    let cutoff = now - Duration::days(40);
-    let (midnight, cutoff_day) = day_start(&app.pool, cutoff, zone).await;
+    let mut cutoff = now - Duration::days(40);
+    let (mut midnight, mut cutoff_day) = day_start(&app.pool, cutoff, zone).await;
+    // The sessions across the cutoff instant log in two hours before it: within three hours
+    // of its day's start they would also be online at that midnight. Whatever the time of
+    // day the test runs at, the cutoff is then moved to 23:00 the day before.
+    if cutoff - midnight < Duration::hours(3) {
+        cutoff = midnight - Duration::hours(1);
+        (midnight, cutoff_day) = day_start(&app.pool, cutoff, zone).await;
+    }
     let rooms = ["room-a", "room-b", "room-c"];
     for i in 0..50 {
         let login = midnight - Duration::minutes(30 + i);
