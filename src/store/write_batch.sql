@@ -269,23 +269,27 @@ WITH input AS (
     SELECT appid, room_id, reason, logout_time, new_login, received_at, 1 FROM paired
     UNION ALL
     SELECT appid, room_id, reason, logout_time, old_login, received_at, -1 FROM paired
+), starts AS (
+    -- The login each change's duration and concurrency are computed from: NULL for a session
+    -- with implausible times (zegolog_session_start), hence no duration, no concurrency.
+    -- Computed once here, so that what follows reads a plain column: PostgreSQL inlines
+    -- zegolog_duration_bucket only when its argument is that cheap, and otherwise calls it as
+    -- a function once per logout.
+    SELECT c.appid, c.room_id, c.reason, c.logout_time, c.sign,
+           zegolog_session_start(c.login_at, c.logout_time, c.received_at, z.max_session) AS login_at
+    FROM changes AS c, zone AS z
 ), durations AS (
-    -- The day cut, bucket and sums: zegolog_logout_rollup_in. A session with implausible
-    -- times has no start (zegolog_session_start): no duration, no concurrency.
+    -- The day cut, bucket and sums: zegolog_logout_rollup_in.
     SELECT r.day, r.appid, r.reason, r.bucket, sum(c.sign * r.sessions)::bigint AS sessions,
            sum(c.sign * r.total_ms) AS total_ms,
            coalesce(max(r.max_ms) FILTER (WHERE c.sign > 0), -9223372036854775808) AS max_ms
-    FROM changes AS c, zone AS z,
-         zegolog_logout_rollup_in(c.appid, c.reason,
-                                  zegolog_session_start(c.login_at, c.logout_time, c.received_at, z.max_session),
-                                  c.logout_time, z.zone) AS r
+    FROM starts AS c, zone AS z,
+         zegolog_logout_rollup_in(c.appid, c.reason, c.login_at, c.logout_time, z.zone) AS r
     GROUP BY 1, 2, 3, 4
 ), deltas AS (
     SELECT d.appid, d.room_id, d.minute, sum(c.sign * d.delta)::bigint AS delta
-    FROM changes AS c, zone AS z,
-         zegolog_logout_concurrency(c.appid, c.room_id,
-                                    zegolog_session_start(c.login_at, c.logout_time, c.received_at, z.max_session),
-                                    c.logout_time) AS d
+    FROM starts AS c,
+         zegolog_logout_concurrency(c.appid, c.room_id, c.login_at, c.logout_time) AS d
     GROUP BY 1, 2, 3
 ), pending AS (
     -- All of it as one row, whatever the size of the batch.
